@@ -1,0 +1,48 @@
+# csmri — common tasks. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PROFILE ?= quick
+DATA    ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test lint format bench reproduce phantom clean sync-wandb
+
+help:  ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install csmri (editable, dev extra) pinned by constraints.txt
+
+test: venv  ## run the test suite
+	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+lint: venv  ## ruff check + format check
+	$(VENV)/bin/ruff check csmri tests experiments
+	$(VENV)/bin/ruff format --check csmri tests experiments
+
+format: venv  ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix csmri tests experiments
+	$(VENV)/bin/ruff format csmri tests experiments
+
+bench: venv  ## stage-1 throughput and mask-drawing share (prints figures)
+	$(PY) -m experiments.bench
+
+phantom: venv  ## write the default phantom dataset to data/phantom
+	$(VENV)/bin/csmri data phantom --out data/phantom
+
+reproduce: venv  ## the main job: data -> stage 1 -> ... -> results/ (PROFILE=quick|paper, DATA=dir)
+	$(VENV)/bin/csmri reproduce profile=$(PROFILE) $(if $(DATA),data.root=$(DATA))
+
+sync-wandb: venv  ## upload offline W&B runs
+	$(VENV)/bin/wandb sync --sync-all outputs
+
+clean:  ## remove caches (keeps .venv, data and outputs)
+	rm -rf .pytest_cache .ruff_cache $$(find . -name __pycache__ -not -path './.venv/*')

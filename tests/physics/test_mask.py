@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+import torch
+
+from csmri.physics import default_sample_n, gaussian_line_density, gaussian_line_mask
+from csmri.physics.mask import centre_slice, gaussian_line_lines
+
+
+@pytest.mark.parametrize("n, acc", [(512, 8), (128, 8), (64, 4), (66, 8), (32, 2.5), (16, 1)])
+def test_exact_line_count_and_centre(n, acc):
+    g = torch.Generator().manual_seed(0)
+    mask = gaussian_line_mask(16, (n, 40), acc, generator=g)
+    assert mask.shape == (16, n, 40) and mask.dtype == torch.float32
+    lines = mask[:, :, 0]
+    assert torch.all(lines.sum(dim=1) == int(n / acc))
+    assert torch.all(lines[:, centre_slice(n, default_sample_n(n))] == 1)
+    # every sampled line is full along the readout axis
+    assert torch.equal(mask, lines.unsqueeze(-1).expand_as(mask))
+
+
+def test_paper_setting_512_with_8_centre_lines():
+    mask = gaussian_line_mask(4, (512, 512), 8, sample_n=8, generator=torch.Generator().manual_seed(3))
+    lines = mask[:, :, 0]
+    assert torch.all(lines.sum(1) == 64)
+    assert torch.all(lines[:, 252:260] == 1)
+
+
+def test_default_sample_n_scales_with_size():
+    assert default_sample_n(512) == 8
+    assert default_sample_n(128) == 2
+    assert default_sample_n(32) == 2
+
+
+def test_same_generator_seed_same_mask_and_batch_rows_differ():
+    a = gaussian_line_mask(8, (64, 64), 8, generator=torch.Generator().manual_seed(7))
+    b = gaussian_line_mask(8, (64, 64), 8, generator=torch.Generator().manual_seed(7))
+    c = gaussian_line_mask(8, (64, 64), 8, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert len({tuple(row.tolist()) for row in a[:, :, 0]}) > 1
+
+
+def test_density_shape_and_normalisation():
+    n, acc, sample_n = 128, 8, 4
+    d = gaussian_line_density(n, acc, sample_n)
+    assert d.shape == (n,)
+    assert d.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.all(d[centre_slice(n, sample_n)] == 0)
+    # Gaussian peak near the centre, uniform floor 1/(2 acc) relative to the peak 1 at the edges
+    peak_neighbour = d[n // 2 + sample_n].item()
+    edge = d[0].item()
+    expected_edge_ratio = (np.exp(-0.5 * (64 / 12.8) ** 2) + 1 / 16) / (np.exp(-0.5 * (4 / 12.8) ** 2) + 1 / 16)
+    assert edge / peak_neighbour == pytest.approx(expected_edge_ratio, rel=1e-4)
+
+
+def test_line_statistics_follow_reference_sampler():
+    """Inclusion frequencies over many draws match numpy's sequential weighted sampling without
+    replacement from the same density (the procedure of Schlemper's ``cartesian_mask``)."""
+    n, acc, draws = 64, 4, 4000
+    sample_n = default_sample_n(n)
+    ours = gaussian_line_lines(draws, n, acc, generator=torch.Generator().manual_seed(0)).double().mean(0)
+    density = gaussian_line_density(n, acc).double().numpy()
+    density /= density.sum()
+    rng = np.random.RandomState(0)
+    ref = np.zeros(n)
+    for _ in range(draws):
+        ref[rng.choice(n, n // acc - sample_n, replace=False, p=density)] += 1
+    ref /= draws
+    ref[centre_slice(n, sample_n)] = 1.0
+    np.testing.assert_allclose(ours.numpy(), ref, atol=0.04)
+    # and they are far from uniform: centre-near lines are sampled much more often than edge lines
+    assert ours[n // 2 + 3] > 3 * ours[:4].mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(shape=(64, 64), acceleration=0.5), "acceleration"),
+        (dict(shape=(64, 64), acceleration=float("nan")), "acceleration"),
+        (dict(shape=(63, 64), acceleration=4), "even"),
+        (dict(shape=(2, 64), acceleration=1), "even and >="),
+        (dict(shape=(64, 64), acceleration=16, sample_n=8), "fewer than"),
+        (dict(shape=(64, 64), acceleration=4, sample_n=-1), "sample_n"),
+        (dict(shape=(64, 0), acceleration=4), "width"),
+    ],
+)
+def test_bad_parameters_raise(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gaussian_line_mask(2, **kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_draws_on_cuda():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    mask = gaussian_line_mask(4, (128, 128), 8, generator=g)
+    assert mask.device.type == "cuda"
+    assert torch.all(mask[:, :, 0].sum(1) == 16)
