@@ -1,0 +1,27 @@
+"""Helpers shared by the LightningModules for nested network configs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+
+def plain(config: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    """A plain, resolved ``dict`` copy of a (possibly OmegaConf) mapping, safe to store in checkpoints."""
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    return {k: plain(v) if isinstance(v, Mapping | DictConfig) else v for k, v in config.items()}
+
+
+def build(config: Mapping[str, Any], what: str) -> nn.Module:
+    """Instantiate a ``{_target_: ..., **kwargs}`` config; errors name ``what`` was being built."""
+    if "_target_" not in config:
+        raise ValueError(f"{what} config needs a _target_, got keys {sorted(config)}")
+    try:
+        return instantiate(config)
+    except Exception as err:  # Hydra wraps the real error; say which config failed
+        raise ValueError(f"could not build {what} from {config}: {err}") from err

@@ -1,0 +1,87 @@
+"""`csmri train` / `python -m csmri.train`: compose a Hydra config and fit one LightningModule.
+
+Every run directory (``hydra.run.dir``) holds ``.hydra/config.yaml`` (the resolved config),
+``run_info.json`` (git state, seed, package versions, timing, outcome, best checkpoint, final metrics),
+``checkpoints/{best,last}.ckpt``, ``csv/metrics.csv`` and, with W&B, ``wandb/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from csmri.config import config_dir
+from csmri.run_info import RunInfo
+
+log = logging.getLogger(__name__)
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    configs = cfg.get("logger") or {}
+    return [instantiate(c, _convert_="all") for c in configs.values() if c is not None]
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    configs = cfg.get("callbacks") or {}
+    return [instantiate(c) for c in configs.values() if c is not None]
+
+
+def build_module(cfg: DictConfig) -> L.LightningModule:
+    """The experiment's LightningModule with ``cfg.model`` as its ``net`` and ``cfg.loss`` as its ``loss``."""
+    net = OmegaConf.to_container(cfg.model, resolve=True)
+    loss = OmegaConf.to_container(cfg.loss, resolve=True)
+    return instantiate(cfg.module, net=net, loss=loss, _recursive_=False)
+
+
+def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor) and v.numel() == 1}
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers)."""
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = cfg.paths.output_dir
+    info = RunInfo(output_dir, cfg.seed, experiment=cfg.experiment_name) if rank_zero_only.rank == 0 else None
+
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    module = build_module(cfg)
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    for logger in loggers:
+        logger.log_hyperparams({"config": resolved})
+
+    status = "failed"
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        status = "interrupted" if trainer.interrupted else "finished"
+    finally:
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        metrics = _float_metrics(trainer.callback_metrics)
+        if info is not None:
+            info.update(status=status, best_checkpoint=best, final_metrics=metrics)
+        if any(isinstance(logger, WandbLogger) for logger in loggers):
+            import wandb
+
+            wandb.finish(exit_code=0 if status == "finished" else 1)
+    score = getattr(trainer.checkpoint_callback, "best_model_score", None)
+    return float(score) if score is not None else metrics.get(cfg.monitor.metric)
+
+
+@hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

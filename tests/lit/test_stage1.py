@@ -1,0 +1,71 @@
+"""Stage 1 end to end: Hydra config -> training -> checkpoints -> reload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import torch
+
+from csmri.lit import ReconstructionModule
+from csmri.train import train
+from tests.helpers import compose_config
+
+FAST = ["logger=csv", "data.batch_size=4", "data.eval_batch_size=6", "data.acceleration=4"]
+
+
+def test_fast_dev_run(phantom_root, tmp_path):
+    cfg = compose_config(
+        "train", ["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *FAST], tmp_path
+    )
+    train(cfg)
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["status"] == "finished" and info["seed"] == 0
+    assert info["packages"]["torch"] and "commit" in info["git"]
+
+
+def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_path):
+    overrides = ["experiment=stage1", f"data.root={phantom_root}", "trainer.max_epochs=2", "module.lr=1e-3", *FAST]
+    cfg = compose_config("train", overrides, tmp_path)
+    train(cfg)
+    rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    val = [float(r.split(",")[header.index("val/loss")]) for r in rows[1:] if r.split(",")[header.index("val/loss")]]
+    assert len(val) == 2 and val[1] < val[0]
+
+    best = tmp_path / "checkpoints" / "best.ckpt"
+    assert best.is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    module = ReconstructionModule.load_from_checkpoint(best)  # no extra arguments needed
+    assert module.net.blocks[0][0].out_channels == 32
+    batch = {
+        "zero_filled": torch.randn(1, 64, 64, dtype=torch.complex64),
+        "kspace": torch.zeros(1, 64, 64, dtype=torch.complex64),
+        "mask": torch.zeros(1, 64, 64),
+    }
+    assert module.reconstruct(batch).shape == (1, 64, 64)
+
+
+def test_cli_acceptance(phantom_root, tmp_path):
+    """The issue's acceptance command: run dir placement, checkpoint, resolved config, model.nf."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "csmri.cli", "train", "experiment=stage1", f"data.root={phantom_root}",
+           "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", "model.nf=16", "logger=csv"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert "nf: 16" in (run_dir / ".hydra" / "config.yaml").read_text()
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["state_dict"]["net.blocks.0.0.weight"].shape[0] == 16
+
+    typo = subprocess.run([*cmd[:-2], "model.nff=3"], capture_output=True, text=True, timeout=300)
+    assert typo.returncode != 0 and "model.nff" in typo.stderr
+
+
+def test_released_code_variant_with_weighted_dc_trains(phantom_root, tmp_path):
+    switches = ["model.residual=false", "model.dc_nu=10.0", "data.noise_std=0.01"]
+    cfg = compose_config(
+        "train", ["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *switches, *FAST], tmp_path
+    )
+    train(cfg)
+    assert (tmp_path / "run_info.json").is_file()

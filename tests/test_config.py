@@ -1,0 +1,45 @@
+"""Every experiment composes and instantiates; typos are errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from csmri.train import build_callbacks, build_loggers, build_module
+from tests.helpers import compose_config, experiments
+
+
+@pytest.mark.parametrize("experiment", experiments())
+def test_experiment_composes_and_instantiates(experiment, phantom_root, tmp_path):
+    cfg = compose_config("train", [f"experiment={experiment}", f"data.root={phantom_root}"], tmp_path)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert instantiate(cfg.data).root == phantom_root
+    module = build_module(cfg)
+    assert sum(p.numel() for p in module.parameters()) > 0
+    trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg))
+    assert trainer.max_epochs == cfg.trainer.max_epochs
+
+
+def test_model_override_reaches_the_network(phantom_root, tmp_path):
+    cfg = compose_config("train", ["experiment=stage1", "model.nf=16", "model.nc=2"], tmp_path)
+    net = build_module(cfg).net
+    assert len(net.blocks) == 2 and net.blocks[0][0].out_channels == 16
+
+
+def test_typo_in_override_names_the_key():
+    with pytest.raises(ConfigCompositionException, match="model.nff"):
+        compose_config("train", ["model.nff=3"])
+
+
+def test_unknown_experiment_is_an_error():
+    with pytest.raises(ConfigCompositionException, match="stage9"):
+        compose_config("train", ["experiment=stage9"])
+
+
+def test_typo_inside_a_config_file_is_an_error(tmp_path):
+    # a key the constructor does not know (as from a misspelt yaml entry) fails at instantiation
+    cfg = compose_config("train", ["+data.batchsize=3"], tmp_path)
+    with pytest.raises(Exception, match="batchsize"):
+        instantiate(cfg.data)
