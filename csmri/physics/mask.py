@@ -29,7 +29,7 @@ def default_sample_n(n_lines: int) -> int:
     return max(2, n_lines // 64)
 
 
-def _validate(n: int, acceleration: float, sample_n: int) -> int:
+def validate_mask_parameters(n: int, acceleration: float, sample_n: int) -> int:
     """Check the mask parameters and return the total number of sampled lines ``floor(N / acc)``."""
     if n < MIN_LINES or n % 2:
         raise ValueError(f"mask size along the phase-encode axis must be even and >= {MIN_LINES}, got {n}")
@@ -57,7 +57,7 @@ def gaussian_line_density(
 ) -> torch.Tensor:
     """Sampling density ``(n,)`` (float32, sums to 1) of the randomly drawn lines; centre lines are 0."""
     sample_n = default_sample_n(n) if sample_n is None else sample_n
-    _validate(n, acceleration, sample_n)
+    validate_mask_parameters(n, acceleration, sample_n)
     index = torch.arange(n, dtype=torch.float64, device=device)
     sigma = n / 10.0
     density = torch.exp(-0.5 * ((index - n / 2.0) / sigma) ** 2) + 1.0 / (2.0 * acceleration)
@@ -81,7 +81,7 @@ def gaussian_line_lines(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     sample_n = default_sample_n(n) if sample_n is None else sample_n
-    n_sampled = _validate(n, acceleration, sample_n)
+    n_sampled = validate_mask_parameters(n, acceleration, sample_n)
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
     lines = torch.zeros(batch_size, n, dtype=torch.bool, device=device)
