@@ -9,14 +9,14 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
 from csmri.data.dataset import SliceDataset, read_meta
 from csmri.data.sampling import MaskSampler
+from csmri.data.sources import DatasetSource
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PHANTOM = {"patients": 37, "size": 128, "slices": 20, "seed": 0, "noise_std": 0.0}
 
 
 class MRIDataModule(L.LightningDataModule):
@@ -29,14 +29,14 @@ class MRIDataModule(L.LightningDataModule):
     :mod:`csmri.data.sampling` for how masks are seeded.
 
     Args:
-        root: dataset directory (``csmri-slices-v1`` layout).
+        root: dataset directory: a ``csmri-slices-v1`` layout, or the input of ``source``.
         acceleration, sample_n, noise_std: acquisition simulation, see :class:`MaskSampler`.
         batch_size: training batch size; ``eval_batch_size`` for val/test (default: same).
         num_workers: DataLoader workers.
         seed: base seed of all masks.
         cache: load every slice into RAM once instead of reading HDF5 per item.
-        generate_if_missing: write the phantom dataset to ``root`` first if it does not exist.
-        phantom: phantom parameters for ``generate_if_missing`` (patients, size, slices, seed, noise_std).
+        source: a :class:`csmri.data.sources.DatasetSource` (or its ``_target_`` config) that prepares
+            the layout from ``root`` when missing, e.g. the phantom generator or a folder of NIfTI files.
     """
 
     def __init__(
@@ -50,41 +50,37 @@ class MRIDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         cache: bool = False,
-        generate_if_missing: bool = False,
-        phantom: Mapping[str, Any] | None = None,
+        source: DatasetSource | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        unknown = set(phantom or {}) - set(DEFAULT_PHANTOM)
-        if unknown:
-            raise ValueError(f"unknown phantom options {sorted(unknown)}; known: {sorted(DEFAULT_PHANTOM)}")
+        if isinstance(source, Mapping):
+            source = instantiate(source)
+        if source is not None and not isinstance(source, DatasetSource):
+            raise TypeError(f"source must implement layout_dir() and prepare(), got {type(source).__name__}")
+        self.source = source
         self.root = Path(root)
         self.sampler = MaskSampler(acceleration, sample_n, noise_std, seed)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.cache = cache
-        self.generate_if_missing = generate_if_missing
-        self.phantom = {**DEFAULT_PHANTOM, **dict(phantom or {})}
         self.datasets: dict[str, SliceDataset] = {}
 
     # -- data on disk -------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        """Write the phantom dataset when ``generate_if_missing`` and ``root`` has none (rank 0 only)."""
-        if (self.root / "meta.json").is_file() or not self.generate_if_missing:
-            return
-        from csmri.data.phantom import write_phantom_dataset
+    @property
+    def layout_dir(self) -> Path:
+        """The prepared dataset read by the loaders (``root`` itself unless a source puts it elsewhere)."""
+        return self.source.layout_dir(self.root) if self.source is not None else self.root
 
-        log.info("no dataset at %s: generating the phantom dataset %s", self.root, self.phantom)
-        p = self.phantom
-        write_phantom_dataset(
-            self.root, n_patients=p["patients"], size=p["size"], n_slices=p["slices"], seed=p["seed"],
-            noise_std=p["noise_std"],
-        )  # fmt: skip
+    def prepare_data(self) -> None:
+        """Let the source write the layout if it is missing (called on local rank 0 only)."""
+        if self.source is not None:
+            self.source.prepare(self.root)
 
     def setup(self, stage: str | None = None) -> None:
-        meta = read_meta(self.root)
+        meta = read_meta(self.layout_dir)
         self.sampler.check_shape(tuple(meta["size"]))
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ("train", "val", "test"))
         for split in wanted:
@@ -93,7 +89,7 @@ class MRIDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> SliceDataset:
         """The :class:`SliceDataset` of ``split`` (opened once)."""
         if split not in self.datasets:
-            self.datasets[split] = SliceDataset(self.root, split, cache=self.cache)
+            self.datasets[split] = SliceDataset(self.layout_dir, split, cache=self.cache)
         return self.datasets[split]
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:

@@ -88,12 +88,13 @@ def test_evaluation_noise_is_deterministic_per_key(phantom_root):
     assert torch.all(noise[batches[0]["mask"] == 0] == 0)
 
 
-def test_generate_if_missing(tmp_path):
+def test_phantom_source_generates_on_first_use(tmp_path):
     root = tmp_path / "auto"
-    dm = MRIDataModule(
-        str(root), generate_if_missing=True, phantom={"patients": 3, "size": 32, "slices": 2}, acceleration=4
-    )
+    source = {"_target_": "csmri.data.sources.PhantomSource", "patients": 3, "size": 32, "slices": 2}
+    dm = MRIDataModule(str(root), source=source, acceleration=4)
     dm.prepare_data()
+    assert (root / "meta.json").is_file()
+    dm.prepare_data()  # idempotent
     dm.setup("fit")
     assert len(dm.dataset("train")) >= 2
 
@@ -101,8 +102,10 @@ def test_generate_if_missing(tmp_path):
 def test_clear_errors(tmp_path, phantom_root):
     with pytest.raises(FileNotFoundError, match="csmri data phantom"):
         MRIDataModule(str(tmp_path / "nothing")).setup("fit")
-    with pytest.raises(ValueError, match="unknown phantom options"):
-        MRIDataModule(str(tmp_path), phantom={"patiens": 3})
+    with pytest.raises(Exception, match="patiens"):
+        MRIDataModule(str(tmp_path), source={"_target_": "csmri.data.sources.PhantomSource", "patiens": 3})
+    with pytest.raises(TypeError, match="source"):
+        MRIDataModule(str(tmp_path), source=object())
     with pytest.raises(ValueError, match="fewer than"):
         MRIDataModule(str(phantom_root), acceleration=64, sample_n=2).setup("fit")
     with pytest.raises(ValueError, match="split"):
