@@ -1,0 +1,1 @@
+"""Studies beyond one run: benchmarks, the reproduce pipeline, sweeps."""
