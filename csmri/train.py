@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -40,7 +41,12 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     """The experiment's LightningModule with ``cfg.model`` as its ``net`` and ``cfg.loss`` as its ``loss``."""
     net = OmegaConf.to_container(cfg.model, resolve=True)
     loss = OmegaConf.to_container(cfg.loss, resolve=True)
-    return instantiate(cfg.module, net=net, loss=loss, _recursive_=False)
+    try:
+        return instantiate(cfg.module, net=net, loss=loss, _recursive_=False)
+    except InstantiationException as err:  # surface the module's own, specific error
+        if err.__cause__ is None:
+            raise
+        raise err.__cause__  # noqa: B904 (its own cause chain is what matters)
 
 
 def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -57,9 +63,12 @@ def train(cfg: DictConfig) -> float | None:
     module = build_module(cfg)
     loggers = build_loggers(cfg)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False)
+    metadata = module.run_metadata() if hasattr(module, "run_metadata") else {}
+    if info is not None and metadata:
+        info.update(**metadata)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:
-        logger.log_hyperparams({"config": resolved})
+        logger.log_hyperparams({"config": resolved, **metadata})
 
     status = "failed"
     try:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny phantom dataset generated once per test session (no downloads)."""
+"""Shared fixtures: tiny phantom data and a stage-1 checkpoint made once per session; no downloads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,30 @@ import pytest
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 TINY = {"n_patients": 4, "size": 64, "n_slices": 6, "seed": 0}
+# tiny networks and no VGG download for every stage-2 run in the tests
+TINY_STAGE2 = [
+    "model.refine.net.features=[8,16,32]",
+    "model.discriminator.net.features=[8,16,16,32,32,32]",
+    "model.perceptual.weights=random",
+    "model.perceptual.layer=relu2_2",
+    "module.log_images_every_n_steps=2",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_weight_downloads():
+    """Any attempt to download pretrained weights in-process fails at once (tests never download)."""
+    from urllib.error import URLError
+
+    import torchvision.models._api as weights_api
+
+    def refuse(url: str, *args, **kwargs):
+        raise URLError(f"downloads are disabled in tests ({url})")
+
+    original = weights_api.load_state_dict_from_url
+    weights_api.load_state_dict_from_url = refuse
+    yield
+    weights_api.load_state_dict_from_url = original
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +42,16 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from csmri.data.phantom import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "data", progress=False, **TINY)
+
+
+@pytest.fixture(scope="session")
+def stage1_ckpt(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.ckpt of a very short stage-1 run (small RecNet) on the tiny phantom."""
+    from csmri.train import train
+    from tests.helpers import compose_config
+
+    out = tmp_path_factory.mktemp("stage1")
+    overrides = ["experiment=stage1", f"data.root={phantom_root}", "trainer.max_epochs=1", "logger=csv",
+                 "model.nf=8", "data.batch_size=4", "+trainer.limit_train_batches=2"]  # fmt: skip
+    train(compose_config("train", overrides, out))
+    return out / "checkpoints" / "best.ckpt"

@@ -8,12 +8,21 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from csmri.train import build_callbacks, build_loggers, build_module
+from tests.conftest import TINY_STAGE2
 from tests.helpers import compose_config, experiments
 
 
+def experiment_overrides(experiment: str, request: pytest.FixtureRequest) -> list[str]:
+    """What an experiment needs beyond the data root (a stage-1 checkpoint, no VGG download)."""
+    if experiment in {"stage2"}:
+        return [f"model.recon_ckpt={request.getfixturevalue('stage1_ckpt')}", *TINY_STAGE2]
+    return []
+
+
 @pytest.mark.parametrize("experiment", experiments())
-def test_experiment_composes_and_instantiates(experiment, phantom_root, tmp_path):
-    cfg = compose_config("train", [f"experiment={experiment}", f"data.root={phantom_root}"], tmp_path)
+def test_experiment_composes_and_instantiates(experiment, phantom_root, tmp_path, request):
+    overrides = [f"experiment={experiment}", f"data.root={phantom_root}", *experiment_overrides(experiment, request)]
+    cfg = compose_config("train", overrides, tmp_path)
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert instantiate(cfg.data).root == phantom_root
     module = build_module(cfg)

@@ -1,5 +1,6 @@
 """LightningModules, one per training stage."""
 
 from csmri.lit.reconstruction import ReconstructionModule
+from csmri.lit.refinement import RefinementModule
 
-__all__ = ["ReconstructionModule"]
+__all__ = ["ReconstructionModule", "RefinementModule"]

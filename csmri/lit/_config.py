@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -23,5 +24,6 @@ def build(config: Mapping[str, Any], what: str) -> nn.Module:
         raise ValueError(f"{what} config needs a _target_, got keys {sorted(config)}")
     try:
         return instantiate(config)
-    except Exception as err:  # Hydra wraps the real error; say which config failed
-        raise ValueError(f"could not build {what} from {config}: {err}") from err
+    except InstantiationException as err:  # Hydra wraps the real error; say which config failed
+        cause = err.__cause__ or err
+        raise ValueError(f"could not build {what} from {config}: {cause}") from cause

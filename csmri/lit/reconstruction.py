@@ -79,6 +79,9 @@ class ReconstructionModule(L.LightningModule):
         self.log("val/ssim", self.val_ssim, batch_size=n)
         self.log("val/psnr_zero_filled", self.val_psnr_zf, batch_size=n)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["csmri_module"] = "reconstruction"
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)

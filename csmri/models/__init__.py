@@ -1,6 +1,9 @@
-"""Networks. Every image network maps 2-channel ``(B, 2, H, W)`` ``[real, imag]`` tensors."""
+"""Networks. Image networks map 2-channel ``(B, 2, H, W)`` ``[real, imag]`` tensors unless stated."""
 
+from csmri.models.discriminator import PatchDiscriminator
 from csmri.models.recnet import RecNet
+from csmri.models.refinement import GatedRefinement
 from csmri.models.unet import UNet
+from csmri.models.vgg import VGGFeatures
 
-__all__ = ["RecNet", "UNet"]
+__all__ = ["GatedRefinement", "PatchDiscriminator", "RecNet", "UNet", "VGGFeatures"]

@@ -1,10 +1,10 @@
 """A strided-convolution U-Net (pix2pix style), used as the refinement network V of stage 2.
 
-Encoder level ``i`` is a ``k x k`` stride-2 convolution to ``channels[i]`` filters (batch norm on every
+Encoder level ``i`` is a ``k x k`` stride-2 convolution to ``features[i]`` filters (batch norm on every
 level but the first, LeakyReLU). The decoder mirrors it with stride-2 transposed convolutions and skip
 concatenations; the last transposed convolution maps to ``out_channels`` at full resolution (no norm,
-no activation). With ``channels = (32, 64, 128)`` the decoder has 64 and 32 filters, as in the paper.
-Input height and width must be divisible by ``2 ** len(channels)``.
+no activation). With ``features = (32, 64, 128)`` the decoder has 64 and 32 filters, as in the paper.
+Input height and width must be divisible by ``2 ** len(features)``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class UNet(nn.Module):
     """``(B, in_channels, H, W) -> (B, out_channels, H, W)``.
 
     Args:
-        channels: encoder filters per level; the decoder uses them in reverse (without the deepest).
+        features: encoder filters per level; the decoder uses them in reverse (without the deepest).
         kernel_size: even kernel size of the strided (transposed) convolutions (paper: 4).
         norm: ``batch`` (paper), ``instance`` or ``none``.
         negative_slope: LeakyReLU slope (paper: 0.1).
@@ -43,7 +43,7 @@ class UNet(nn.Module):
         self,
         in_channels: int = 2,
         out_channels: int = 2,
-        channels: Sequence[int] = (32, 64, 128),
+        features: Sequence[int] = (32, 64, 128),
         kernel_size: int = 4,
         norm: str = "batch",
         negative_slope: float = 0.1,
@@ -51,16 +51,16 @@ class UNet(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        channels = list(channels)
-        if not channels or kernel_size % 2:
-            raise ValueError(f"need >= 1 level and an even kernel size, got {channels}, {kernel_size}")
+        features = list(features)
+        if not features or kernel_size % 2:
+            raise ValueError(f"need >= 1 level and an even kernel size, got {features}, {kernel_size}")
         if init not in INITS:
             raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
         pad = (kernel_size - 2) // 2
-        self.levels = len(channels)
+        self.levels = len(features)
         self.down = nn.ModuleList()
         previous = in_channels
-        for i, c in enumerate(channels):
+        for i, c in enumerate(features):
             self.down.append(
                 nn.Sequential(
                     nn.Conv2d(previous, c, kernel_size, stride=2, padding=pad, bias=norm != "batch" or i == 0),
@@ -70,7 +70,7 @@ class UNet(nn.Module):
             )
             previous = c
         self.up = nn.ModuleList()
-        for i, c in enumerate(reversed(channels[:-1])):
+        for i, c in enumerate(reversed(features[:-1])):
             layers: list[nn.Module] = [
                 nn.ConvTranspose2d(previous, c, kernel_size, stride=2, padding=pad, bias=norm != "batch"),
                 _norm(norm, c),
