@@ -1,7 +1,10 @@
 """The ``csmri`` command.
 
     csmri train [hydra overrides...]        train a stage (see conf/train.yaml)
+    csmri eval [hydra overrides...]         evaluate methods on the test split (see conf/eval.yaml)
     csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
+    csmri data prepare data=NAME data.root=DIR [--out DIR]
+                                            convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ def _data(argv: list[str]) -> int:
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--noise-std", type=float, default=0.0, help="complex image noise std")
     phantom.add_argument("--examples", metavar="PNG", help="also write a PNG grid of example slices")
+    from csmri.data.prepare import add_prepare_parser, run_prepare
+
+    add_prepare_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "prepare":
+        return run_prepare(args)
 
     from csmri.data.phantom import save_example_grid, write_phantom_dataset
 
@@ -40,12 +48,12 @@ def _data(argv: list[str]) -> int:
     return 0
 
 
-def _hydra(entry: str, argv: list[str]) -> int:
-    """Run a Hydra app with ``argv`` as its command line."""
+def _hydra(command: str, module: str, argv: list[str]) -> int:
+    """Run the Hydra app of ``csmri.<module>`` with ``argv`` as its command line."""
     import importlib
 
-    sys.argv = [f"csmri {entry}", *argv]
-    importlib.import_module(f"csmri.{entry}").main()
+    sys.argv = [f"csmri {command}", *argv]
+    importlib.import_module(f"csmri.{module}").main()
     return 0
 
 
@@ -56,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     if command == "train":
-        return _hydra("train", rest)
+        return _hydra("train", "train", rest)
+    if command == "eval":
+        return _hydra("eval", "evaluate", rest)
     if command == "data":
         return _data(rest)
     print(f"csmri: unknown command {command!r}\n{USAGE}", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import netrc
 import os
 from pathlib import Path
@@ -38,10 +39,24 @@ def wandb_mode() -> str:
     return "offline"
 
 
+def image_size(root: str, fallback: int | None = None) -> int:
+    """Image size (H) of the prepared dataset at ``root`` (its meta.json), else ``fallback``.
+
+    Lets size-dependent networks (DAGAN) follow the data: ``${csmri.image_size:${data.root},256}``.
+    """
+    meta = Path(root) / "meta.json"
+    if meta.is_file():
+        return int(json.loads(meta.read_text())["size"][0])
+    if fallback is None:
+        raise ValueError(f"no dataset at {root} to read the image size from; set the size explicitly")
+    return int(fallback)
+
+
 def register_resolvers() -> None:
     """Register csmri's resolvers (idempotent)."""
-    if not OmegaConf.has_resolver("csmri.wandb_mode"):
-        OmegaConf.register_new_resolver("csmri.wandb_mode", wandb_mode)
+    for name, resolver in (("csmri.wandb_mode", wandb_mode), ("csmri.image_size", image_size)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 register_resolvers()

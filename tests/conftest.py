@@ -18,6 +18,13 @@ TINY_STAGE2 = [
     "model.perceptual.layer=relu2_2",
     "module.log_images_every_n_steps=2",
 ]
+# tiny DAGAN / joint baselines (64x64 phantom)
+ADVERSARIAL = {
+    "dagan": ["model.generator.features=[8,16,16,16,16,16]", "model.discriminator.net.max_features=32",
+              "model.perceptual.weights=random", "model.perceptual.layer=relu1_2"],
+    "joint": ["model.generator.nf=8", "model.discriminator.net.features=[8,16,16,32,32,32]",
+              "model.perceptual.weights=random", "model.perceptual.layer=relu1_2"],
+}
 
 
 @pytest.fixture(scope="session", autouse=True)

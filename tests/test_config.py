@@ -8,14 +8,16 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from csmri.train import build_callbacks, build_loggers, build_module
-from tests.conftest import TINY_STAGE2
+from tests.conftest import ADVERSARIAL, TINY_STAGE2
 from tests.helpers import compose_config, experiments
 
 
 def experiment_overrides(experiment: str, request: pytest.FixtureRequest) -> list[str]:
     """What an experiment needs beyond the data root (a stage-1 checkpoint, no VGG download)."""
-    if experiment in {"stage2"}:
+    if experiment == "stage2":
         return [f"model.recon_ckpt={request.getfixturevalue('stage1_ckpt')}", *TINY_STAGE2]
+    if experiment in ADVERSARIAL:
+        return ADVERSARIAL[experiment]
     return []
 
 

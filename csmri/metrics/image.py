@@ -11,17 +11,15 @@ Conventions (DESIGN.md §2 "Metrics conventions"):
 * PSNR and SSIM reproduce ``skimage.metrics.peak_signal_noise_ratio(target, pred,
   data_range=target.max())`` and ``structural_similarity(target, pred, gaussian_weights=True,
   sigma=1.5, use_sample_covariance=False, data_range=target.max())`` to within 1e-4.
-* Float32 and float64 inputs are supported; results have the input dtype. Float32 SSIM filtering
-  is done internally in float64 (except on devices without float64 support) because the
-  ``E[x²] - E[x]²`` variance estimate otherwise loses precision.
+* Float32 and float64 inputs are supported and computed in their own dtype (results have the
+  promoted input dtype); integer inputs are cast to the default float dtype. SSIM takes its
+  second moments about the target slice mean so ``E[x²] - E[x]²`` stays accurate in float32.
 
 Aggregation over a test set (mean ± std over slices, across batches and DDP ranks) is done by the
 torchmetrics wrappers :class:`PSNR`, :class:`SSIM`, :class:`NMSE` and :class:`HFEN`.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +61,9 @@ def magnitude(x: Tensor) -> Tensor:
         if x.ndim == 4 and x.shape[1] == 1:
             x = x[:, 0]
         if x.ndim != 3:
-            raise ValueError(f"complex images must have shape (B, H, W) or (B, 1, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"complex images must have shape (B, H, W) or (B, 1, H, W), got {tuple(x.shape)}"
+            )
         return x.abs()
     if x.ndim == 3:
         return x
@@ -73,7 +73,7 @@ def magnitude(x: Tensor) -> Tensor:
         return x[:, 0]
     raise ValueError(
         "expected a real magnitude (B, H, W) / (B, 1, H, W), a real [real, imag] (B, 2, H, W) "
-        f"or a complex (B, H, W) image, got {'complex' if x.is_complex() else 'real'} {tuple(x.shape)}"
+        f"or a complex (B, H, W) image, got a real tensor of shape {tuple(x.shape)}"
     )
 
 
@@ -82,7 +82,9 @@ def _as_slices(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.is_complex():
-        raise TypeError(f"{name} is complex; image metrics take real magnitudes, convert with magnitude() first")
+        raise TypeError(
+            f"{name} is complex; image metrics take real magnitudes, convert with magnitude() first"
+        )
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim != 3:
@@ -112,11 +114,6 @@ def _data_range(target: Tensor, data_range: float | Tensor | None) -> Tensor:
     return dr.expand(target.shape[0]) if dr.ndim == 0 else dr.reshape(target.shape[0])
 
 
-def _compute_dtype(x: Tensor) -> torch.dtype:
-    """float64 where the device supports it (accuracy of filtered second moments), else the input dtype."""
-    return x.dtype if x.device.type == "mps" else torch.float64
-
-
 # --------------------------------------------------------------------------------------------------
 # functional metrics, all (B, H, W) x (B, H, W) -> (B,)
 # --------------------------------------------------------------------------------------------------
@@ -125,8 +122,9 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 def psnr(pred: Tensor, target: Tensor, data_range: float | Tensor | None = None) -> Tensor:
     """Peak signal-to-noise ratio in dB per slice, ``10·log10(data_range² / MSE)`` -> ``(B,)``.
 
-    ``data_range`` defaults to the max of each ground-truth slice. Identical slices (MSE = 0) give
-    ``+inf``; an all-zero target that equals pred gives ``nan`` (0/0).
+    ``data_range`` defaults to the max of each ground-truth slice (a float or ``(B,)`` tensor
+    overrides it). Identical slices (MSE = 0) give ``+inf``; an all-zero target gives ``-inf``
+    (``nan`` if pred is all-zero too).
     """
     p, t = _check_pair(pred, target)
     dr = _data_range(t, data_range)
@@ -141,7 +139,10 @@ def nmse(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def gaussian_kernel1d(
-    sigma: float, truncate: float = 3.5, dtype: torch.dtype = torch.float64, device: torch.device | None = None
+    sigma: float,
+    truncate: float = 3.5,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | None = None,
 ) -> Tensor:
     """Normalised 1-D Gaussian of radius ``int(truncate·sigma + 0.5)`` (scipy.ndimage's kernel)."""
     radius = int(truncate * sigma + 0.5)
@@ -167,32 +168,36 @@ def ssim(
     separable *valid* convolution and no border padding is involved. Equals
     ``skimage.metrics.structural_similarity(target, pred, gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=target.max())``. Images must be at least 11×11.
+    Identical slices give 1; an all-zero target slice (data range 0, so C1 = C2 = 0) is degenerate
+    (0, or ``nan`` where pred is locally flat too).
     """
     p, t = _check_pair(pred, target)
-    out_dtype = p.dtype
     dr = _data_range(t, data_range)
-    cdtype = _compute_dtype(p)
-    p, t, dr = p.to(cdtype), t.to(cdtype), dr.to(cdtype)
 
-    g = gaussian_kernel1d(sigma, truncate=3.5, dtype=cdtype, device=p.device)
+    g = gaussian_kernel1d(sigma, truncate=3.5, dtype=p.dtype, device=p.device)
     win = g.numel()
     h, w = p.shape[-2:]
     if h < win or w < win:
         raise ValueError(f"SSIM needs images of at least {win}x{win} (window for sigma={sigma}), got {h}x{w}")
 
+    # (Co)variances are shift invariant: take moments of both images minus the target slice mean, so
+    # E[x²] - E[x]² does not cancel catastrophically in float32 on images with a large offset.
+    offset = t.mean(dim=(-2, -1), keepdim=True)
+    pc, tc = p - offset, t - offset
     # first and second moments, filtered together: (B, 5, H, W) -> (B, 5, H - win + 1, W - win + 1)
-    stack = torch.stack([p, t, p * p, t * t, p * t], dim=1)
+    stack = torch.stack([pc, tc, pc * pc, tc * tc, pc * tc], dim=1)
     stack = F.conv2d(stack, g.view(1, 1, win, 1).expand(5, 1, win, 1), groups=5)
     stack = F.conv2d(stack, g.view(1, 1, 1, win).expand(5, 1, 1, win), groups=5)
-    ux, uy, uxx, uyy, uxy = stack.unbind(dim=1)
+    uxc, uyc, uxx, uyy, uxy = stack.unbind(dim=1)
 
-    vx = uxx - ux * ux
-    vy = uyy - uy * uy
-    vxy = uxy - ux * uy
+    vx = uxx - uxc * uxc
+    vy = uyy - uyc * uyc
+    vxy = uxy - uxc * uyc
+    ux, uy = uxc + offset, uyc + offset
     c1 = (k1 * dr).square().view(-1, 1, 1)
     c2 = (k2 * dr).square().view(-1, 1, 1)
     s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    return s.mean(dim=(-2, -1)).to(out_dtype)
+    return s.mean(dim=(-2, -1))
 
 
 def log_kernel2d(
@@ -224,14 +229,28 @@ def hfen(pred: Tensor, target: Tensor, sigma: float = 1.5, size: int = 15) -> Te
     (e.g. a constant slice).
     """
     p, t = _check_pair(pred, target)
-    out_dtype = p.dtype
-    cdtype = _compute_dtype(p)
-    k = log_kernel2d(size, sigma, dtype=cdtype, device=p.device).view(1, 1, size, size)
     # the error is filtered directly: LoG is linear, so LoG(p) - LoG(t) = LoG(p - t)
-    both = torch.stack([p - t, t], dim=1).to(cdtype).flatten(0, 1).unsqueeze(1)  # (2B, 1, H, W)
-    filtered = F.conv2d(both, k, padding=size // 2).view(p.shape[0], 2, *p.shape[-2:])
+    filtered = _filter_same_zero(torch.stack([p - t, t], dim=1), log_kernel2d(size, sigma))
     norms = torch.linalg.vector_norm(filtered, dim=(-2, -1))  # (B, 2)
-    return (norms[:, 0] / norms[:, 1]).to(out_dtype)
+    return norms[:, 0] / norms[:, 1]
+
+
+def _filter_same_zero(x: Tensor, kernel: Tensor) -> Tensor:
+    """Correlate every channel of ``x`` (B, C, H, W) with an odd 2-D ``kernel``, zero padding, same size.
+
+    The kernel is split into separable rank-1 terms by SVD (a LoG has rank 3), so the cost is a few
+    1-D passes instead of one dense k×k convolution; exact up to floating-point rounding.
+    """
+    kh, kw = kernel.shape
+    u, s, vh = torch.linalg.svd(kernel.to(torch.float64))
+    rank = int((s > s[0] * 1e-12).sum())
+    cols = (u[:, :rank] * s[:rank]).T.to(x)  # (rank, kh): vertical taps
+    rows = vh[:rank].to(x)  # (rank, kw): horizontal taps
+    b, c, h, w = x.shape
+    flat = x.reshape(b * c, 1, h, w)
+    y = F.conv2d(flat, cols.view(rank, 1, kh, 1), padding=(kh // 2, 0))  # (BC, rank, H, W)
+    y = F.conv2d(y, rows.view(rank, 1, 1, kw), padding=(0, kw // 2), groups=rank)
+    return y.sum(dim=1).view(b, c, h, w)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,7 +358,3 @@ class HFEN(SliceMetric):
 
     def per_slice(self, pred: Tensor, target: Tensor) -> Tensor:
         return hfen(pred, target, sigma=self.sigma, size=self.size)
-
-
-# keep `math` available for callers that build custom kernels with the same conventions
-_ = math

@@ -37,6 +37,8 @@ class UNet(nn.Module):
         negative_slope: LeakyReLU slope (paper: 0.1).
         init: ``orthogonal`` (paper), ``kaiming`` or ``normal`` (N(0, 0.02)).
         dropout: channel dropout after the deepest decoder levels (0 = none).
+        innermost_norm: normalise the deepest encoder level too (off for a 1x1 bottleneck, as in
+            pix2pix/DAGAN, where batch statistics over one pixel are meaningless).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class UNet(nn.Module):
         negative_slope: float = 0.1,
         init: str = "orthogonal",
         dropout: float = 0.0,
+        innermost_norm: bool = True,
     ) -> None:
         super().__init__()
         features = list(features)
@@ -61,10 +64,11 @@ class UNet(nn.Module):
         self.down = nn.ModuleList()
         previous = in_channels
         for i, c in enumerate(features):
+            level_norm = "none" if i == 0 or (i == len(features) - 1 and not innermost_norm) else norm
             self.down.append(
                 nn.Sequential(
-                    nn.Conv2d(previous, c, kernel_size, stride=2, padding=pad, bias=norm != "batch" or i == 0),
-                    _norm("none" if i == 0 else norm, c),
+                    nn.Conv2d(previous, c, kernel_size, stride=2, padding=pad, bias=level_norm != "batch"),
+                    _norm(level_norm, c),
                     nn.LeakyReLU(negative_slope, inplace=True),
                 )
             )

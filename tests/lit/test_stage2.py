@@ -39,7 +39,7 @@ def test_first_step_terms_and_zero_gate(phantom_root, stage1_ckpt, tmp_path):
 
     from csmri.physics import complex_to_channels
 
-    terms, _ = module.generator_terms(refined, x_v, complex_to_channels(batch["target"]))
+    terms, _ = module.generator_terms(batch, refined, {"x_v": x_v}, complex_to_channels(batch["target"]))
     module.normalizer.initialise(terms)
     total, normalised = module.normalizer(terms)
     for key in ("adv_norm", "feat_norm", "vgg_norm"):

@@ -88,9 +88,21 @@ def test_normaliser_bad_config():
     with pytest.raises(ValueError, match="mode"):
         LossNormalizer("per_step")
     with pytest.raises(ValueError, match="weights"):
-        LossNormalizer(weights={"adv": 1.0})
+        LossNormalizer(weights={})
+    with pytest.raises(ValueError, match="alpha"):
+        LossNormalizer(alpha="big")
     with pytest.raises(RuntimeError, match="initialise"):
         LossNormalizer()(_terms())
+    norm = LossNormalizer("fixed", weights={"adv": 1.0, "nmse": 15.0}, alpha=None)
+    with pytest.raises(ValueError, match="missing loss terms"):
+        norm(_terms())
+
+
+def test_custom_terms_without_penalty():
+    norm = LossNormalizer("fixed", weights={"adv": 1.0, "nmse": 15.0, "freq": 0.0}, alpha=None)
+    assert norm.term_names == ("adv", "nmse")  # zero-weight terms are dropped
+    total, normalised = norm({"adv": torch.tensor(2.0), "nmse": torch.tensor(0.1)})
+    assert total.item() == pytest.approx(2.0 + 1.5) and "pen_weighted" not in normalised
 
 
 def test_replay_buffer_fills_then_swaps():

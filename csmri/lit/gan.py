@@ -1,0 +1,194 @@
+"""Shared machinery of the adversarially trained reconstruction modules (stage 2, DAGAN, joint).
+
+Manual optimisation: per batch one discriminator step then one generator step, each inside its
+optimiser's toggle (so the other network's parameters get no gradients), with the fakes detached and
+passed through the experience-replay buffer for D. Subclasses say what the generator is
+(:meth:`generate`, :meth:`generator_parameters`) and add their own loss terms
+(:meth:`extra_terms`); the common terms are
+
+- ``adv``: non-saturating adversarial loss, ``feat``: feature matching on D's feature maps,
+- ``vgg``: perceptual MSE on VGG features of magnitudes,
+
+combined by a :class:`csmri.losses.normalizer.LossNormalizer` (only the terms it weights are computed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from csmri.data.datamodule import training_batch_counter
+from csmri.lit._config import build
+from csmri.lit.images import log_sample_images
+from csmri.lit.replay import ReplayBuffer
+from csmri.losses.adversarial import DiscriminatorLoss, FeatureMatchingLoss, GeneratorAdversarialLoss
+from csmri.losses.normalizer import LossNormalizer
+from csmri.losses.perceptual import PerceptualLoss
+from csmri.metrics.image import PSNR, SSIM, magnitude
+from csmri.physics import channels_to_complex, complex_to_channels
+
+D_INPUTS = ("magnitude", "complex")
+
+
+class AdversarialReconstructionBase(L.LightningModule):
+    """Base class: D, its losses, the normaliser, replay, the D/G steps, validation and sample images.
+
+    Args (from the subclass's ``net`` / ``loss`` configs):
+        discriminator: ``{input: magnitude | complex, net: {_target_: ...}}``.
+        perceptual: VGG extractor config, or ``None`` when no ``vgg`` term is weighted.
+        loss: ``normalizer`` (:class:`LossNormalizer` kwargs), ``label_smoothing``, ``replay``.
+        lr, betas, grad_clip: Adam for both networks; gradient-norm clipping (``None`` = off).
+        log_images_every_n_steps: sample images every N training batches (0 = only at validation).
+    """
+
+    csmri_module = "gan"
+
+    def _build_adversary(
+        self, discriminator: Mapping[str, Any], perceptual: Mapping[str, Any] | None, loss: Mapping[str, Any]
+    ) -> None:
+        self.automatic_optimization = False
+        self.d_input = discriminator.get("input", "magnitude")
+        if self.d_input not in D_INPUTS:
+            raise ValueError(f"discriminator input must be one of {D_INPUTS}, got {self.d_input!r}")
+        d_channels = 1 if self.d_input == "magnitude" else 2
+        self.discriminator = build({**discriminator["net"], "in_channels": d_channels}, "discriminator")
+        self.normalizer = LossNormalizer(**loss.get("normalizer", {}))
+        needs_vgg = "vgg" in self.normalizer.term_names
+        if needs_vgg and not perceptual:
+            raise ValueError("the loss weights a 'vgg' term but the model config has no perceptual extractor")
+        self.perceptual = PerceptualLoss(build(perceptual, "perceptual feature extractor")) if needs_vgg else None
+        self.d_loss = DiscriminatorLoss(loss.get("label_smoothing", 0.1))
+        self.adv_loss = GeneratorAdversarialLoss()
+        self.feat_loss = FeatureMatchingLoss()
+        self.replay = ReplayBuffer(**loss.get("replay", {}))
+        self.val_psnr, self.val_ssim = PSNR(), SSIM()
+
+    # -- to be provided by subclasses ---------------------------------------------------------------
+    def generate(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator's output ``(B, 2, H, W)`` and extras needed by :meth:`extra_terms`."""
+        raise NotImplementedError
+
+    def generator_parameters(self) -> Iterator[nn.Parameter]:
+        raise NotImplementedError
+
+    def extra_terms(
+        self, batch: Mapping[str, Any], output: torch.Tensor, extras: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Subclass-specific raw loss terms (named as in the normaliser's weights)."""
+        return {}
+
+    # -- common API ---------------------------------------------------------------------------------
+    @property
+    def perceptual_backbone(self) -> str:
+        if self.perceptual is None:
+            return "none"
+        return getattr(self.perceptual.extractor, "backbone", type(self.perceptual.extractor).__name__)
+
+    def run_metadata(self) -> dict[str, Any]:
+        """Facts recorded in run_info.json and the logger's config."""
+        return {"perceptual_backbone": self.perceptual_backbone}
+
+    def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The reconstruction, complex ``(B, H, W)``."""
+        return channels_to_complex(self.generate(batch)[0])
+
+    def _discriminator_input(self, channels: torch.Tensor) -> torch.Tensor:
+        return magnitude(channels).unsqueeze(1) if self.d_input == "magnitude" else channels
+
+    def _reduce_mean(self, value: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(value, reduce_op="mean") if self._trainer is not None else value
+
+    def _backward_and_step(self, optimizer: Any, loss: torch.Tensor) -> None:
+        """Backward, optional clipping and step (call inside the optimiser's toggle)."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def generator_terms(
+        self, batch: Mapping[str, Any], output: torch.Tensor, extras: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The raw generator loss terms the normaliser weights, and D's logits on ``output``."""
+        wanted = set(self.normalizer.term_names)
+        fake_logits, fake_features = self.discriminator(self._discriminator_input(output))
+        terms = {"adv": self.adv_loss(fake_logits)}
+        if "feat" in wanted:
+            with torch.no_grad():
+                _, real_features = self.discriminator(self._discriminator_input(target))
+            terms["feat"] = self.feat_loss(real_features, fake_features)
+        if "vgg" in wanted:
+            terms["vgg"] = self.perceptual(magnitude(output), magnitude(target))
+        terms.update(self.extra_terms(batch, output, extras, target))
+        return terms, fake_logits
+
+    # -- training -------------------------------------------------------------------------------------
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        target = complex_to_channels(batch["target"])
+        output, extras = self.generate(batch)
+        n = target.shape[0]
+
+        with self.toggled_optimizer(opt_d):  # D: real vs (replayed) detached fakes
+            fake_for_d = self.replay.query(self._discriminator_input(output))
+            real_logits, _ = self.discriminator(self._discriminator_input(target))
+            fake_logits_d, _ = self.discriminator(fake_for_d)
+            loss_d = self.d_loss(real_logits, fake_logits_d)
+            self._backward_and_step(opt_d, loss_d)
+
+        with self.toggled_optimizer(opt_g):  # G: the weighted (normalised) terms
+            terms, fake_logits = self.generator_terms(batch, output, extras, target)
+            if not bool(self.normalizer.initialised):
+                self.normalizer.initialise(terms, reduce=self._reduce_mean)
+            loss_g, normalised = self.normalizer(terms)
+            self._backward_and_step(opt_g, loss_g)
+
+        logs = {"train/loss_d": loss_d, "train/loss_g": loss_g, "train/d_real": torch.sigmoid(real_logits).mean(),
+                "train/d_fake": torch.sigmoid(fake_logits).mean()}  # fmt: skip
+        logs.update({f"train/{k}": v for k, v in {**terms, **normalised}.items()})
+        self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=n)
+        self.log_training_extras(n)
+        every = self.hparams.log_images_every_n_steps
+        if every and training_batch_counter(self.trainer) % every == 0:
+            self.log_samples("train", batch, output)
+
+    def log_training_extras(self, batch_size: int) -> None:
+        """Subclass hook for extra per-step logs (e.g. the gate lambda)."""
+
+    def sample_columns(self, batch: Mapping[str, Any], output: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"zero-filled": batch["zero_filled"][0].abs(), "output": magnitude(output[:1])[0],
+                "ground truth": batch["target"][0].abs()}  # fmt: skip
+
+    def log_samples(self, stage: str, batch: Mapping[str, Any], output: torch.Tensor) -> None:
+        log_sample_images(self, f"{stage}/step{self.global_step:07d}", self.sample_columns(batch, output))
+
+    # -- validation -------------------------------------------------------------------------------------
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        output, extras = self.generate(batch)
+        target = magnitude(batch["target"])
+        n = target.shape[0]
+        self.val_psnr(magnitude(output), target)
+        self.val_ssim(magnitude(output), target)
+        self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=n)
+        self.log("val/ssim", self.val_ssim, batch_size=n)
+        self.log_validation_extras(extras, target, n)
+        if batch_idx == 0:
+            self.log_samples("val", batch, output)
+
+    def log_validation_extras(self, extras: Mapping[str, torch.Tensor], target: torch.Tensor, batch_size: int) -> None:
+        """Subclass hook for extra validation metrics (``target`` is the magnitude ``(B, H, W)``)."""
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        hp = self.hparams
+        betas: Sequence[float] = hp.betas
+        opt_g = torch.optim.Adam(self.generator_parameters(), lr=hp.lr, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=betas)
+        return [opt_g, opt_d]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["csmri_module"] = self.csmri_module
+        checkpoint["perceptual_backbone"] = self.perceptual_backbone

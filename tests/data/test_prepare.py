@@ -1,0 +1,111 @@
+"""``csmri data prepare`` and the data configs of the bring-your-own-data sources."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from hydra.utils import instantiate
+
+from csmri.data import MRIDataModule
+from csmri.data.folder import FolderSource, named_source
+from csmri.data.prepare import add_prepare_parser, run_prepare
+from csmri.data.readers import BadInputError
+from tests.data.test_folder import nifti_folder
+from tests.data.test_readers import truncate
+from tests.helpers import compose_config
+
+NAMED = ["folder", "la2018", "acdc", "fastmri_singlecoil"]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="csmri data")
+    add_prepare_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["prepare", *argv])
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_data_configs_compose_and_instantiate(name, tmp_path):
+    cfg = compose_config("train", ["experiment=stage1", f"data={name}", f"data.root={tmp_path}"], tmp_path)
+    dm = instantiate(cfg.data)
+    assert isinstance(dm, MRIDataModule) and isinstance(dm.source, FolderSource)
+    assert dm.source.options() == named_source(name).options()  # the Python presets are the config files
+    assert dm.layout_dir == tmp_path / ".csmri_prepared" / dm.source.options_hash()
+
+
+def test_named_presets():
+    assert named_source("la2018").naming == "case_dirs" and named_source("la2018").size == [512, 512]
+    acdc = named_source("acdc")
+    assert acdc.structure == [3] and acdc.label_suffix == "_gt" and acdc.patient_regex == r"^(patient\d+)_"
+    fastmri = named_source("fastmri_singlecoil", size=[64, 64])
+    assert (fastmri.domain, fastmri.axis, fastmri.transpose, fastmri.labels) == ("kspace", 0, True, "none")
+    assert fastmri.size == [64, 64]
+
+
+def test_prepare_command_writes_reuses_and_forces(tmp_path, capsys):
+    root = nifti_folder(tmp_path / "raw", n=3)
+    out = tmp_path / "prepared"
+    args = parse("data=folder", f"data.root={root}", "--out", str(out), "data.source.progress=false")
+    assert run_prepare(args) == 0
+    printed = capsys.readouterr().out
+    assert "train         1" in printed and f"prepared dataset: {out}" in printed and "data=h5" in printed
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["summary"]["slices"]["train"] == 6
+    stamp = (out / "meta.json").stat().st_mtime_ns
+    assert run_prepare(args) == 0 and (out / "meta.json").stat().st_mtime_ns == stamp
+    assert run_prepare(parse(*args.overrides, "--out", str(out), "--force")) == 0
+    assert (out / "meta.json").stat().st_mtime_ns != stamp
+    # training composes the same source, so it finds the layout prepared without --out
+    assert run_prepare(parse("data=folder", f"data.root={root}", "data.source.progress=false")) == 0
+    cfg = compose_config("train", ["data=folder", f"data.root={root}"], tmp_path)
+    assert (instantiate(cfg.data).layout_dir / "meta.json").is_file()
+
+
+def test_prepare_command_errors(tmp_path, capsys):
+    root = nifti_folder(tmp_path / "raw", n=3)
+    truncate(root / "case2.nii.gz")
+    assert run_prepare(parse("data=folder", f"data.root={root}", "data.source.progress=false")) == 1
+    assert str(root / "case2.nii.gz") in capsys.readouterr().err
+    assert run_prepare(parse("data=folder")) == 1
+    assert "data.root" in capsys.readouterr().err
+    assert run_prepare(parse("data=h5", f"data.root={root}")) == 1
+    assert "no source" in capsys.readouterr().err
+    assert run_prepare(parse("data=folder", f"data.root={root}", "data.source.nameing=x")) == 1
+    assert "nameing" in capsys.readouterr().err
+
+
+def test_prepare_command_with_the_phantom_source(tmp_path):
+    out = tmp_path / "phantom"
+    args = parse(
+        "data=phantom",
+        "data.source.patients=3",
+        "data.source.size=32",
+        "data.source.slices=2",
+        "--out",
+        str(out),
+    )
+    assert run_prepare(args) == 0
+    assert json.loads((out / "meta.json").read_text())["source"] == "phantom"
+
+
+def test_train_acceptance_on_a_raw_folder_and_a_corrupt_file(tmp_path):
+    """`csmri train experiment=stage1 data=folder data.root=DIR` on raw NIfTI files (fast_dev_run)."""
+    from csmri.train import train
+
+    root = nifti_folder(tmp_path / "raw", n=4)
+    overrides = [
+        "experiment=stage1",
+        "data=folder",
+        f"data.root={root}",
+        "data.num_workers=0",
+        "data.source.progress=false",
+        "data.acceleration=4",
+        "trainer.fast_dev_run=1",
+        "logger=csv",
+    ]
+    train(compose_config("train", overrides, tmp_path / "run"))
+    assert json.loads((tmp_path / "run" / "run_info.json").read_text())["status"] == "finished"
+    truncate(root / "case3.nii.gz")
+    with pytest.raises(BadInputError, match=r"case3\.nii\.gz"):
+        train(compose_config("train", overrides, tmp_path / "run2"))
