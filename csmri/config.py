@@ -6,7 +6,10 @@ import json
 import netrc
 import os
 from pathlib import Path
+from typing import Any
 
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -50,6 +53,17 @@ def image_size(root: str, fallback: int | None = None) -> int:
     if fallback is None:
         raise ValueError(f"no dataset at {root} to read the image size from; set the size explicitly")
     return int(fallback)
+
+
+def instantiate_or_raise_cause(config: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that re-raises the target's own error (e.g. a ValueError with advice)
+    instead of Hydra's generic ``InstantiationException`` wrapper."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as err:
+        if err.__cause__ is None:
+            raise
+        raise err.__cause__  # noqa: B904 (the target's own error and its chain are what users need)
 
 
 def register_resolvers() -> None:

@@ -15,13 +15,12 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from csmri.config import config_dir
+from csmri.config import config_dir, instantiate_or_raise_cause
 from csmri.run_info import RunInfo
 
 log = logging.getLogger(__name__)
@@ -41,12 +40,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     """The experiment's LightningModule with ``cfg.model`` as its ``net`` and ``cfg.loss`` as its ``loss``."""
     net = OmegaConf.to_container(cfg.model, resolve=True)
     loss = OmegaConf.to_container(cfg.loss, resolve=True)
-    try:
-        return instantiate(cfg.module, net=net, loss=loss, _recursive_=False)
-    except InstantiationException as err:  # surface the module's own, specific error
-        if err.__cause__ is None:
-            raise
-        raise err.__cause__  # noqa: B904 (its own cause chain is what matters)
+    return instantiate_or_raise_cause(cfg.module, net=net, loss=loss, _recursive_=False)
 
 
 def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

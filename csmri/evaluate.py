@@ -1,0 +1,21 @@
+"""`csmri eval` / `python -m csmri.evaluate`: evaluate methods on the test split (conf/eval.yaml)."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from csmri.config import config_dir
+
+
+@hydra.main(config_path=str(config_dir()), config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from csmri.eval.runner import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
