@@ -5,6 +5,8 @@
     csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
     csmri data prepare data=NAME data.root=DIR [--out DIR]
                                             convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
+    csmri readers export --eval-dir DIR --out DIR   blinded reader-study kit from an evaluation
+    csmri readers score RATINGS.csv --key KEY.json  un-blind ratings: MOS per method + Wilcoxon
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return _hydra("eval", "evaluate", rest)
     if command == "data":
         return _data(rest)
+    if command == "readers":
+        from csmri.eval.readers import readers_main
+
+        return readers_main(rest)
     print(f"csmri: unknown command {command!r}\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -41,8 +41,8 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
 
     Args:
         net: ``generator`` config, ``discriminator`` ``{input, net}``, ``perceptual`` (or null).
-        loss: ``normalizer`` (weights over adv, feat, vgg, mse, nmse, freq), ``label_smoothing``,
-            ``replay``.
+        loss: ``normalizer`` (mode), ``weights`` over adv, feat, vgg, mse, nmse, freq, ``alpha`` (null),
+            ``label_smoothing``, ``replay``.
         lr, betas, grad_clip, log_images_every_n_steps: as in :class:`AdversarialReconstructionBase`.
     """
 

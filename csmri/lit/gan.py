@@ -40,7 +40,8 @@ class AdversarialReconstructionBase(L.LightningModule):
     Args (from the subclass's ``net`` / ``loss`` configs):
         discriminator: ``{input: magnitude | complex, net: {_target_: ...}}``.
         perceptual: VGG extractor config, or ``None`` when no ``vgg`` term is weighted.
-        loss: ``normalizer`` (:class:`LossNormalizer` kwargs), ``label_smoothing``, ``replay``.
+        loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target`` (see :class:`LossNormalizer`),
+            ``label_smoothing``, ``replay`` ``{capacity, p}``.
         lr, betas, grad_clip: Adam for both networks; gradient-norm clipping (``None`` = off).
         log_images_every_n_steps: sample images every N training batches (0 = only at validation).
     """
@@ -56,7 +57,12 @@ class AdversarialReconstructionBase(L.LightningModule):
             raise ValueError(f"discriminator input must be one of {D_INPUTS}, got {self.d_input!r}")
         d_channels = 1 if self.d_input == "magnitude" else 2
         self.discriminator = build({**discriminator["net"], "in_channels": d_channels}, "discriminator")
-        self.normalizer = LossNormalizer(**loss.get("normalizer", {}))
+        self.normalizer = LossNormalizer(
+            mode=loss.get("normalizer", "first_step"),
+            weights=loss.get("weights"),
+            alpha=loss.get("alpha", "auto"),
+            alpha_target=loss.get("alpha_target", 0.1),
+        )
         needs_vgg = "vgg" in self.normalizer.term_names
         if needs_vgg and not perceptual:
             raise ValueError("the loss weights a 'vgg' term but the model config has no perceptual extractor")

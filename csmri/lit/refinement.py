@@ -35,7 +35,7 @@ class RefinementModule(AdversarialReconstructionBase):
     Args:
         net: ``recon_ckpt`` (stage-1 checkpoint), ``refine`` ``{channels, gate_init, net}``,
             ``discriminator`` ``{input, net}`` and ``perceptual`` (VGG extractor config).
-        loss: ``normalizer`` ``{mode, weights, alpha, alpha_target}``, ``label_smoothing`` and
+        loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target``, ``label_smoothing`` and
             ``replay`` ``{capacity, p}``.
         lr, betas: Adam for V (with lambda) and D (paper: 2e-4, (0.5, 0.999)).
         grad_clip: gradient-norm clipping for both (``None`` = off).

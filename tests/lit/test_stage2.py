@@ -127,3 +127,14 @@ def test_imagenet_weights_required_without_fallback(phantom_root, stage1_ckpt, t
     with pytest.raises(ValueError, match="vgg19-dcbb9e9d.pth") as err:
         build_module(cfg)
     assert isinstance(err.value.__cause__, PerceptualWeightsUnavailable)
+
+
+def test_sweep_keys_reach_the_loss(phantom_root, stage1_ckpt, tmp_path):
+    """The keys a sweep varies (`loss.alpha`, `loss.weights.vgg`, ...) are plain config keys."""
+    cfg = _config(phantom_root, stage1_ckpt, tmp_path, "loss.alpha=0.5", "loss.weights.vgg=5", "loss.normalizer=fixed",
+                  "loss.label_smoothing=0.2", "loss.replay.capacity=7", "model.refine.gate_init=0.3")  # fmt: skip
+    module = build_module(cfg)
+    assert module.normalizer.mode == "fixed" and module.normalizer.weights["vgg"] == 5.0
+    assert module.normalizer.alpha.item() == 0.5 and not module.normalizer.auto_alpha
+    assert module.d_loss.real_target == pytest.approx(0.8) and module.replay.capacity == 7
+    assert module.refinement.gate.item() == pytest.approx(0.3)
