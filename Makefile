@@ -39,7 +39,7 @@ phantom: venv  ## write the default phantom dataset to data/phantom
 	$(VENV)/bin/csmri data phantom --out data/phantom
 
 reproduce: venv  ## the main job: data -> stage 1 -> ... -> results/ (PROFILE=quick|paper, DATA=dir)
-	$(VENV)/bin/csmri reproduce profile=$(PROFILE) $(if $(DATA),data.root=$(DATA))
+	$(VENV)/bin/csmri reproduce profile=$(PROFILE) $(if $(DATA),data.root=$(DATA)) $(if $(RESULTS),results=$(RESULTS))
 
 sync-wandb: venv  ## upload offline W&B runs
 	$(VENV)/bin/wandb sync --sync-all outputs

@@ -2,6 +2,8 @@
 
     csmri train [hydra overrides...]        train a stage (see conf/train.yaml)
     csmri eval [hydra overrides...]         evaluate methods on the test split (see conf/eval.yaml)
+    csmri reproduce [profile=quick|paper|smoke] [key=value...]
+                                            the whole study, resumable, into results/
     csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
     csmri data prepare data=NAME data.root=DIR [--out DIR]
                                             convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
@@ -69,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return _hydra("train", "train", rest)
     if command == "eval":
         return _hydra("eval", "evaluate", rest)
+    if command == "reproduce":
+        from csmri.reproduce import main as reproduce
+
+        return reproduce(rest)
     if command == "data":
         return _data(rest)
     if command == "readers":

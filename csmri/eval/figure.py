@@ -194,9 +194,7 @@ def save_figure(
             )
             for c, method in enumerate(methods, start=1):
                 ax = panel(row, c)
-                ax.imshow(
-                    p["errors"][method], cmap="inferno", vmin=0.0, vmax=error_vmax, interpolation="nearest"
-                )
+                ax.imshow(p["errors"][method], cmap="inferno", vmin=0.0, vmax=error_vmax, interpolation="nearest")
             row += 1
 
     path = Path(path)

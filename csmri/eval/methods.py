@@ -42,13 +42,25 @@ class ZeroFilled:
 
 
 def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule:
-    """Load any csmri LightningModule checkpoint (its class is recorded in the file) in eval mode, on CPU."""
-    tag = read_checkpoint(path, what).get("csmri_module")
+    """Load any csmri LightningModule checkpoint (its class is recorded in the file) in eval mode, on CPU.
+
+    Only what reconstruction needs is loaded faithfully: a perceptual (VGG) extractor, used by training
+    losses alone, is built with random weights instead of being fetched. The backbone the run actually
+    trained with stays available as ``module.trained_perceptual_backbone``.
+    """
+    checkpoint = read_checkpoint(path, what)
+    tag = checkpoint.get("csmri_module")
     if tag not in MODULES:
         raise ValueError(f"{what} {path} was not written by a csmri training stage (module tag {tag!r})")
     module_path, name = MODULES[tag].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_path), name)
-    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
+    overrides = {}
+    net = checkpoint.get("hyper_parameters", {}).get("net")
+    if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
+        overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
+    module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides).eval()
+    module.trained_perceptual_backbone = checkpoint.get("perceptual_backbone", "")
+    return module
 
 
 class CheckpointMethod:
@@ -67,7 +79,8 @@ class CheckpointMethod:
 
     @property
     def description(self) -> str:
-        return getattr(self.module, "perceptual_backbone", "")
+        """The perceptual backbone the method was trained with ("" when it had none)."""
+        return self.module.trained_perceptual_backbone
 
     @torch.no_grad()
     def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:

@@ -103,9 +103,7 @@ def save_recons(
             raise ValueError(f"{LABEL!r} is reserved for label maps; pass them as labels=")
         for key, im in per_key.items():
             a = _np(im)
-            arrays[_array_name(method, key)] = np.squeeze(np.abs(a) if np.iscomplexobj(a) else a).astype(
-                np.float32
-            )
+            arrays[_array_name(method, key)] = np.squeeze(np.abs(a) if np.iscomplexobj(a) else a).astype(np.float32)
     for key, lab in (labels or {}).items():
         a = np.squeeze(_np(lab))
         arrays[_array_name(LABEL, key)] = a.astype(np.uint8 if a.min() >= 0 and a.max() < 256 else np.int16)
@@ -416,8 +414,7 @@ def _render_html(names: Sequence[str], study_id: str, title: str) -> str:
     fieldsets = []
     for c in CRITERIA:
         radios = "".join(
-            f'<label class="r"><input type="radio" name="{c}" value="{v}"> {text}</label>'
-            for v, text in scale.items()
+            f'<label class="r"><input type="radio" name="{c}" value="{v}"> {text}</label>' for v, text in scale.items()
         )
         fieldsets.append(f"<fieldset><legend>{CRITERIA_TITLES[c]}</legend>{radios}</fieldset>")
     return (
@@ -458,18 +455,14 @@ def read_ratings(paths: str | Path | Iterable[str | Path]) -> list[dict[str, Any
             reader = csv.DictReader(f)
             missing = [c for c in ("reader", "image", *CRITERIA) if c not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(
-                    f"{path}: missing columns {missing}; expected reader,image,{','.join(CRITERIA)}"
-                )
+                raise ValueError(f"{path}: missing columns {missing}; expected reader,image,{','.join(CRITERIA)}")
             for line, row in enumerate(reader, start=2):
                 where = f"{path}:{line}"
                 rec = {"reader": row["reader"].strip(), "image": row["image"].strip()}
                 rec.update({c: _rating(row[c] or "", where) for c in CRITERIA})
                 ident = (rec["reader"], rec["image"])
                 if ident in seen and seen[ident] != rec:
-                    raise ValueError(
-                        f"{where}: conflicting ratings of {rec['image']} by reader {rec['reader']!r}"
-                    )
+                    raise ValueError(f"{where}: conflicting ratings of {rec['image']} by reader {rec['reader']!r}")
                 seen[ident] = rec
     return list(seen.values())
 
@@ -551,9 +544,7 @@ def write_scores(result: Mapping[str, Any], md_path: str | Path, json_path: str 
     ]
     best = {}
     for c in CRITERIA:
-        vals = [
-            r[f"{c}_mean"] for r in rows if r["method"] != GROUND_TRUTH and not math.isnan(r[f"{c}_mean"])
-        ]
+        vals = [r[f"{c}_mean"] for r in rows if r["method"] != GROUND_TRUTH and not math.isnan(r[f"{c}_mean"])]
         best[c] = max(vals) if vals else None
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|"]
     for r in rows:
@@ -577,8 +568,7 @@ def write_scores(result: Mapping[str, Any], md_path: str | Path, json_path: str 
     )
     if result.get("reference"):
         note += (
-            f" p: two-sided paired Wilcoxon signed-rank test against {result['reference']}, "
-            "paired by reader and slice."
+            f" p: two-sided paired Wilcoxon signed-rank test against {result['reference']}, paired by reader and slice."
         )
     lines += ["", note, ""]
     md_path, json_path = Path(md_path), Path(json_path)

@@ -133,9 +133,7 @@ def _by_method(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Mapp
     return grouped
 
 
-def _paired_p(
-    mine: Mapping[str, Mapping[str, Any]], ref: Mapping[str, Mapping[str, Any]], field: str
-) -> float:
+def _paired_p(mine: Mapping[str, Mapping[str, Any]], ref: Mapping[str, Mapping[str, Any]], field: str) -> float:
     """Wilcoxon p of ``field`` between two methods, paired by slice key (keys in both)."""
     keys = [k for k in mine if k in ref]
     return paired_wilcoxon([_num(mine[k][field]) for k in keys], [_num(ref[k][field]) for k in keys])
@@ -161,8 +159,9 @@ def summarise(
 
     Row fields: ``method, label, kind ("ground_truth" | "method"), is_reference, n_slices,
     n_structure, {psnr,ssim,nmse,hfen}_{mean,std}, sis, dice_mean, dice_std, p_psnr, p_dice``.
-    The Ground-truth row has ``sis = 1``, Dice = mean ± std of ``dice_gt`` over the structure slices
-    that occur in the records, and ``None`` for PSNR/SSIM/NMSE/HFEN and the p-values.
+    The Ground-truth row has ``sis = 1`` (``nan`` if no slice has a Dice, e.g. without a segmentation
+    net), Dice = mean ± std of ``dice_gt`` over the structure slices that occur in the records, and
+    ``None`` for PSNR/SSIM/NMSE/HFEN and the p-values.
     """
     grouped = _by_method(records)
     if not grouped:
@@ -194,9 +193,7 @@ def summarise(
         dice_keys = [k for k, r in per_key.items() if not math.isnan(_num(r["dice"]))]
         missing = [k for k in dice_keys if k not in dice_gt or math.isnan(_num(dice_gt[k]))]
         if missing:
-            raise ValueError(
-                f"no ground-truth Dice for {len(missing)} structure slice(s) of {method!r}: {missing[:3]}"
-            )
+            raise ValueError(f"no ground-truth Dice for {len(missing)} structure slice(s) of {method!r}: {missing[:3]}")
         structure_keys.update(dice_keys)
         dice = [_num(per_key[k]["dice"]) for k in dice_keys]
         gt = [_num(dice_gt[k]) for k in dice_keys]
@@ -220,7 +217,7 @@ def summarise(
         "n_slices": len(all_keys),
         "n_structure": len(structure_keys),
         **{f"{m}_{s}": None for m in _METRICS for s in ("mean", "std")},
-        "sis": 1.0,
+        "sis": 1.0 if structure_keys else math.nan,  # undefined without Dice values (no segmentation net)
         "dice_mean": gt_mean,
         "dice_std": gt_std,
         "p_psnr": None,
@@ -251,7 +248,7 @@ def _cell(row: Mapping[str, Any], mean_field: str, std_field: str | None, decima
             return "∞"
         if mean_field == "ssim_mean":
             return "1"
-        if mean_field == "sis":
+        if mean_field == "sis" and row.get("sis") == 1.0:
             return "1"
     mean = row.get(mean_field)
     if mean is None or math.isnan(float(mean)):
@@ -309,9 +306,7 @@ def _footnote(rows: Sequence[Mapping[str, Any]]) -> str:
     return text
 
 
-def write_table(
-    rows: Sequence[Mapping[str, Any]], md_path: str | Path, json_path: str | Path
-) -> tuple[Path, Path]:
+def write_table(rows: Sequence[Mapping[str, Any]], md_path: str | Path, json_path: str | Path) -> tuple[Path, Path]:
     """Write the markdown table (see :func:`format_table`) and the full-precision JSON.
 
     JSON layout: ``{"reference": method | null, "columns": [...], "rows": [row, ...]}``; non-finite

@@ -79,9 +79,7 @@ def has_structure(target: Tensor, classes: Sequence[int] | None = None) -> Tenso
     return masks.flatten(1).any(dim=1)
 
 
-def foreground_dice(
-    pred: Tensor, target: Tensor, classes: Sequence[int] | None = None, eps: float = 0.0
-) -> Tensor:
+def foreground_dice(pred: Tensor, target: Tensor, classes: Sequence[int] | None = None, eps: float = 0.0) -> Tensor:
     """Foreground Dice per slice, ``(B, H, W) x (B, H, W)`` integer label maps -> float64 ``(B,)`` in [0, 1].
 
     ``classes=None`` merges all labels > 0 into one foreground; a list averages the per-class Dice over
@@ -90,9 +88,7 @@ def foreground_dice(
     """
     p, t = as_label_map(pred, "pred"), as_label_map(target, "target")
     if p.shape != t.shape:
-        raise ValueError(
-            f"pred and target must have the same shape, got {tuple(p.shape)} and {tuple(t.shape)}"
-        )
+        raise ValueError(f"pred and target must have the same shape, got {tuple(p.shape)} and {tuple(t.shape)}")
     pm, tm = _foreground_masks(p, classes), _foreground_masks(t, classes)
     inter = (pm & tm).flatten(2).sum(-1).to(torch.float64)  # (B, C)
     total = (pm.flatten(2).sum(-1) + tm.flatten(2).sum(-1)).to(torch.float64)
