@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 USAGE = __doc__
@@ -52,12 +53,22 @@ def _data(argv: list[str]) -> int:
     return 0
 
 
-def _hydra(command: str, module: str, argv: list[str]) -> int:
-    """Run the Hydra app of ``csmri.<module>`` with ``argv`` as its command line."""
+HYDRA_APP_ENV = "CSMRI_HYDRA_APP"
+HYDRA_APPS = {"train": "train", "eval": "evaluate"}
+
+
+def _hydra(module: str, argv: list[str]) -> int:
+    """Run the Hydra app of ``csmri.<module>`` with ``argv`` as its command line.
+
+    Lightning relaunches DDP workers with this process's command line plus Hydra overrides; the app's
+    own file as ``argv[0]`` and ``$CSMRI_HYDRA_APP`` make those relaunches run the same app again.
+    """
     import importlib
 
-    sys.argv = [f"csmri {command}", *argv]
-    importlib.import_module(f"csmri.{module}").main()
+    app = importlib.import_module(f"csmri.{module}")
+    os.environ[HYDRA_APP_ENV] = module
+    sys.argv = [app.__file__, *argv]
+    app.main()
     return 0
 
 
@@ -67,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     command, rest = argv[0], argv[1:]
-    if command == "train":
-        return _hydra("train", "train", rest)
-    if command == "eval":
-        return _hydra("eval", "evaluate", rest)
+    if command in HYDRA_APPS:
+        return _hydra(HYDRA_APPS[command], rest)
+    if os.environ.get(HYDRA_APP_ENV) and "=" in command:  # a DDP worker relaunched by Lightning
+        return _hydra(os.environ[HYDRA_APP_ENV], argv)
     if command == "reproduce":
         from csmri.reproduce import main as reproduce
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from csmri.config import instantiate_or_raise_cause
 from csmri.data.datamodule import MRIDataModule
+from csmri.data.dataset import read_meta
 from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, load_module
 from csmri.eval.readers import RECONS_FILE, save_recons
@@ -146,11 +147,15 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     datamodule: MRIDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     methods = build_methods(cfg, device)
-    segnet = None
-    if cfg.segnet.ckpt:
-        segnet = load_module(cfg.segnet.ckpt, "segnet.ckpt").to(device)
+    segnet, sis_note = None, "computed"
+    if not read_meta(datamodule.layout_dir).get("has_labels", True):
+        sis_note = "skipped: the dataset has no labels"
+    elif not cfg.segnet.ckpt:
+        sis_note = "skipped: no segnet.ckpt (train one with `csmri train experiment=segnet`)"
     else:
-        log.warning("no segnet.ckpt given: SIS and Dice are skipped (train one with `csmri train experiment=segnet`)")
+        segnet = load_module(cfg.segnet.ckpt, "segnet.ckpt").to(device)
+    if segnet is None:
+        log.warning("SIS and Dice %s", sis_note)
     results = run_evaluation(datamodule, methods, segnet, cfg.split, cfg.batch_size, device, keep_images=True)
 
     names = list(methods)
@@ -165,7 +170,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         save_figure(out / "figure.png", _figure_samples(results, names, chosen), names,
                     error_rows=cfg.figure.error_rows, labels=OmegaConf.to_container(cfg.labels))  # fmt: skip
     backbones = {n: m.description for n, m in methods.items() if getattr(m, "description", "")}
-    info.update(status="finished", n_slices=len(results.structure), sis="computed" if segnet else "skipped: no segnet.ckpt",
+    info.update(status="finished", n_slices=len(results.structure), sis=sis_note,
                 perceptual_backbones=backbones, data_root=str(datamodule.layout_dir))  # fmt: skip
     print_summary(rows, title=f"{cfg.split} split, acceleration {cfg.data.acceleration}")
     log.info("results in %s", out)

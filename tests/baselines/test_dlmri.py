@@ -1,0 +1,166 @@
+"""DLMRI baseline: batched OMP, K-SVD, patch extraction/assembly and the reconstructor itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from csmri.baselines import DLMRI, assemble_patches, extract_patches, ksvd, normalise_atoms, omp, patch_starts
+from csmri.config import config_dir
+from csmri.data import MaskSampler
+from csmri.data.phantom import generate_patient
+from csmri.physics import fft2c
+
+FAST = {"outer_iters": 3, "ksvd_iters": 3, "progress": False}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny linear algebra: one intra-op thread is faster and steadier on busy CPUs (as DLMRI does)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _sparse_problem(n: int, k: int, p: int, nnz: int, dtype: torch.dtype, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    D = normalise_atoms(torch.randn(n, k, generator=g, dtype=dtype))
+    X = torch.zeros(k, p, dtype=dtype)
+    for j in range(p):
+        support = torch.randperm(k, generator=g)[: 1 + j % nnz]
+        values = torch.randn(support.numel(), generator=g, dtype=dtype)
+        X[support, j] = values / values.abs() * (0.5 + torch.rand(support.numel(), generator=g))
+    return D, X
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_omp_recovers_sparse_codes(dtype: torch.dtype) -> None:
+    D, X = _sparse_problem(n=32, k=64, p=300, nnz=3, dtype=dtype)
+    recovered = omp(D, D @ X, max_atoms=6, tol=1e-10)
+    assert recovered.shape == X.shape and recovered.dtype == dtype
+    assert (recovered - X).abs().max() < 1e-5
+    assert ((recovered != 0).sum(0) <= 6).all()
+
+
+def test_omp_respects_atom_cap_and_tolerance() -> None:
+    g = torch.Generator().manual_seed(1)
+    D = normalise_atoms(torch.randn(16, 32, generator=g, dtype=torch.complex64))
+    Y = torch.randn(16, 100, generator=g, dtype=torch.complex64)
+    codes = omp(D, Y, max_atoms=4, tol=0.0)
+    assert ((codes != 0).sum(0) == 4).all()
+    tol = 0.5
+    codes = omp(D, Y, max_atoms=16, tol=tol)
+    residual = (Y - D @ codes).abs().square().sum(0)
+    n_atoms = (codes != 0).sum(0)
+    assert ((residual <= tol + 1e-5) | (n_atoms == 16)).all()
+    assert (n_atoms < 16).any()
+    assert (omp(D, torch.zeros(16, 5, dtype=torch.complex64), 4, 0.0) == 0).all()
+
+
+def test_omp_survives_duplicate_atoms() -> None:
+    g = torch.Generator().manual_seed(4)
+    D = normalise_atoms(torch.randn(8, 10, generator=g, dtype=torch.complex64))
+    D = torch.cat([D, D[:, :3]], dim=1)  # atoms 10..12 duplicate 0..2
+    Y = D[:, :2] @ torch.randn(2, 50, generator=g, dtype=torch.complex64)
+    codes = omp(D, Y, max_atoms=6, tol=0.0)
+    assert torch.isfinite(torch.view_as_real(codes)).all()
+    assert (Y - D @ codes).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_ksvd_error_never_increases(dtype: torch.dtype) -> None:
+    D_true, X = _sparse_problem(n=16, k=24, p=600, nnz=3, dtype=dtype, seed=2)
+    g = torch.Generator().manual_seed(3)
+    Y = D_true @ X + 0.01 * torch.randn(16, 600, generator=g, dtype=dtype)
+    D0 = torch.randn(16, 24, generator=g, dtype=dtype)
+    D, errors = ksvd(Y, D0, sparsity=3, iters=12)
+    assert D.shape == (16, 24)
+    assert torch.allclose(D.norm(dim=0), torch.ones(24), atol=1e-4)
+    assert (errors[1:] <= errors[:-1] * (1 + 1e-4)).all(), errors
+    assert errors[-1] < 0.8 * errors[0]
+
+
+def test_patch_starts_cover_the_edges() -> None:
+    assert patch_starts(10, 6, 1) == [0, 1, 2, 3, 4]
+    assert patch_starts(12, 6, 2) == [0, 2, 4, 6]
+    assert patch_starts(13, 6, 3) == [0, 3, 6, 7]
+    with pytest.raises(ValueError):
+        patch_starts(5, 6, 1)
+
+
+@pytest.mark.parametrize(("shape", "stride"), [((32, 40), 1), ((32, 32), 2), ((31, 29), 3)])
+def test_patches_round_trip(shape: tuple[int, int], stride: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    image = torch.randn(2, *shape, generator=g, dtype=torch.complex64)
+    patches = extract_patches(image, 6, stride)
+    n_patches = len(patch_starts(shape[0], 6, stride)) * len(patch_starts(shape[1], 6, stride))
+    assert patches.shape == (2, 36, n_patches) and patches.dtype == torch.complex64
+    assert torch.equal(patches[1, :, 0].reshape(6, 6), image[1, :6, :6])
+    assert torch.allclose(assemble_patches(patches, shape, 6, stride), image, atol=1e-6)
+    real = image.real
+    assert torch.allclose(assemble_patches(extract_patches(real, 6, stride), shape, 6, stride), real, atol=1e-6)
+
+
+def _phantom_batch(slices: list[int], size: int = 48) -> dict:
+    volume = generate_patient(0, size=size, n_slices=6)
+    target = torch.stack([torch.from_numpy(volume.image[s]) for s in slices])
+    target = target / target.abs().amax(dim=(-2, -1), keepdim=True)
+    keys = [f"p/{i}" for i in range(len(slices))]
+    return MaskSampler(acceleration=4).simulate({"target": target, "key": keys}, train=False)
+
+
+def _nmse(x: torch.Tensor, target: torch.Tensor) -> float:
+    return float((x - target).abs().square().sum() / target.abs().square().sum())
+
+
+def test_dlmri_improves_zero_filled_and_is_data_consistent() -> None:
+    batch = _phantom_batch([3])
+    recon = DLMRI(**(FAST | {"outer_iters": 5})).reconstruct(batch)
+    assert recon.shape == batch["target"].shape and recon.dtype == torch.complex64
+    assert _nmse(recon, batch["target"]) < 0.95 * _nmse(batch["zero_filled"], batch["target"])
+    sampled = batch["mask"] == 1
+    assert (fft2c(recon) - batch["kspace"])[sampled].abs().max() < 1e-4
+
+
+def test_dlmri_weighted_dc_runs() -> None:
+    batch = _phantom_batch([3], size=32)
+    recon = DLMRI(nu=10.0, outer_iters=1, ksvd_iters=1, progress=False).reconstruct(batch)
+    assert torch.isfinite(torch.view_as_real(recon)).all()
+
+
+def test_dlmri_is_deterministic_and_batch_independent() -> None:
+    batch = _phantom_batch([2, 3], size=32)
+    method = DLMRI(outer_iters=2, ksvd_iters=2, stride=2, progress=False)
+    together = method.reconstruct(batch)
+    assert torch.equal(together, method.reconstruct(batch))
+    for i in range(2):
+        alone = {k: (v[i : i + 1] if torch.is_tensor(v) else v[i : i + 1]) for k, v in batch.items()}
+        assert torch.equal(method.reconstruct(alone)[0], together[i])
+
+
+def test_dlmri_non_square_image() -> None:
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(1, 32, 20, generator=g, dtype=torch.complex64)
+    batch = MaskSampler(acceleration=4).simulate({"target": target, "key": ["x/0"]}, train=False)
+    recon = DLMRI(outer_iters=1, ksvd_iters=1, stride=3, progress=False).reconstruct(batch)
+    assert recon.shape == (1, 32, 20)
+    assert (fft2c(recon) - batch["kspace"])[batch["mask"] == 1].abs().max() < 1e-4
+
+
+def test_dlmri_defaults_and_config() -> None:
+    method = instantiate(OmegaConf.load(config_dir() / "method" / "dlmri.yaml"))
+    assert isinstance(method, DLMRI)
+    assert (method.sparsity, method.max_atoms, method.n_train_patches) == (7, 14, 7200)
+    assert method.error_threshold(0) == pytest.approx(0.046) and method.error_threshold(20) == pytest.approx(0.0322)
+    with pytest.raises(ValueError):
+        DLMRI(stride=0)
+    tiny = {
+        "kspace": torch.zeros(1, 6, 6, dtype=torch.complex64),
+        "mask": torch.ones(1, 6, 6),
+        "zero_filled": torch.ones(1, 6, 6, dtype=torch.complex64),
+    }
+    with pytest.raises(ValueError, match="smaller than"):
+        DLMRI(patch_size=8, progress=False).reconstruct(tiny)
