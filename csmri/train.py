@@ -47,8 +47,26 @@ def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor) and v.numel() == 1}
 
 
+def check_launch(cfg: DictConfig) -> None:
+    """Refuse DDP inside a local Hydra multirun: Lightning relaunches the script for each rank, which
+    conflicts with Hydra's in-process sweep. A SLURM launcher runs each sweep point as its own job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or "strategy" not in cfg.trainer:
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN and "submitit" not in str(hydra_cfg.launcher.get("_target_", "")):
+        raise ValueError(
+            "trainer=ddp cannot run inside a local multirun (-m): Lightning relaunches each rank as a new "
+            "process, which breaks Hydra's sweep. Sweep on a cluster with hydra/launcher=slurm (one job per "
+            "sweep point, each using DDP), or run the sweep points one by one without -m."
+        )
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers)."""
+    check_launch(cfg)
     L.seed_everything(cfg.seed, workers=True)
     output_dir = cfg.paths.output_dir
     info = RunInfo(output_dir, cfg.seed, experiment=cfg.experiment_name) if rank_zero_only.rank == 0 else None

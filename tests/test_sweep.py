@@ -1,0 +1,60 @@
+"""Hydra multirun: one run dir per point plus a sweep summary; DDP inside a local multirun is refused."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from tests.helpers import compose_config
+
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
+
+def _multirun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "csmri.cli", "train", "-m", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+
+def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = _multirun("experiment=stage1", f"data.root={phantom_root}", "trainer.max_epochs=1", "model.nf=4,8",
+                       "logger=csv", "data.batch_size=4", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert (sweep / job / "checkpoints" / "best.ckpt").is_file()
+    rows = list(csv.DictReader(open(sweep / "sweep_summary.csv")))
+    assert ["model.nf=4" in rows[0]["overrides"], "model.nf=8" in rows[1]["overrides"]] == [True, True]
+    assert all(r["status"] == "finished" and float(r["val/loss"]) > 0 for r in rows)
+    assert "model.nf=8" in (sweep / "sweep_summary.md").read_text()
+
+
+def test_ddp_in_local_multirun_is_refused(phantom_root, tmp_path):
+    result = _multirun("experiment=stage1", f"data.root={phantom_root}", "trainer=ddp", "trainer.accelerator=cpu",
+                       "model.nf=4,8", "logger=csv", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    assert result.returncode != 0 and "hydra/launcher=slurm" in result.stderr
+
+
+@pytest.mark.parametrize("sweep", ["alpha", "loss_weights", "optuna"])
+def test_ready_made_sweeps_compose(sweep, tmp_path):
+    cfg = compose_config("train", ["experiment=stage2", f"sweep={sweep}"], tmp_path)
+    assert cfg.experiment_name == "stage2"
+
+
+def test_slurm_launcher_composes(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from csmri.config import config_dir
+
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        cfg = compose("train", ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"], return_hydra_config=True)
+    assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.gpus_per_node == 4
+
+
+def test_unknown_sweep_is_an_error():
+    with pytest.raises(ConfigCompositionException):
+        compose_config("train", ["sweep=nonexistent"])
