@@ -7,6 +7,7 @@
     csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
     csmri data prepare data=NAME data.root=DIR [--out DIR]
                                             convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
+    csmri compare RUN_DIR... [--metric val/psnr]   final metrics side by side + a metric-over-steps plot
     csmri readers export --eval-dir DIR --out DIR   blinded reader-study kit from an evaluation
     csmri readers score RATINGS.csv --key KEY.json  un-blind ratings: MOS per method + Wilcoxon
 """
@@ -88,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         return reproduce(rest)
     if command == "data":
         return _data(rest)
+    if command == "compare":
+        from csmri.compare import main as compare
+
+        return compare(rest)
     if command == "readers":
         from csmri.eval.readers import readers_main
 

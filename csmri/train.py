@@ -21,13 +21,20 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from csmri.config import config_dir, instantiate_or_raise_cause
+from csmri.lit.checkpoints import read_checkpoint
 from csmri.run_info import RunInfo
 
 log = logging.getLogger(__name__)
 
 
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    configs = cfg.get("logger") or {}
+    """The configured loggers; a resumed run (``ckpt_path``) continues the W&B run stored in its checkpoint."""
+    configs = OmegaConf.to_container(cfg.get("logger") or OmegaConf.create(), resolve=True)
+    wandb_cfg = configs.get("wandb")
+    if wandb_cfg and cfg.get("ckpt_path"):
+        run_id = read_checkpoint(cfg.ckpt_path, "ckpt_path").get("wandb_run_id")
+        if run_id:
+            wandb_cfg.update(id=run_id, resume="allow")
     return [instantiate(c, _convert_="all") for c in configs.values() if c is not None]
 
 

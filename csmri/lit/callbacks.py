@@ -23,3 +23,13 @@ class CheckpointOnException(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         trainer.save_checkpoint(self.path)
         log.warning("training stopped by %r; saved %s (resume with ckpt_path=%s)", exception, self.path, self.path)
+
+
+class WandbRunId(L.Callback):
+    """Stores the W&B run id in every checkpoint (``checkpoint["wandb_run_id"]``) so that resuming with
+    ``ckpt_path=...`` continues the same W&B run (see :func:`csmri.train.build_loggers`)."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        for logger in trainer.loggers:
+            if type(logger).__name__ == "WandbLogger":
+                checkpoint["wandb_run_id"] = logger.version
