@@ -14,9 +14,9 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import Metric
 
 from csmri.lit._config import build, plain
+from csmri.metrics.segmentation import DiceMetric
 
 DEFAULT_NET = {"_target_": "csmri.models.segnet.SegmentationUNet"}
 DEFAULT_LOSS = {"_target_": "csmri.losses.segmentation.CEDiceLoss"}
@@ -39,37 +39,6 @@ def segmentation_input(image: Tensor) -> Tensor:
             f"{'complex' if image.is_complex() else 'real ' + str(image.dtype)} {tuple(image.shape)}{hint}"
         )
     return image.abs().unsqueeze(1).to(torch.float32)
-
-
-class _ForegroundDice(Metric):
-    """Mean foreground Dice over (slice, class) pairs whose ground truth contains the class.
-
-    Per slice and foreground class ``c >= 1`` present in ``target``: ``2|P ∩ T| / (|P| + |T|)`` of the
-    hard masks ``P = pred == c``, ``T = target == c``. Slices without the class are skipped; ``nan`` if
-    no slice had any. (Private and minimal; :mod:`csmri.metrics` holds the shared SIS metrics.)
-    """
-
-    full_state_update = False
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.num_classes = num_classes
-        self.add_state("dice_sum", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.int64), dist_reduce_fx="sum")
-
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        """``pred``, ``target``: integer label maps ``(B, H, W)``."""
-        for c in range(1, self.num_classes):
-            p, t = pred == c, target == c
-            present = t.any(dim=(-2, -1))
-            intersection = (p & t).sum(dim=(-2, -1))
-            total = p.sum(dim=(-2, -1)) + t.sum(dim=(-2, -1))
-            dice = 2 * intersection[present].double() / total[present].double()
-            self.dice_sum += dice.sum()
-            self.count += present.sum()
-
-    def compute(self) -> Tensor:
-        return (self.dice_sum / self.count).float()
 
 
 def _random_flips(x: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
@@ -119,7 +88,7 @@ class SegmentationModule(L.LightningModule):
                 f"got in_channels={self.net.in_channels}"
             )
         self.loss_fn: nn.Module = build(loss, "loss")
-        self.val_dice = _ForegroundDice(self.num_classes)
+        self.val_dice = DiceMetric(classes=None if self.num_classes == 2 else list(range(1, self.num_classes)))
 
     def forward(self, image: Tensor) -> Tensor:
         """Complex image ``(B, H, W)`` -> class logits ``(B, num_classes, H, W)``."""
@@ -161,6 +130,9 @@ class SegmentationModule(L.LightningModule):
         self.val_dice.update(logits.argmax(dim=1), label)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
         self.log("val/dice", self.val_dice, prog_bar=True, batch_size=x.shape[0])
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["csmri_module"] = "segmentation"
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams

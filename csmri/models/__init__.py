@@ -1,4 +1,5 @@
-"""Networks. Image networks map 2-channel ``(B, 2, H, W)`` ``[real, imag]`` tensors unless stated."""
+"""Networks. Reconstruction networks map 2-channel ``(B, 2, H, W)`` ``[real, imag]`` tensors; the segmentation
+U-Net (:mod:`csmri.models.segnet`) takes 1-channel magnitudes."""
 
 from csmri.models.discriminator import PatchDiscriminator
 from csmri.models.recnet import RecNet
