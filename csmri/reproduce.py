@@ -173,7 +173,6 @@ class Pipeline:
         for name in RESULT_FILES:
             shutil.copy2(self.stage_dir("eval") / name, self.results / name)
         (self.results / "README.md").write_text(self.readme(elapsed_s))
-        console.print((self.results / "table.md").read_text())
         console.print(f"[bold green]results in {self.results}/[/bold green]")
         return self.results
 
