@@ -1,15 +1,15 @@
 """The ``csmri`` command.
 
-    csmri train [hydra overrides...]        train a stage (see conf/train.yaml)
-    csmri eval [hydra overrides...]         evaluate methods on the test split (see conf/eval.yaml)
-    csmri reproduce [profile=quick|paper|smoke] [key=value...]
-                                            the whole study, resumable, into results/
-    csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
-    csmri data prepare data=NAME data.root=DIR [--out DIR]
-                                            convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
-    csmri compare RUN_DIR... [--metric val/psnr]   final metrics side by side + a metric-over-steps plot
-    csmri readers export --eval-dir DIR --out DIR   blinded reader-study kit from an evaluation
-    csmri readers score RATINGS.csv --key KEY.json  un-blind ratings: MOS per method + Wilcoxon
+csmri train [hydra overrides...]        train a stage (see conf/train.yaml)
+csmri eval [hydra overrides...]         evaluate methods on the test split (see conf/eval.yaml)
+csmri reproduce [profile=quick|paper|smoke] [key=value...]
+                                        the whole study, resumable, into results/
+csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
+csmri data prepare data=NAME data.root=DIR [--out DIR]
+                                        convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
+csmri compare RUN_DIR... [--metric val/psnr]   final metrics side by side + a metric-over-steps plot
+csmri readers export --eval-dir DIR --out DIR   blinded reader-study kit from an evaluation
+csmri readers score RATINGS.csv --key KEY.json  un-blind ratings: MOS per method + Wilcoxon
 """
 
 from __future__ import annotations
@@ -43,9 +43,13 @@ def _data(argv: list[str]) -> int:
 
     try:
         root = write_phantom_dataset(
-            args.out, n_patients=args.patients, size=args.size, n_slices=args.slices, seed=args.seed,
+            args.out,
+            n_patients=args.patients,
+            size=args.size,
+            n_slices=args.slices,
+            seed=args.seed,
             noise_std=args.noise_std,
-        )  # fmt: skip
+        )
     except ValueError as err:
         parser.error(str(err))
     print(f"wrote phantom dataset to {root}")

@@ -93,8 +93,14 @@ class Pipeline:
     def status(self, name: str) -> str:
         if name == "eval":
             table = self.stage_dir("eval") / "table.json"
-            newest = max((self.best_ckpt(s).stat().st_mtime for s in TRAIN_STAGES if self.best_ckpt(s).is_file()), default=0)
-            done = table.is_file() and self._run_info("eval").get("status") == "finished" and table.stat().st_mtime > newest
+            newest = max(
+                (self.best_ckpt(s).stat().st_mtime for s in TRAIN_STAGES if self.best_ckpt(s).is_file()), default=0
+            )
+            done = (
+                table.is_file()
+                and self._run_info("eval").get("status") == "finished"
+                and table.stat().st_mtime > newest
+            )
             return "done" if done else "todo"
         if self._run_info(name).get("status") == "finished" and self.best_ckpt(name).is_file():
             return "done"
@@ -103,14 +109,23 @@ class Pipeline:
     # -- commands -------------------------------------------------------------------------------------
     def data_overrides(self) -> list[str]:
         d = self.p.data
-        return [f"data={d.config}", f"data.root={self.data_root}", f"data.acceleration={d.acceleration}", f"seed={self.p.seed}"]
+        return [
+            f"data={d.config}",
+            f"data.root={self.data_root}",
+            f"data.acceleration={d.acceleration}",
+            f"seed={self.p.seed}",
+        ]
 
     def train_command(self, name: str) -> list[str]:
         stage = self.p.stages[name]
         args = [f"experiment={stage.experiment}", *self.data_overrides(), f"hydra.run.dir={self.stage_dir(name)}"]
         if self.p.data.config == "phantom":
             d = self.p.data
-            args += [f"data.source.size={d.size}", f"data.source.patients={d.patients}", f"data.source.slices={d.slices}"]
+            args += [
+                f"data.source.size={d.size}",
+                f"data.source.patients={d.patients}",
+                f"data.source.slices={d.slices}",
+            ]
         if name == "stage2":
             args.append(f"model.recon_ckpt={self.best_ckpt('stage1')}")
         args += [*self.p.train_overrides, *stage.overrides]
@@ -120,9 +135,16 @@ class Pipeline:
 
     def eval_command(self) -> list[str]:
         e = self.p.eval
-        args = [*self.data_overrides(), f"hydra.run.dir={self.stage_dir('eval')}", f"methods=[{','.join(e.methods)}]",
-                f"segnet.ckpt={self.best_ckpt('segnet')}", f"recnet.ckpt={self.best_ckpt('stage1')}",
-                f"refinement.ckpt={self.best_ckpt('stage2')}", f"dagan.ckpt={self.best_ckpt('dagan')}", *e.overrides]  # fmt: skip
+        args = [
+            *self.data_overrides(),
+            f"hydra.run.dir={self.stage_dir('eval')}",
+            f"methods=[{','.join(e.methods)}]",
+            f"segnet.ckpt={self.best_ckpt('segnet')}",
+            f"recnet.ckpt={self.best_ckpt('stage1')}",
+            f"refinement.ckpt={self.best_ckpt('stage2')}",
+            f"dagan.ckpt={self.best_ckpt('dagan')}",
+            *e.overrides,
+        ]
         return [sys.executable, "-m", "csmri.cli", "eval", *args]
 
     # -- running --------------------------------------------------------------------------------------
@@ -161,7 +183,9 @@ class Pipeline:
             result = subprocess.run(command)
             step.elapsed_s = time.time() - t0
             if result.returncode != 0:
-                raise SystemExit(f"csmri reproduce: step {step.name} failed (exit {result.returncode}); rerun to resume")
+                raise SystemExit(
+                    f"csmri reproduce: step {step.name} failed (exit {result.returncode}); rerun to resume"
+                )
             step.status = "done"
             ran.append(step)
             console.print(f"[green]✓ {step.name} in {_minutes(step.elapsed_s)}[/green]")
@@ -177,7 +201,9 @@ class Pipeline:
         return self.results
 
     def readme(self, elapsed_s: float) -> str:
-        meta = json.loads((self.data_root / "meta.json").read_text()) if (self.data_root / "meta.json").is_file() else {}
+        meta = (
+            json.loads((self.data_root / "meta.json").read_text()) if (self.data_root / "meta.json").is_file() else {}
+        )
         splits = {k: len(v) for k, v in meta.get("splits", {}).items()}
         backbones = {s: self._run_info(s).get("perceptual_backbone", "n/a") for s in ("stage2", "dagan")}
         stage_times = {s: self._run_info(s).get("elapsed_s") for s in (*TRAIN_STAGES, "eval")}
@@ -191,8 +217,11 @@ class Pipeline:
             f"patients per split {splits}), {self.p.data.acceleration}x Cartesian undersampling",
             f"- seed: {self.p.seed}; evaluation masks fixed per slice from (seed, slice key)",
             f"- perceptual backbone actually used: stage 2 `{backbones['stage2']}`, DAGAN `{backbones['dagan']}`"
-            + (" — a random-weight stand-in: perceptual results are not comparable to ImageNet-VGG ones"
-               if "random" in str(backbones) else ""),
+            + (
+                " — a random-weight stand-in: perceptual results are not comparable to ImageNet-VGG ones"
+                if "random" in str(backbones)
+                else ""
+            ),
             f"- code: commit `{git_state()['commit']}`",
             f"- time: {_minutes(elapsed_s)} for this invocation; per step (s): {stage_times}",
             f"- runs: `{self.work}/<stage>/` (configs, checkpoints, logs); evaluation: `{self.work}/eval/`",
@@ -203,7 +232,7 @@ class Pipeline:
             "",
             "![Figure 2](figure.png)",
             "",
-        ]  # fmt: skip
+        ]
         return "\n".join(lines)
 
 

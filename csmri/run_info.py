@@ -12,8 +12,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("csmri", "torch", "torchvision", "lightning", "hydra-core", "omegaconf", "torchmetrics", "wandb",
-            "numpy", "scipy", "h5py")  # fmt: skip
+PACKAGES = (
+    "csmri",
+    "torch",
+    "torchvision",
+    "lightning",
+    "hydra-core",
+    "omegaconf",
+    "torchmetrics",
+    "wandb",
+    "numpy",
+    "scipy",
+    "h5py",
+)
 REPO_DIR = Path(__file__).resolve().parents[1]
 
 

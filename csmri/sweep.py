@@ -27,8 +27,14 @@ def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
         info_path, overrides_path = job / "run_info.json", job / ".hydra" / "overrides.yaml"
         info = json.loads(info_path.read_text()) if info_path.is_file() else {}
         overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.is_file() else []
-        rows.append({"job": job.name, "status": info.get("status", "missing"), "overrides": " ".join(overrides),
-                     **{k: v for k, v in info.get("final_metrics", {}).items() if k.startswith("val/")}})  # fmt: skip
+        rows.append(
+            {
+                "job": job.name,
+                "status": info.get("status", "missing"),
+                "overrides": " ".join(overrides),
+                **{k: v for k, v in info.get("final_metrics", {}).items() if k.startswith("val/")},
+            }
+        )
     return rows
 
 

@@ -20,7 +20,6 @@ import resource
 import time
 
 import lightning as L
-
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -67,8 +66,13 @@ def bench_size(size: int, batch_size: int, steps: int, device: torch.device) -> 
 
     step_s = _timed(train_step, steps, warmup=3, device=device)
     sim_s = _timed(simulate, steps * 5, warmup=3, device=device)
-    return {"size": size, "slices_per_s": batch_size / step_s, "step_ms": step_s * 1e3, "sim_ms": sim_s * 1e3,
-            "sim_share": sim_s / step_s}  # fmt: skip
+    return {
+        "size": size,
+        "slices_per_s": batch_size / step_s,
+        "step_ms": step_s * 1e3,
+        "sim_ms": sim_s * 1e3,
+        "sim_share": sim_s / step_s,
+    }
 
 
 class _StepTimer(L.Callback):
@@ -130,13 +134,26 @@ def bench_stage2(size: int, steps: int, device: torch.device, batch_size: int = 
     module = RefinementModule(net, loss={}, log_images_every_n_steps=0, recon_net={"_target_": "csmri.models.RecNet"})
     warmup = 2
     timer = _StepTimer(warmup)
-    trainer = L.Trainer(accelerator=device.type, devices=1, max_epochs=1, limit_train_batches=steps + warmup,
-                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer])  # fmt: skip
+    trainer = L.Trainer(
+        accelerator=device.type,
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=steps + warmup,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(module, datamodule=_BenchData((steps + warmup) * batch_size, size, batch_size))
     step_s = sum(timer.times) / len(timer.times)
-    return {"size": size, "slices_per_s": batch_size / step_s, "step_ms": step_s * 1e3,
-            "peak_mb": _peak_memory_mb(device)}  # fmt: skip
+    return {
+        "size": size,
+        "slices_per_s": batch_size / step_s,
+        "step_ms": step_s * 1e3,
+        "peak_mb": _peak_memory_mb(device),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -157,8 +174,13 @@ def main(argv: list[str] | None = None) -> None:
             table.add_column(column, justify="right")
         for size in args.sizes:
             r = bench_size(size, args.batch_size, args.steps, device)
-            table.add_row(f"{size}²", f"{r['slices_per_s']:.1f}", f"{r['step_ms']:.1f}", f"{r['sim_ms']:.2f}",
-                          f"{100 * r['sim_share']:.2f} %")  # fmt: skip
+            table.add_row(
+                f"{size}²",
+                f"{r['slices_per_s']:.1f}",
+                f"{r['step_ms']:.1f}",
+                f"{r['sim_ms']:.2f}",
+                f"{100 * r['sim_share']:.2f} %",
+            )
         console.print(table)
     if 2 in args.stages:
         table = Table(title=f"Stage 2 (V + PatchGAN + VGG-19 relu5_4) training, batch 5 — {name}")

@@ -20,10 +20,18 @@ TINY_STAGE2 = [
 ]
 # tiny DAGAN / joint baselines (64x64 phantom)
 ADVERSARIAL = {
-    "dagan": ["model.generator.features=[8,16,16,16,16,16]", "model.discriminator.net.max_features=32",
-              "model.perceptual.weights=random", "model.perceptual.layer=relu1_2"],
-    "joint": ["model.generator.nf=8", "model.discriminator.net.features=[8,16,16,32,32,32]",
-              "model.perceptual.weights=random", "model.perceptual.layer=relu1_2"],
+    "dagan": [
+        "model.generator.features=[8,16,16,16,16,16]",
+        "model.discriminator.net.max_features=32",
+        "model.perceptual.weights=random",
+        "model.perceptual.layer=relu1_2",
+    ],
+    "joint": [
+        "model.generator.nf=8",
+        "model.discriminator.net.features=[8,16,16,32,32,32]",
+        "model.perceptual.weights=random",
+        "model.perceptual.layer=relu1_2",
+    ],
 }
 
 
@@ -58,7 +66,14 @@ def stage1_ckpt(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("stage1")
-    overrides = ["experiment=stage1", f"data.root={phantom_root}", "trainer.max_epochs=1", "logger=csv",
-                 "model.nf=8", "data.batch_size=4", "+trainer.limit_train_batches=2"]  # fmt: skip
+    overrides = [
+        "experiment=stage1",
+        f"data.root={phantom_root}",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        "model.nf=8",
+        "data.batch_size=4",
+        "+trainer.limit_train_batches=2",
+    ]
     train(compose_config("train", overrides, out))
     return out / "checkpoints" / "best.ckpt"

@@ -13,8 +13,18 @@ from csmri.compare import main as compare_main
 
 def _train(phantom_root, run_dir, *extra, mode="offline"):
     env = {**os.environ, "WANDB_MODE": mode, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "csmri.cli", "train", "experiment=stage1", f"data.root={phantom_root}", "model.nf=4",
-           "data.acceleration=4", f"hydra.run.dir={run_dir}", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "csmri.cli",
+        "train",
+        "experiment=stage1",
+        f"data.root={phantom_root}",
+        "model.nf=4",
+        "data.acceleration=4",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
 

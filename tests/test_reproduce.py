@@ -14,8 +14,16 @@ from csmri.reproduce import Pipeline, load_profile
 
 def _reproduce(tmp_path, *extra):
     env = {**os.environ, "WANDB_MODE": "disabled", "CSMRI_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "csmri.cli", "reproduce", "profile=smoke", f"work_dir={tmp_path / 'work'}",
-           f"results={tmp_path / 'results'}", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "csmri.cli",
+        "reproduce",
+        "profile=smoke",
+        f"work_dir={tmp_path / 'work'}",
+        f"results={tmp_path / 'results'}",
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
 
 

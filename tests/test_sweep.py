@@ -22,8 +22,15 @@ def _multirun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 
 def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
     sweep = tmp_path / "sweep"
-    result = _multirun("experiment=stage1", f"data.root={phantom_root}", "trainer.max_epochs=1", "model.nf=4,8",
-                       "logger=csv", "data.batch_size=4", f"hydra.sweep.dir={sweep}")  # fmt: skip
+    result = _multirun(
+        "experiment=stage1",
+        f"data.root={phantom_root}",
+        "trainer.max_epochs=1",
+        "model.nf=4,8",
+        "logger=csv",
+        "data.batch_size=4",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
         assert (sweep / job / "checkpoints" / "best.ckpt").is_file()
@@ -34,8 +41,15 @@ def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
 
 
 def test_ddp_in_local_multirun_is_refused(phantom_root, tmp_path):
-    result = _multirun("experiment=stage1", f"data.root={phantom_root}", "trainer=ddp", "trainer.accelerator=cpu",
-                       "model.nf=4,8", "logger=csv", f"hydra.sweep.dir={tmp_path}")  # fmt: skip
+    result = _multirun(
+        "experiment=stage1",
+        f"data.root={phantom_root}",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "model.nf=4,8",
+        "logger=csv",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert result.returncode != 0 and "hydra/launcher=slurm" in result.stderr
 
 

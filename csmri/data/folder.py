@@ -338,9 +338,7 @@ class FolderSource:
         for name, count in names.items():
             if count > 1:
                 paths = [str(c.image) for c in discovery.cases if c.name == name]
-                discovery.problems.append(
-                    BadInputError(paths[0], f"case name {name!r} is used {count} times: {paths}")
-                )
+                discovery.problems.append(BadInputError(paths[0], f"case name {name!r} is used {count} times: {paths}"))
         discovery.cases = [c for c in discovery.cases if names[c.name] == 1]
         self._check_label_presence(discovery)
         if not discovery.cases:
@@ -428,9 +426,7 @@ class FolderSource:
         for (parent, name), paths in sorted(images.items()):
             if len(paths) > 1:
                 discovery.problems.append(
-                    BadInputError(
-                        paths[0], f"case {name!r} has several image files: {[p.name for p in paths]}"
-                    )
+                    BadInputError(paths[0], f"case {name!r} has several image files: {[p.name for p in paths]}")
                 )
                 continue
             label = labels.get((parent, name)) if self.labels != "none" else None
@@ -501,9 +497,7 @@ class FolderSource:
         for split, ids in self.splits.items():
             for pid in ids:
                 if pid not in patients:
-                    problems.append(
-                        BadInputError(root, f"patient {pid!r} of split list {split!r} has no scan")
-                    )
+                    problems.append(BadInputError(root, f"patient {pid!r} of split list {split!r} has no scan"))
         for case in cases:
             if case.patient not in listed:
                 problems.append(
@@ -522,15 +516,11 @@ class FolderSource:
             by_patient = self.splits
         else:
             if len(patients) < 3:
-                raise BadInputError(
-                    root, f"a train/val/test split needs at least 3 patients, found {len(patients)}"
-                )
+                raise BadInputError(root, f"a train/val/test split needs at least 3 patients, found {len(patients)}")
             counts = split_counts_for(len(patients), self.split_ratios)
             order = np.random.default_rng(self.seed).permutation(len(patients))
             bounds = np.cumsum((0, *counts))
-            by_patient = {
-                s: [patients[i] for i in order[bounds[k] : bounds[k + 1]]] for k, s in enumerate(SPLITS)
-            }
+            by_patient = {s: [patients[i] for i in order[bounds[k] : bounds[k + 1]]] for k, s in enumerate(SPLITS)}
         split_of = {pid: s for s, ids in by_patient.items() for pid in ids}
         out: dict[str, list[str]] = {s: [] for s in SPLITS}
         for case in cases:
@@ -603,8 +593,7 @@ class FolderSource:
         if volume.data.shape != image.data.shape:
             raise BadInputError(
                 case.label,
-                f"label shape {volume.data.shape} differs from image shape "
-                f"{image.data.shape} of {case.image}",
+                f"label shape {volume.data.shape} differs from image shape {image.data.shape} of {case.image}",
             )
         data = volume.data
         if data.dtype.kind in "fc":
@@ -671,9 +660,7 @@ class FolderSource:
                 for name in names:
                     (staging / f"{name}.h5").rename(tmp / split / f"{name}.h5")
             staging.rmdir()
-            summary = summarise(
-                records, splits, done, skipped, discovery.ignored, size, self.labels != "none"
-            )
+            summary = summarise(records, splits, done, skipped, discovery.ignored, size, self.labels != "none")
             self._final_checks(root, splits, summary, records)
             meta = self._meta(root, splits, done, size, summary, fingerprint)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -697,8 +684,7 @@ class FolderSource:
         if empty:
             raise BadInputError(
                 root,
-                f"split(s) {empty} have no usable case left; "
-                f"{sum(len(v) for v in splits.values())} case(s) in all",
+                f"split(s) {empty} have no usable case left; {sum(len(v) for v in splits.values())} case(s) in all",
             )
         values = set().union(*(r.label_values for r in records.values()))
         if self.structure is not None and summary["has_labels"]:

@@ -262,9 +262,7 @@ class _Canvas:
         self.fraction = {name: np.zeros(shape, dtype=np.float32) for name in OCCLUDED_TISSUES}
         self.fraction["body"] = np.zeros(shape, dtype=np.float32)  # set once; inner tissues do not occlude it
 
-    def paint(
-        self, window: tuple[slice, slice], alpha: Array, value: Array | float, tissue: str | None = None
-    ) -> None:
+    def paint(self, window: tuple[slice, slice], alpha: Array, value: Array | float, tissue: str | None = None) -> None:
         """Composite ``value`` with occupancy ``alpha`` (broadcastable to (S, h, w)) over the window."""
         region = (slice(None), *window)
         alpha = np.broadcast_to(alpha, self.intensity[region].shape)
@@ -600,12 +598,8 @@ def _sample_anatomy(rng: np.random.Generator, n_slices: int) -> _Anatomy:
         heart=heart,
         epicardial_fat_thickness=epicardial_fat_thickness,
         ascending_aorta=s.star((-0.05, -0.12), (0.075, 0.075), 0.0, roughness=0.02, profile=great_vessels),
-        pulmonary_trunk=s.star(
-            (0.12, -0.24), (0.08, 0.07), 0.3, roughness=0.03, profile=_smoothstep(0.4, 0.1, z)
-        ),
-        right_atrium=s.star(
-            (-0.22, -0.02), (0.11, 0.11), 0.0, roughness=0.06, profile=_smoothstep(0.15, 0.4, z)
-        ),
+        pulmonary_trunk=s.star((0.12, -0.24), (0.08, 0.07), 0.3, roughness=0.03, profile=_smoothstep(0.4, 0.1, z)),
+        right_atrium=s.star((-0.22, -0.02), (0.11, 0.11), 0.0, roughness=0.06, profile=_smoothstep(0.15, 0.4, z)),
         right_ventricle=s.star((-0.03, -0.25), (0.18, 0.08), -0.35, roughness=0.06, profile=ventricles),
         left_ventricle=left_ventricle,
         lv_myocardium_thickness=s.scalar(0.055, 0.006) * ventricles,
@@ -757,8 +751,7 @@ def _paint_left_atrium(canvas: _Canvas, anatomy: _Anatomy, textures: _Textures, 
     grid = canvas.grid
     la = anatomy.left_atrium
     max_wall = grid.fine(
-        la.wall_pixels * (1.0 + float(np.abs(la.wall_harmonics).sum(axis=0).max()))
-        + la.scar_thickening_pixels * 2.0
+        la.wall_pixels * (1.0 + float(np.abs(la.wall_harmonics).sum(axis=0).max())) + la.scar_thickening_pixels * 2.0
     )
     window = la.cavity.window(grid, margin=max_wall)
     polar = la.cavity.polar(grid, window)
@@ -875,9 +868,7 @@ def _patient_rngs(index: int, seed: int) -> tuple[np.random.Generator, ...]:
     return tuple(np.random.default_rng(child) for child in children)
 
 
-def _synthesise(
-    index: int, size: int, n_slices: int, seed: int, noise_std: float
-) -> tuple[PhantomVolume, _Canvas]:
+def _synthesise(index: int, size: int, n_slices: int, seed: int, noise_std: float) -> tuple[PhantomVolume, _Canvas]:
     """The volume and the canvas holding its tissue fractions."""
     _check_volume_args(index, size, n_slices, seed, noise_std)
     anatomy_rng, texture_rng, noise_rng = _patient_rngs(index, seed)
@@ -915,9 +906,7 @@ def generate_patient(
     return _synthesise(index, size, n_slices, seed, noise_std)[0]
 
 
-def generate_patient_tissues(
-    index: int, size: int = 128, n_slices: int = 20, seed: int = 0
-) -> dict[str, Array]:
+def generate_patient_tissues(index: int, size: int = 128, n_slices: int = 20, seed: int = 0) -> dict[str, Array]:
     """Visible fraction in [0, 1] (float32, (S, H, W)) of ``"body"`` and each of ``OCCLUDED_TISSUES``.
 
     ``"body"`` is everything inside the body outline, ``"la_wall"``/``"la_cavity"`` split the labelled
@@ -1072,9 +1061,7 @@ def _round_robin(candidates: list[list], n: int) -> list:
     return chosen
 
 
-def save_example_grid(
-    root_or_volumes: str | Path | Sequence[PhantomVolume], path: str | Path, n: int = 8
-) -> Path:
+def save_example_grid(root_or_volumes: str | Path | Sequence[PhantomVolume], path: str | Path, n: int = 8) -> Path:
     """Save a PNG grid of ``n`` slices containing the LA (magnitude, gray) with LA label contours in red.
 
     ``root_or_volumes`` is a dataset root in the ``csmri-slices-v1`` layout or a sequence of

@@ -43,12 +43,8 @@ def add_prepare_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="Hydra overrides of conf/train.yaml: data=<name> data.root=DIR data.source.<key>=...",
     )
-    parser.add_argument(
-        "--out", metavar="DIR", help="write the layout here (default: <root>/.csmri_prepared/<hash>)"
-    )
-    parser.add_argument(
-        "--force", action="store_true", help="prepare again even if an up-to-date layout exists"
-    )
+    parser.add_argument("--out", metavar="DIR", help="write the layout here (default: <root>/.csmri_prepared/<hash>)")
+    parser.add_argument("--force", action="store_true", help="prepare again even if an up-to-date layout exists")
     return parser
 
 

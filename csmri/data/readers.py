@@ -102,8 +102,7 @@ def _optional(module: str, what: str) -> ModuleType:
     except ImportError as err:
         package = _PACKAGES.get(module.split(".")[0], module)
         raise ImportError(
-            f"reading {what} needs the optional package {package!r}: pip install 'csmri[io]' "
-            f"(or pip install {package})"
+            f"reading {what} needs the optional package {package!r}: pip install 'csmri[io]' (or pip install {package})"
         ) from err
 
 
@@ -127,9 +126,7 @@ def read_volume(path: str | Path, keys: Sequence[str] = ()) -> Volume:
     except (BadInputError, ImportError):
         raise
     except Exception as err:  # any parser failure: truncated, corrupt, wrong content
-        raise BadInputError(
-            path, f"cannot read {ext[1:].upper()} file ({type(err).__name__}: {err})"
-        ) from err
+        raise BadInputError(path, f"cannot read {ext[1:].upper()} file ({type(err).__name__}: {err})") from err
     if volume.data.size == 0:
         raise BadInputError(path, f"holds an empty array of shape {volume.data.shape}")
     return volume
@@ -160,9 +157,7 @@ def _pick(available: Sequence[str], keys: tuple[str, ...], path: Path, kind: str
     if len(available) == 1:
         return available[0]
     wanted = f"none of {list(keys)} found; " if keys else ""
-    raise BadInputError(
-        path, f"{wanted}cannot choose among its {kind} {sorted(available)} (set the key option)"
-    )
+    raise BadInputError(path, f"{wanted}cannot choose among its {kind} {sorted(available)} (set the key option)")
 
 
 def _read_hdf5(path: Path, keys: tuple[str, ...]) -> Volume:
@@ -248,9 +243,7 @@ def _natural_key(path: Path) -> list[Any]:
 
 
 def _read_directory(path: Path) -> Volume:
-    files = sorted(
-        (p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")), key=_natural_key
-    )
+    files = sorted((p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")), key=_natural_key)
     if not files:
         raise BadInputError(path, "empty folder (expected one DICOM series or a stack of PNG/TIFF slices)")
     if all(split_extension(p.name)[1] in _PICTURE_EXTENSIONS for p in files):
@@ -272,8 +265,7 @@ def _stack(slices: list[np.ndarray], files: list[Path], folder: Path) -> np.ndar
         odd = next(f for f, s in zip(files, slices, strict=True) if s.shape != slices[0].shape)
         raise BadInputError(
             odd,
-            f"slice shape {shapes - {slices[0].shape}} differs from {slices[0].shape} "
-            f"of {files[0].name} in {folder}",
+            f"slice shape {shapes - {slices[0].shape}} differs from {slices[0].shape} of {files[0].name} in {folder}",
         )
     return np.stack(slices, axis=-1)
 
@@ -306,9 +298,7 @@ def _read_dicom_series(folder: Path, files: list[Path]) -> Volume:
         except Exception as err:
             raise BadInputError(file, f"cannot read DICOM file ({type(err).__name__}: {err})") from err
         if pixels.ndim != 2:
-            raise BadInputError(
-                file, f"expected one 2-D slice per file in a DICOM series, got {pixels.shape}"
-            )
+            raise BadInputError(file, f"expected one 2-D slice per file in a DICOM series, got {pixels.shape}")
         series = str(getattr(ds, "SeriesInstanceUID", ""))
         number = getattr(ds, "InstanceNumber", None)
         entries.append((file, pixels, series, _slice_position(ds), None if number is None else int(number)))
@@ -318,9 +308,7 @@ def _read_dicom_series(folder: Path, files: list[Path]) -> Volume:
     positions = [e[3] for e in entries]
     if all(p is not None for p in positions):
         if len(set(np.round(positions, 4))) != len(positions):
-            raise BadInputError(
-                folder, "several DICOM files share a slice position (mixed phases or echoes?)"
-            )
+            raise BadInputError(folder, "several DICOM files share a slice position (mixed phases or echoes?)")
         entries.sort(key=lambda e: e[3])
     elif all(e[4] is not None for e in entries):
         entries.sort(key=lambda e: e[4])

@@ -50,6 +50,10 @@ class PhantomSource:
 
         log.info("no dataset at %s: generating the phantom (%d patients, %d^2)", root, self.patients, self.size)
         return write_phantom_dataset(
-            root, n_patients=self.patients, size=self.size, n_slices=self.slices, seed=self.seed,
+            root,
+            n_patients=self.patients,
+            size=self.size,
+            n_slices=self.slices,
+            seed=self.seed,
             noise_std=self.noise_std,
-        )  # fmt: skip
+        )

@@ -102,9 +102,7 @@ def resize(array: np.ndarray, size: int | Sequence[int], order: int = 1) -> np.n
     return out.reshape(*lead, *target)
 
 
-def fit_to_size(
-    array: np.ndarray, size: int | Sequence[int], mode: str = "crop_pad", order: int = 1
-) -> np.ndarray:
+def fit_to_size(array: np.ndarray, size: int | Sequence[int], mode: str = "crop_pad", order: int = 1) -> np.ndarray:
     """Bring the last two axes to ``size`` with ``mode``:
 
     * ``crop_pad``: centre crop / zero pad, no interpolation (keeps the native pixel grid);
@@ -124,9 +122,7 @@ def fit_to_size(
     raise ValueError(f"fit must be one of {FIT_MODES}, got {mode!r}")
 
 
-def normalise_slices(
-    image: np.ndarray, method: str = "max", percentile: float = 99.5
-) -> tuple[np.ndarray, np.ndarray]:
+def normalise_slices(image: np.ndarray, method: str = "max", percentile: float = 99.5) -> tuple[np.ndarray, np.ndarray]:
     """Normalise each slice (last two axes) of a real or complex ``image`` to maximum magnitude 1.
 
     * ``max`` (the paper): divide by the slice's maximum magnitude.

@@ -87,10 +87,11 @@ def run_evaluation(
     segnet: Any | None,
     split: str = "test",
     batch_size: int = 8,
-    device: torch.device = torch.device("cpu"),
+    device: torch.device | None = None,
     keep_images: bool = True,
 ) -> _Collector:
     """Reconstruct ``split`` with every method on identical simulated batches; collect per-slice results."""
+    device = device or torch.device("cpu")
     dataset = datamodule.dataset(split)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=datamodule.num_workers)
     results = _Collector(keep_images)
@@ -112,8 +113,12 @@ def run_evaluation(
         for name, method in methods.items():
             recon = method.reconstruct(batch)
             image = magnitude(recon)
-            metrics = {"psnr": psnr(image, target), "ssim": ssim(image, target), "nmse": nmse(image, target),
-                       "hfen": hfen(image, target)}  # fmt: skip
+            metrics = {
+                "psnr": psnr(image, target),
+                "ssim": ssim(image, target),
+                "nmse": nmse(image, target),
+                "hfen": hfen(image, target),
+            }
             pred = segnet.predict_labels(recon) if segnet is not None else None
             dice = foreground_dice(pred, labels).tolist() if pred is not None else [None] * len(structure)
             for i, key in enumerate(batch["key"]):
@@ -128,14 +133,20 @@ def run_evaluation(
 def _figure_samples(results: _Collector, methods: list[str], keys: list[str]) -> list[dict[str, Any]]:
     samples = []
     for key in keys:
-        samples.append({
-            "key": key,
-            "target": results.images["ground_truth"][key],
-            "target_label": results.labels[key],
-            "recons": {m: results.images[m][key] for m in methods},
-            "pred_labels": {m: results.pred_labels[m][key] for m in [*methods, "ground_truth"] if key in results.pred_labels[m]},
-            "metrics": {r["method"]: {"psnr": r["psnr"], "dice": r["dice"]} for r in results.records if r["key"] == key},
-        })  # fmt: skip
+        samples.append(
+            {
+                "key": key,
+                "target": results.images["ground_truth"][key],
+                "target_label": results.labels[key],
+                "recons": {m: results.images[m][key] for m in methods},
+                "pred_labels": {
+                    m: results.pred_labels[m][key] for m in [*methods, "ground_truth"] if key in results.pred_labels[m]
+                },
+                "metrics": {
+                    r["method"]: {"psnr": r["psnr"], "dice": r["dice"]} for r in results.records if r["key"] == key
+                },
+            }
+        )
     return samples
 
 
@@ -159,19 +170,34 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     results = run_evaluation(datamodule, methods, segnet, cfg.split, cfg.batch_size, device, keep_images=True)
 
     names = list(methods)
-    rows = summarise(results.records, results.dice_gt, reference=cfg.reference if cfg.reference in methods else None,
-                     methods_order=names, labels=OmegaConf.to_container(cfg.labels))  # fmt: skip
+    rows = summarise(
+        results.records,
+        results.dice_gt,
+        reference=cfg.reference if cfg.reference in methods else None,
+        methods_order=names,
+        labels=OmegaConf.to_container(cfg.labels),
+    )
     write_per_slice_csv(results.records, out / "per_slice.csv")
     write_table(rows, out / "table.md", out / "table.json")
     if results.images:
         save_recons(out / RECONS_FILE, {m: results.images[m] for m in ["ground_truth", *names]}, results.labels)
         keys = [r["key"] for r in results.records if r["method"] == names[0]]
         chosen = pick_samples(keys, results.structure, per_patient=cfg.figure.per_patient)[: cfg.figure.max_rows]
-        save_figure(out / "figure.png", _figure_samples(results, names, chosen), names,
-                    error_rows=cfg.figure.error_rows, labels=OmegaConf.to_container(cfg.labels))  # fmt: skip
+        save_figure(
+            out / "figure.png",
+            _figure_samples(results, names, chosen),
+            names,
+            error_rows=cfg.figure.error_rows,
+            labels=OmegaConf.to_container(cfg.labels),
+        )
     backbones = {n: m.description for n, m in methods.items() if getattr(m, "description", "")}
-    info.update(status="finished", n_slices=len(results.structure), sis=sis_note,
-                perceptual_backbones=backbones, data_root=str(datamodule.layout_dir))  # fmt: skip
+    info.update(
+        status="finished",
+        n_slices=len(results.structure),
+        sis=sis_note,
+        perceptual_backbones=backbones,
+        data_root=str(datamodule.layout_dir),
+    )
     print_summary(rows, title=f"{cfg.split} split, acceleration {cfg.data.acceleration}")
     log.info("results in %s", out)
     return rows

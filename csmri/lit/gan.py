@@ -153,8 +153,12 @@ class AdversarialReconstructionBase(L.LightningModule):
             loss_g, normalised = self.normalizer(terms)
             self._backward_and_step(opt_g, loss_g)
 
-        logs = {"train/loss_d": loss_d, "train/loss_g": loss_g, "train/d_real": torch.sigmoid(real_logits).mean(),
-                "train/d_fake": torch.sigmoid(fake_logits).mean()}  # fmt: skip
+        logs = {
+            "train/loss_d": loss_d,
+            "train/loss_g": loss_g,
+            "train/d_real": torch.sigmoid(real_logits).mean(),
+            "train/d_fake": torch.sigmoid(fake_logits).mean(),
+        }
         logs.update({f"train/{k}": v for k, v in {**terms, **normalised}.items()})
         self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=n)
         self.log_training_extras(n)
@@ -166,8 +170,11 @@ class AdversarialReconstructionBase(L.LightningModule):
         """Subclass hook for extra per-step logs (e.g. the gate lambda)."""
 
     def sample_columns(self, batch: Mapping[str, Any], output: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"zero-filled": batch["zero_filled"][0].abs(), "output": magnitude(output[:1])[0],
-                "ground truth": batch["target"][0].abs()}  # fmt: skip
+        return {
+            "zero-filled": batch["zero_filled"][0].abs(),
+            "output": magnitude(output[:1])[0],
+            "ground truth": batch["target"][0].abs(),
+        }
 
     def log_samples(self, stage: str, batch: Mapping[str, Any], output: torch.Tensor) -> None:
         log_sample_images(self, f"{stage}/step{self.global_step:07d}", self.sample_columns(batch, output))

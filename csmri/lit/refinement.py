@@ -112,5 +112,10 @@ class RefinementModule(AdversarialReconstructionBase):
 
     def sample_columns(self, batch: Mapping[str, Any], output: torch.Tensor) -> dict[str, torch.Tensor]:
         r, x_hat = magnitude(self.base_reconstruction(batch)[:1])[0], magnitude(output[:1])[0]
-        return {"zero-filled": batch["zero_filled"][0].abs(), "R(x_u)": r, "x_hat": x_hat,
-                "x_hat - R": x_hat - r, "ground truth": batch["target"][0].abs()}  # fmt: skip
+        return {
+            "zero-filled": batch["zero_filled"][0].abs(),
+            "R(x_u)": r,
+            "x_hat": x_hat,
+            "x_hat - R": x_hat - r,
+            "ground truth": batch["target"][0].abs(),
+        }

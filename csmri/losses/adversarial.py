@@ -42,6 +42,8 @@ class FeatureMatchingLoss(nn.Module):
 
     def forward(self, real_features: Sequence[torch.Tensor], fake_features: Sequence[torch.Tensor]) -> torch.Tensor:
         if len(real_features) != len(fake_features) or not real_features:
-            raise ValueError(f"need matching non-empty feature lists, got {len(real_features)} and {len(fake_features)}")
+            raise ValueError(
+                f"need matching non-empty feature lists, got {len(real_features)} and {len(fake_features)}"
+            )
         terms = [F.l1_loss(fake, real.detach()) for real, fake in zip(real_features, fake_features, strict=True)]
         return torch.stack(terms).mean()

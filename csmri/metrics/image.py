@@ -61,9 +61,7 @@ def magnitude(x: Tensor) -> Tensor:
         if x.ndim == 4 and x.shape[1] == 1:
             x = x[:, 0]
         if x.ndim != 3:
-            raise ValueError(
-                f"complex images must have shape (B, H, W) or (B, 1, H, W), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"complex images must have shape (B, H, W) or (B, 1, H, W), got {tuple(x.shape)}")
         return x.abs()
     if x.ndim == 3:
         return x
@@ -82,9 +80,7 @@ def _as_slices(x: Tensor, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.is_complex():
-        raise TypeError(
-            f"{name} is complex; image metrics take real magnitudes, convert with magnitude() first"
-        )
+        raise TypeError(f"{name} is complex; image metrics take real magnitudes, convert with magnitude() first")
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim != 3:
@@ -99,8 +95,7 @@ def _check_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     p, t = _as_slices(pred, "pred"), _as_slices(target, "target")
     if p.shape != t.shape:
         raise ValueError(
-            f"pred and target must have the same shape, got pred {tuple(pred.shape)} "
-            f"and target {tuple(target.shape)}"
+            f"pred and target must have the same shape, got pred {tuple(pred.shape)} and target {tuple(target.shape)}"
         )
     dtype = torch.promote_types(p.dtype, t.dtype)
     return p.to(dtype), t.to(dtype)

@@ -42,9 +42,13 @@ class DAGANGenerator(nn.Module):
         depth = dagan_depth(size)
         levels = list(features[:depth]) + [features[-1]] * max(0, depth - len(features))
         self.size, self.residual = size, residual
-        self.unet = UNet(2, 2, levels, kernel_size=4, norm="batch", negative_slope=0.2, init="normal", innermost_norm=False)
+        self.unet = UNet(
+            2, 2, levels, kernel_size=4, norm="batch", negative_slope=0.2, init="normal", innermost_norm=False
+        )
 
-    def forward(self, x: torch.Tensor, kspace: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, kspace: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if x.shape[-2:] != (self.size, self.size):
             raise ValueError(f"DAGANGenerator was built for {self.size}x{self.size}, got {tuple(x.shape[-2:])}")
         out = torch.tanh(self.unet(x))
@@ -54,8 +58,14 @@ class DAGANGenerator(nn.Module):
 class GlobalDiscriminator(nn.Module):
     """``(B, C, H, W) -> (logits (B, 1), [feature maps])``: strided convolutions to 4 x 4, then linear."""
 
-    def __init__(self, in_channels: int = 1, size: int = 256, base: int = 64, max_features: int = 2048,
-                 negative_slope: float = 0.2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int = 1,
+        size: int = 256,
+        base: int = 64,
+        max_features: int = 2048,
+        negative_slope: float = 0.2,
+    ) -> None:
         super().__init__()
         depth = dagan_depth(size) - 2
         self.size = size
@@ -63,11 +73,13 @@ class GlobalDiscriminator(nn.Module):
         previous = in_channels
         for i in range(depth):
             c = min(base * 2**i, max_features)
-            self.layers.append(nn.Sequential(
-                nn.Conv2d(previous, c, 4, stride=2, padding=1, bias=i == 0),
-                nn.BatchNorm2d(c) if i > 0 else nn.Identity(),
-                nn.LeakyReLU(negative_slope, inplace=True),
-            ))  # fmt: skip
+            self.layers.append(
+                nn.Sequential(
+                    nn.Conv2d(previous, c, 4, stride=2, padding=1, bias=i == 0),
+                    nn.BatchNorm2d(c) if i > 0 else nn.Identity(),
+                    nn.LeakyReLU(negative_slope, inplace=True),
+                )
+            )
             previous = c
         self.classifier = nn.Linear(previous * 16, 1)
         for module in self.modules():

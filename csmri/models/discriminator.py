@@ -65,7 +65,9 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(f"discriminator input must be at least {self.min_size}x{self.min_size}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"discriminator input must be at least {self.min_size}x{self.min_size}, got {tuple(x.shape)}"
+            )
         features = []
         for layer in self.layers:
             x = layer(x)

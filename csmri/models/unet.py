@@ -102,7 +102,9 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         factor = 2**self.levels
         if x.shape[-2] % factor or x.shape[-1] % factor:
-            raise ValueError(f"U-Net with {self.levels} levels needs H and W divisible by {factor}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"U-Net with {self.levels} levels needs H and W divisible by {factor}, got {tuple(x.shape)}"
+            )
         skips = []
         for down in self.down:
             x = down(x)

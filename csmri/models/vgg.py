@@ -69,7 +69,9 @@ def _build_vgg19(weights: str, seed: int, allow_random_fallback: bool) -> tuple[
             return vgg19(weights=None), "vgg19-random"
     path = Path(weights)
     if not path.is_file():
-        raise FileNotFoundError(f"perceptual weights must be 'imagenet', 'random' or a file path; {path} does not exist")
+        raise FileNotFoundError(
+            f"perceptual weights must be 'imagenet', 'random' or a file path; {path} does not exist"
+        )
     model = vgg19(weights=None)
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model, f"vgg19-file:{path.name}"

@@ -16,9 +16,7 @@ def check_mask(mask: torch.Tensor, kspace: torch.Tensor) -> None:
     except RuntimeError:
         broadcast = None
     if broadcast != kspace.shape:
-        raise ValueError(
-            f"mask shape {tuple(mask.shape)} does not match k-space shape {tuple(kspace.shape)}"
-        )
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match k-space shape {tuple(kspace.shape)}")
 
 
 def undersample(

@@ -27,9 +27,7 @@ from tests.data.test_readers import (
 )
 
 
-def nifti_folder(
-    root: Path, n: int = 4, shape: tuple[int, int, int] = (32, 32, 6), labels: bool = True
-) -> Path:
+def nifti_folder(root: Path, n: int = 4, shape: tuple[int, int, int] = (32, 32, 6), labels: bool = True) -> Path:
     """``<case>.nii.gz`` + ``<case>_label.nii.gz`` blob cases ``case0..``."""
     root.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -71,9 +69,7 @@ def test_nifti_folder_layout_shapes_normalisation_and_alignment(tmp_path):
             assert [k.decode() for k in f["keys"][()]] == [f"case{i}/{s:03d}" for s in range(6)]
         np.testing.assert_allclose(np.abs(stored).max(axis=(1, 2)), 1.0, rtol=1e-6)
         expected = np.moveaxis(image, -1, 0)
-        np.testing.assert_allclose(
-            stored.real, expected / expected.max(axis=(1, 2), keepdims=True), rtol=1e-5
-        )
+        np.testing.assert_allclose(stored.real, expected / expected.max(axis=(1, 2), keepdims=True), rtol=1e-5)
         np.testing.assert_array_equal(stored_label, np.moveaxis(label, -1, 0))
     item = SliceDataset(out, "test")[1]
     assert item["target"].shape == (32, 48) and item["target"].abs().max().item() == pytest.approx(1.0)
@@ -101,9 +97,7 @@ def test_parallel_folders_axis_slice_range_transpose_and_resize(tmp_path):
         image, label = blob_case((32, 32, 8), seed=i)
         np.save(root / "images" / f"p{i}.npy", np.moveaxis(image, -1, 0))  # (S, H, W)
         np.save(root / "labels" / f"p{i}.npy", np.moveaxis(label, -1, 0))
-    out, meta = prepare(
-        root, naming="parallel", axis=0, slices=[2, -1], transpose=True, size=[16, 16], fit="resize"
-    )
+    out, meta = prepare(root, naming="parallel", axis=0, slices=[2, -1], transpose=True, size=[16, 16], fit="resize")
     assert meta["size"] == [16, 16]
     _, label = blob_case((32, 32, 8), seed=0)
     with case_file(out, meta, "p0") as f:
@@ -117,9 +111,7 @@ def test_dicom_series_case_folders_with_npy_labels(tmp_path):
     root = tmp_path / "raw"
     for i in range(3):
         image, label = blob_case((16, 16, 4), seed=i)
-        write_dicom_series(
-            root / f"s{i}", (image * 1000).astype(np.uint16).astype(np.float32), order=[3, 1, 0, 2]
-        )
+        write_dicom_series(root / f"s{i}", (image * 1000).astype(np.uint16).astype(np.float32), order=[3, 1, 0, 2])
         np.save(root / f"s{i}_label.npy", label)
     out, meta = prepare(root)
     with case_file(out, meta, "s2") as f:
@@ -251,9 +243,7 @@ def test_fastmri_singlecoil_kspace_and_reconstruction_esc(tmp_path):
     rng = np.random.default_rng(0)
     images = []
     for i in range(3):
-        image = (rng.standard_normal((3, 24, 16)) + 1j * rng.standard_normal((3, 24, 16))).astype(
-            np.complex64
-        )
+        image = (rng.standard_normal((3, 24, 16)) + 1j * rng.standard_normal((3, 24, 16))).astype(np.complex64)
         kspace = fft2c(torch.from_numpy(image)).numpy()  # (slices, readout, phase encode), centred
         write_h5(root / f"file{i}.h5", kspace=kspace, reconstruction_esc=np.abs(image[:, 4:20, :]))
         images.append(image)

@@ -70,9 +70,7 @@ def write_tiff_stack(path: Path, data: np.ndarray) -> Path:
     return path
 
 
-def write_dicom_series(
-    folder: Path, data: np.ndarray, slope: float = 1.0, order: list[int] | None = None
-) -> Path:
+def write_dicom_series(folder: Path, data: np.ndarray, slope: float = 1.0, order: list[int] | None = None) -> Path:
     """One uint16 DICOM file per slice of ``data`` (rows, cols, slices); files named in ``order``."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid

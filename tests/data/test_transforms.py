@@ -34,9 +34,7 @@ def test_crop_or_pad_shape_and_centre(image, height, width):
     out = crop_or_pad(image, (height, width))
     assert out.shape == (image.shape[0], height, width) and out.dtype == image.dtype
     # the centred-FFT centre pixel (n // 2) stays the centre (t // 2)
-    np.testing.assert_array_equal(
-        out[:, height // 2, width // 2], image[:, image.shape[1] // 2, image.shape[2] // 2]
-    )
+    np.testing.assert_array_equal(out[:, height // 2, width // 2], image[:, image.shape[1] // 2, image.shape[2] // 2])
 
 
 @FAST
@@ -125,11 +123,7 @@ def test_percentile_clips_hot_voxels():
     image = np.ones((1, 10, 10), np.float32)
     image[0, 0, 0] = 100.0
     out, scale = normalise_slices(image, "percentile", 95)
-    assert (
-        scale[0] == pytest.approx(1.0)
-        and out.max() == pytest.approx(1.0)
-        and out[0, 5, 5] == pytest.approx(1.0)
-    )
+    assert scale[0] == pytest.approx(1.0) and out.max() == pytest.approx(1.0) and out[0, 5, 5] == pytest.approx(1.0)
     out, _ = normalise_slices(image, "max")
     assert out[0, 5, 5] == pytest.approx(0.01)
 

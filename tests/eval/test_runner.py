@@ -16,8 +16,9 @@ def _eval_config(phantom_root, out, *extra):
 
 
 def test_eval_zero_filled_and_recnet(phantom_root, stage1_ckpt, tmp_path):
-    cfg = _eval_config(phantom_root, tmp_path, "methods=[zero_filled,recnet]", f"recnet.ckpt={stage1_ckpt}",
-                       "reference=recnet")  # fmt: skip
+    cfg = _eval_config(
+        phantom_root, tmp_path, "methods=[zero_filled,recnet]", f"recnet.ckpt={stage1_ckpt}", "reference=recnet"
+    )
     rows = evaluate(cfg)
     names = [r["method"] for r in rows]
     assert names[1:] == ["zero_filled", "recnet"]
@@ -25,7 +26,9 @@ def test_eval_zero_filled_and_recnet(phantom_root, stage1_ckpt, tmp_path):
         assert (tmp_path / name).is_file(), name
     records = read_per_slice_csv(tmp_path / "per_slice.csv")
     assert len(records) == 2 * 6  # 1 test patient x 6 slices x 2 methods
-    assert {r["key"] for r in records if r["method"] == "recnet"} == {r["key"] for r in records if r["method"] == "zero_filled"}
+    assert {r["key"] for r in records if r["method"] == "recnet"} == {
+        r["key"] for r in records if r["method"] == "zero_filled"
+    }
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["sis"].startswith("skipped")
 

@@ -11,7 +11,13 @@ from csmri.train import build_module, train
 from tests.conftest import ADVERSARIAL
 from tests.helpers import compose_config
 
-FAST = ["logger=csv", "data.acceleration=4", "data.batch_size=3", "data.eval_batch_size=6", "trainer.log_every_n_steps=1"]
+FAST = [
+    "logger=csv",
+    "data.acceleration=4",
+    "data.batch_size=3",
+    "data.eval_batch_size=6",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def _config(experiment, phantom_root, out, *extra):
@@ -27,10 +33,13 @@ def test_short_training_run(experiment, phantom_root, tmp_path):
     assert "train/loss_d" in header and "train/adv" in header
 
 
-@pytest.mark.parametrize("experiment, expected", [
-    ("dagan", {"adv": 1.0, "nmse": 15.0, "freq": 0.1, "vgg": 0.0025}),
-    ("joint", {"mse": 1.0, "adv": 0.5, "feat": 0.5, "vgg": 1.0}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "experiment, expected",
+    [
+        ("dagan", {"adv": 1.0, "nmse": 15.0, "freq": 0.1, "vgg": 0.0025}),
+        ("joint", {"mse": 1.0, "adv": 0.5, "feat": 0.5, "vgg": 1.0}),
+    ],
+)
 def test_each_weight_reaches_the_total(experiment, expected, phantom_root, tmp_path):
     module = build_module(_config(experiment, phantom_root, tmp_path))
     assert module.normalizer.weights == expected

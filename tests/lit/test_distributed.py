@@ -21,9 +21,24 @@ def _last_val_psnr(metrics_csv) -> float:
 
 def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "csmri.cli", "train", "experiment=stage1", f"data.root={phantom_root}", "trainer=ddp",
-           "trainer.devices=2", "trainer.accelerator=cpu", "trainer.max_epochs=1", "model.nf=8", "data.batch_size=2",
-           "data.eval_batch_size=3", "data.acceleration=4", "logger=csv", f"hydra.run.dir={run}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "csmri.cli",
+        "train",
+        "experiment=stage1",
+        f"data.root={phantom_root}",
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "model.nf=8",
+        "data.batch_size=2",
+        "data.eval_batch_size=3",
+        "data.acceleration=4",
+        "logger=csv",
+        f"hydra.run.dir={run}",
+    ]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -49,8 +49,18 @@ def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_
 def test_cli_acceptance(phantom_root, tmp_path):
     """The issue's acceptance command: run dir placement, checkpoint, resolved config, model.nf."""
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "csmri.cli", "train", "experiment=stage1", f"data.root={phantom_root}",
-           "trainer.max_epochs=1", f"hydra.run.dir={run_dir}", "model.nf=16", "logger=csv"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "csmri.cli",
+        "train",
+        "experiment=stage1",
+        f"data.root={phantom_root}",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run_dir}",
+        "model.nf=16",
+        "logger=csv",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / ".hydra" / "config.yaml").is_file()
@@ -65,7 +75,9 @@ def test_cli_acceptance(phantom_root, tmp_path):
 def test_released_code_variant_with_weighted_dc_trains(phantom_root, tmp_path):
     switches = ["model.residual=false", "model.dc_nu=10.0", "data.noise_std=0.01"]
     cfg = compose_config(
-        "train", ["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *switches, *FAST], tmp_path
+        "train",
+        ["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *switches, *FAST],
+        tmp_path,
     )
     train(cfg)
     assert (tmp_path / "run_info.json").is_file()

@@ -12,12 +12,24 @@ from csmri.train import build_module, train
 from tests.conftest import TINY_STAGE2
 from tests.helpers import compose_config
 
-FAST = ["logger=csv", "data.eval_batch_size=6", "data.acceleration=4", "data.batch_size=3", "trainer.log_every_n_steps=1"]
+FAST = [
+    "logger=csv",
+    "data.eval_batch_size=6",
+    "data.acceleration=4",
+    "data.batch_size=3",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def _config(phantom_root, stage1_ckpt, out, *extra):
-    overrides = ["experiment=stage2", f"data.root={phantom_root}", f"model.recon_ckpt={stage1_ckpt}",
-                 *TINY_STAGE2, *FAST, *extra]  # fmt: skip
+    overrides = [
+        "experiment=stage2",
+        f"data.root={phantom_root}",
+        f"model.recon_ckpt={stage1_ckpt}",
+        *TINY_STAGE2,
+        *FAST,
+        *extra,
+    ]
     return compose_config("train", overrides, out)
 
 
@@ -85,7 +97,9 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
     train(_config(phantom_root, stage1_ckpt, first, "trainer.max_epochs=1"))
     before = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     resumed = tmp_path / "resumed"
-    cfg = _config(phantom_root, stage1_ckpt, resumed, "trainer.max_epochs=2", f"ckpt_path={first}/checkpoints/last.ckpt")
+    cfg = _config(
+        phantom_root, stage1_ckpt, resumed, "trainer.max_epochs=2", f"ckpt_path={first}/checkpoints/last.ckpt"
+    )
 
     seen = {}
 
@@ -122,8 +136,13 @@ def test_imagenet_weights_required_without_fallback(phantom_root, stage1_ckpt, t
     from csmri.models.vgg import PerceptualWeightsUnavailable
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
-    cfg = _config(phantom_root, stage1_ckpt, tmp_path, "model.perceptual.weights=imagenet",
-                  "model.perceptual.allow_random_fallback=false")  # fmt: skip
+    cfg = _config(
+        phantom_root,
+        stage1_ckpt,
+        tmp_path,
+        "model.perceptual.weights=imagenet",
+        "model.perceptual.allow_random_fallback=false",
+    )
     with pytest.raises(ValueError, match="vgg19-dcbb9e9d.pth") as err:
         build_module(cfg)
     assert isinstance(err.value.__cause__, PerceptualWeightsUnavailable)
@@ -131,8 +150,17 @@ def test_imagenet_weights_required_without_fallback(phantom_root, stage1_ckpt, t
 
 def test_sweep_keys_reach_the_loss(phantom_root, stage1_ckpt, tmp_path):
     """The keys a sweep varies (`loss.alpha`, `loss.weights.vgg`, ...) are plain config keys."""
-    cfg = _config(phantom_root, stage1_ckpt, tmp_path, "loss.alpha=0.5", "loss.weights.vgg=5", "loss.normalizer=fixed",
-                  "loss.label_smoothing=0.2", "loss.replay.capacity=7", "model.refine.gate_init=0.3")  # fmt: skip
+    cfg = _config(
+        phantom_root,
+        stage1_ckpt,
+        tmp_path,
+        "loss.alpha=0.5",
+        "loss.weights.vgg=5",
+        "loss.normalizer=fixed",
+        "loss.label_smoothing=0.2",
+        "loss.replay.capacity=7",
+        "model.refine.gate_init=0.3",
+    )
     module = build_module(cfg)
     assert module.normalizer.mode == "fixed" and module.normalizer.weights["vgg"] == 5.0
     assert module.normalizer.alpha.item() == 0.5 and not module.normalizer.auto_alpha

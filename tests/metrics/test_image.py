@@ -50,9 +50,7 @@ def structured_image(shape: tuple[int, int], rng: np.random.Generator) -> np.nda
     return np.clip(ndimage.gaussian_filter(img, 0.7), 0, None)
 
 
-def make_pair(
-    kind: str, shape: tuple[int, int], gt_max: float, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def make_pair(kind: str, shape: tuple[int, int], gt_max: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(pred, target) float64 magnitudes, target scaled so that target.max() == gt_max."""
     rng = np.random.default_rng(seed)
     if kind == "random":
@@ -135,9 +133,7 @@ def test_ssim_matches_skimage(kind: str, shape: tuple[int, int], gt_max: float, 
 
 
 @grid
-def test_nmse_matches_numpy_and_skimage(
-    kind: str, shape: tuple[int, int], gt_max: float, dtype: torch.dtype
-) -> None:
+def test_nmse_matches_numpy_and_skimage(kind: str, shape: tuple[int, int], gt_max: float, dtype: torch.dtype) -> None:
     pred, target = make_pair(kind, shape, gt_max)
     out = nmse(t(pred, dtype), t(target, dtype))
     assert out.shape == (1,) and out.dtype == dtype
@@ -160,9 +156,7 @@ def test_ssim_offset_image_float32_accuracy() -> None:
 def test_explicit_data_range() -> None:
     pred, target = make_pair("structured", (32, 32), 0.3)
     p, g = t(pred, torch.float64), t(target, torch.float64)
-    assert (
-        abs(psnr(p, g, data_range=1.0).item() - peak_signal_noise_ratio(target, pred, data_range=1.0)) < 1e-6
-    )
+    assert abs(psnr(p, g, data_range=1.0).item() - peak_signal_noise_ratio(target, pred, data_range=1.0)) < 1e-6
     ref = structural_similarity(
         target, pred, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0
     )
@@ -174,9 +168,7 @@ def test_explicit_data_range() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def batch(
-    dtype: torch.dtype = torch.float64, shape: tuple[int, int] = (64, 48)
-) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(dtype: torch.dtype = torch.float64, shape: tuple[int, int] = (64, 48)) -> tuple[torch.Tensor, torch.Tensor]:
     """Four slices of different kinds and ground-truth maxima, (4, H, W)."""
     pairs = [
         make_pair("random", shape, 1.0, seed=1),
@@ -270,9 +262,7 @@ def test_hfen_zero_for_identical_and_grows_with_blur() -> None:
     _, target = make_pair("structured", (64, 48), 1.0)
     g = t(target, torch.float64)
     assert hfen(g, g).item() == 0.0
-    values = [
-        hfen(t(ndimage.gaussian_filter(target, s), torch.float64), g).item() for s in (0.5, 1.0, 2.0, 4.0)
-    ]
+    values = [hfen(t(ndimage.gaussian_filter(target, s), torch.float64), g).item() for s in (0.5, 1.0, 2.0, 4.0)]
     assert all(b > a for a, b in zip(values[:-1], values[1:], strict=True)), values
     assert values[0] > 0
 
@@ -445,9 +435,7 @@ def test_wrapper_ddp_gloo(tmp_path) -> None:
 def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
     pred, target = batch(dtype)
     for fn in (psnr, ssim, nmse, hfen):
-        torch.testing.assert_close(
-            fn(pred.cuda(), target.cuda()).cpu(), fn(pred, target), rtol=1e-5, atol=1e-5
-        )
+        torch.testing.assert_close(fn(pred.cuda(), target.cuda()).cpu(), fn(pred, target), rtol=1e-5, atol=1e-5)
     m = SSIM().cuda()
     m.update(pred.cuda(), target.cuda())
     assert abs(m.compute().item() - ssim(pred, target).double().mean().item()) < 1e-5

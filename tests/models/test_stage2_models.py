@@ -31,7 +31,9 @@ def test_refinement_is_added_in_the_scaled_range_and_unscaled():
 
 
 def test_real_only_refines_the_real_channel():
-    refinement = GatedRefinement(UNet(in_channels=1, out_channels=1, features=(4, 8)), gate_init=1.0, channels="real_only")
+    refinement = GatedRefinement(
+        UNet(in_channels=1, out_channels=1, features=(4, 8)), gate_init=1.0, channels="real_only"
+    )
     base = torch.randn(2, 2, 16, 16)
     refined, x_v = refinement(base)
     assert x_v.shape == (2, 1, 16, 16)

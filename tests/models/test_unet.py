@@ -20,7 +20,9 @@ def test_paper_refinement_unet_layout():
     torch.testing.assert_close(w @ w.T, torch.eye(w.shape[0]), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("size, features", [((64, 64), (32, 64, 128)), ((32, 48), (8, 16)), ((64, 64), (8, 16, 32, 64))])
+@pytest.mark.parametrize(
+    "size, features", [((64, 64), (32, 64, 128)), ((32, 48), (8, 16)), ((64, 64), (8, 16, 32, 64))]
+)
 def test_shapes_and_gradients(size, features):
     net = UNet(in_channels=1, out_channels=3, features=features)
     x = torch.randn(2, 1, *size)
