@@ -150,6 +150,56 @@ def _figure_samples(results: _Collector, methods: list[str], keys: list[str]) ->
     return samples
 
 
+TABLE_COLUMNS = (
+    "method",
+    "label",
+    "n_slices",
+    "psnr_mean",
+    "psnr_std",
+    "ssim_mean",
+    "ssim_std",
+    "nmse_mean",
+    "hfen_mean",
+    "sis",
+    "dice_mean",
+    "dice_std",
+    "p_psnr",
+    "p_dice",
+)
+
+
+def log_to_wandb(cfg: DictConfig, out: Path, rows: list[dict[str, Any]]) -> None:
+    """Log the table (``wandb.Table``), the figure and per-method summaries as a W&B run of job type eval."""
+    if not cfg.wandb.enabled or cfg.wandb.mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(
+        project=cfg.wandb.project,
+        group=cfg.wandb.group,
+        job_type="eval",
+        mode=cfg.wandb.mode,
+        dir=str(out),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    try:
+        table = wandb.Table(columns=list(TABLE_COLUMNS), data=[[row.get(c) for c in TABLE_COLUMNS] for row in rows])
+        logs: dict[str, Any] = {"eval/table": table}
+        if (out / "figure.png").is_file():
+            logs["eval/figure"] = wandb.Image(str(out / "figure.png"))
+        run.log(logs)
+        run.summary.update(
+            {
+                f"{row['method']}/{k}": row[k]
+                for row in rows
+                for k in ("psnr_mean", "ssim_mean", "sis")
+                if isinstance(row.get(k), float)
+            }
+        )
+    finally:
+        run.finish()
+
+
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run ``csmri eval`` for a composed ``conf/eval.yaml``; returns the table rows."""
     out = Path(cfg.paths.output_dir)
@@ -198,6 +248,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         perceptual_backbones=backbones,
         data_root=str(datamodule.layout_dir),
     )
+    log_to_wandb(cfg, out, rows)
     print_summary(rows, title=f"{cfg.split} split, acceleration {cfg.data.acceleration}")
     log.info("results in %s", out)
     return rows

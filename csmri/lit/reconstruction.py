@@ -21,7 +21,7 @@ class ReconstructionModule(L.LightningModule):
     """Trains ``net`` to map zero-filled images to the fully-sampled target.
 
     The loss compares 2-channel ``[real, imag]`` images (MSE by default). Logged metrics:
-    ``train/loss``, ``train/psnr``, ``val/loss``, ``val/psnr``, ``val/ssim`` and, as a reference,
+    ``train/loss``, ``train/psnr``, ``train/ssim``, ``val/loss``, ``val/psnr``, ``val/ssim`` and, as a reference,
     ``val/psnr_zero_filled`` — PSNR/SSIM on per-slice magnitudes with data range = target max.
 
     Args:
@@ -43,7 +43,7 @@ class ReconstructionModule(L.LightningModule):
         self.save_hyperparameters()
         self.net = build(net, "net")
         self.loss_fn: nn.Module = build(loss, "loss")
-        self.train_psnr = PSNR()
+        self.train_psnr, self.train_ssim = PSNR(), SSIM()
         self.val_psnr, self.val_ssim, self.val_psnr_zf = PSNR(), SSIM(), PSNR()
 
     def forward(self, zero_filled: torch.Tensor, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -62,9 +62,12 @@ class ReconstructionModule(L.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         recon, loss = self._step(batch)
         n = recon.shape[0]
-        self.train_psnr(magnitude(recon.detach()), magnitude(batch["target"]))
+        image, target = magnitude(recon.detach()), magnitude(batch["target"])
+        self.train_psnr(image, target)
+        self.train_ssim(image, target)
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self.log("train/psnr", self.train_psnr, on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/ssim", self.train_ssim, on_step=True, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:

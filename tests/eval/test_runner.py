@@ -48,3 +48,11 @@ def test_eval_errors(phantom_root, tmp_path):
         evaluate(_eval_config(phantom_root, tmp_path, "methods=[recnet]"))
     with pytest.raises(ValueError, match="unknown method"):
         evaluate(_eval_config(phantom_root, tmp_path, "methods=[magic]"))
+
+
+def test_eval_logs_table_to_wandb_offline(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    evaluate(_eval_config(phantom_root, tmp_path, "methods=[zero_filled]", "reference=zero_filled"))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))  # the run file with the logged table
