@@ -51,3 +51,35 @@ def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_pat
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     single = trainer.validate(module, datamodule=dm, verbose=False)[0]["val/psnr"]
     assert ddp_psnr == pytest.approx(single, abs=1e-4)
+
+
+def test_ddp_stage2_two_processes(phantom_root, stage1_ckpt, tmp_path):
+    """The manual-optimisation GAN stage under DDP (find_unused_parameters, toggled optimisers)."""
+    from tests.conftest import TINY_STAGE2
+
+    run = tmp_path / "ddp2"
+    cmd = [
+        sys.executable,
+        "-m",
+        "csmri.cli",
+        "train",
+        "experiment=stage2",
+        f"data.root={phantom_root}",
+        f"model.recon_ckpt={stage1_ckpt}",
+        *TINY_STAGE2,
+        "trainer=ddp",
+        "trainer.devices=2",
+        "trainer.accelerator=cpu",
+        "trainer.max_epochs=1",
+        "data.batch_size=2",
+        "data.acceleration=4",
+        "logger=csv",
+        f"hydra.run.dir={run}",
+    ]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    import torch
+
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert state["refinement.gate"].item() != 0 and state["normalizer.initialised"].item()
