@@ -109,3 +109,39 @@ def test_train_acceptance_on_a_raw_folder_and_a_corrupt_file(tmp_path):
     truncate(root / "case3.nii.gz")
     with pytest.raises(BadInputError, match=r"case3\.nii\.gz"):
         train(compose_config("train", overrides, tmp_path / "run2"))
+
+
+def test_eval_reports_sis_on_a_raw_folder(tmp_path):
+    """Issue acceptance: a segmentation net trained on a NIfTI folder gives `csmri eval` its SIS column."""
+    from csmri.eval.runner import evaluate
+    from csmri.eval.tables import read_per_slice_csv
+    from csmri.train import train
+
+    root = nifti_folder(tmp_path / "raw", n=4)
+    data = [
+        "data=folder",
+        f"data.root={root}",
+        "data.num_workers=0",
+        "data.source.progress=false",
+        "data.acceleration=4",
+    ]
+    seg = [
+        "experiment=segnet",
+        *data,
+        "trainer.max_epochs=2",
+        "data.batch_size=2",
+        "logger=csv",
+        "model.channels=[4,8]",
+    ]
+    train(compose_config("train", seg, tmp_path / "segnet"))
+    ckpt = tmp_path / "segnet" / "checkpoints" / "best.ckpt"
+    evaluate(
+        compose_config(
+            "eval", [*data, "methods=[zero_filled]", "reference=zero_filled", f"segnet.ckpt={ckpt}"], tmp_path / "eval"
+        )
+    )
+    assert json.loads((tmp_path / "eval" / "run_info.json").read_text())["sis"] == "computed"
+    rows = json.loads((tmp_path / "eval" / "table.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["ground_truth", "zero_filled"] and "sis" in rows[1]
+    dice = [r["dice"] for r in read_per_slice_csv(tmp_path / "eval" / "per_slice.csv") if r["dice"] is not None]
+    assert dice and all(0.0 <= d <= 1.0 for d in dice)
