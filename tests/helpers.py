@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -19,3 +22,15 @@ def compose_config(name: str, overrides: list[str], output_dir: Path | None = No
 
 def experiments() -> list[str]:
     return sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
+
+
+# the csmri command line as a subprocess (a fresh interpreter, like a user's shell), quiet and offline
+CSMRI = [sys.executable, "-m", "csmri.cli"]
+SUBPROCESS_ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
+
+def run_csmri(*args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
+    """Run ``csmri <args>`` in a subprocess; ``env`` entries override :data:`SUBPROCESS_ENV`."""
+    return subprocess.run(
+        [*CSMRI, *args], capture_output=True, text=True, timeout=timeout, env={**SUBPROCESS_ENV, **env}
+    )

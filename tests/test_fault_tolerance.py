@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import torch
 
-ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+from tests.helpers import CSMRI, SUBPROCESS_ENV, run_csmri
 
 
-def _command(phantom_root, run_dir, *extra):
+def _args(phantom_root, run_dir, *extra):
     return [
-        sys.executable,
-        "-m",
-        "csmri.cli",
         "train",
         "experiment=stage1",
         f"data.root={phantom_root}",
@@ -36,7 +31,7 @@ def test_sigkill_then_resume_reaches_the_same_final_step(phantom_root, tmp_path)
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(
-        _command(phantom_root, run), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*CSMRI, *_args(phantom_root, run)], env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
@@ -49,9 +44,7 @@ def test_sigkill_then_resume_reaches_the_same_final_step(phantom_root, tmp_path)
     killed_at = torch.load(last, weights_only=True)  # a complete, loadable file (written atomically)
     assert 4 <= killed_at["global_step"] < 4 * 6  # 12 training slices / batch 2 = 6 steps per epoch
 
-    resumed = subprocess.run(
-        _command(phantom_root, run, f"ckpt_path={last}"), env=ENV, capture_output=True, text=True, timeout=600
-    )
+    resumed = run_csmri(*_args(phantom_root, run, f"ckpt_path={last}"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = torch.load(last, weights_only=True)
     assert final["global_step"] == 4 * 6 and final["epoch"] == 3

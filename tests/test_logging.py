@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import torch
 
 from csmri.compare import main as compare_main
+from tests.helpers import run_csmri
 
 
 def _train(phantom_root, run_dir, *extra, mode="offline"):
-    env = {**os.environ, "WANDB_MODE": mode, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "csmri.cli",
+    args = [
         "train",
         "experiment=stage1",
         f"data.root={phantom_root}",
@@ -25,7 +18,7 @@ def _train(phantom_root, run_dir, *extra, mode="offline"):
         f"hydra.run.dir={run_dir}",
         *extra,
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    result = run_csmri(*args, WANDB_MODE=mode)
     assert result.returncode == 0, result.stderr[-3000:]
 
 

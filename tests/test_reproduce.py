@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from csmri.reproduce import Pipeline, load_profile
+from tests.helpers import run_csmri
 
 
 def _reproduce(tmp_path, *extra):
-    env = {**os.environ, "WANDB_MODE": "disabled", "CSMRI_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "csmri.cli",
+    args = [
         "reproduce",
         "profile=smoke",
         f"work_dir={tmp_path / 'work'}",
         f"results={tmp_path / 'results'}",
         *extra,
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    return run_csmri(*args, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
 
 
 @pytest.mark.slow

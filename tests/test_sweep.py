@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from tests.helpers import compose_config
-
-ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+from tests.helpers import compose_config, run_csmri
 
 
-def _multirun(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "csmri.cli", "train", "-m", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=ENV)
+def _multirun(*args: str) -> subprocess.CompletedProcess:
+    return run_csmri("train", "-m", *args)
 
 
 def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):

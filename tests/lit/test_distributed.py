@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 
 import lightning as L
 import pytest
 
 from csmri.data import MRIDataModule
 from csmri.lit import ReconstructionModule
+from tests.helpers import run_csmri
 
 
 def _last_val_psnr(metrics_csv) -> float:
@@ -21,10 +19,7 @@ def _last_val_psnr(metrics_csv) -> float:
 
 def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_path):
     run = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "csmri.cli",
+    args = [
         "train",
         "experiment=stage1",
         f"data.root={phantom_root}",
@@ -39,8 +34,7 @@ def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_pat
         "logger=csv",
         f"hydra.run.dir={run}",
     ]
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    result = run_csmri(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train_ddp_process_1" in " ".join(p.name for p in run.iterdir())  # a second rank really ran
     ddp_psnr = _last_val_psnr(run / "csv" / "metrics.csv")
@@ -58,10 +52,7 @@ def test_ddp_stage2_two_processes(phantom_root, stage1_ckpt, tmp_path):
     from tests.conftest import TINY_STAGE2
 
     run = tmp_path / "ddp2"
-    cmd = [
-        sys.executable,
-        "-m",
-        "csmri.cli",
+    args = [
         "train",
         "experiment=stage2",
         f"data.root={phantom_root}",
@@ -76,8 +67,7 @@ def test_ddp_stage2_two_processes(phantom_root, stage1_ckpt, tmp_path):
         "logger=csv",
         f"hydra.run.dir={run}",
     ]
-    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    result = run_csmri(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     import torch
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import torch
 
 from csmri.lit import ReconstructionModule
 from csmri.train import train
-from tests.helpers import compose_config
+from tests.helpers import compose_config, run_csmri
 
 FAST = ["logger=csv", "data.batch_size=4", "data.eval_batch_size=6", "data.acceleration=4"]
 
@@ -49,10 +47,7 @@ def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_
 def test_cli_acceptance(phantom_root, tmp_path):
     """The issue's acceptance command: run dir placement, checkpoint, resolved config, model.nf."""
     run_dir = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "csmri.cli",
+    args = [
         "train",
         "experiment=stage1",
         f"data.root={phantom_root}",
@@ -61,14 +56,14 @@ def test_cli_acceptance(phantom_root, tmp_path):
         "model.nf=16",
         "logger=csv",
     ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    result = run_csmri(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert "nf: 16" in (run_dir / ".hydra" / "config.yaml").read_text()
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["state_dict"]["net.blocks.0.0.weight"].shape[0] == 16
 
-    typo = subprocess.run([*cmd[:-2], "model.nff=3"], capture_output=True, text=True, timeout=300)
+    typo = run_csmri(*args[:-2], "model.nff=3")
     assert typo.returncode != 0 and "model.nff" in typo.stderr
 
 
