@@ -8,7 +8,6 @@ Every run directory (``hydra.run.dir``) holds ``.hydra/config.yaml`` (the resolv
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,7 +50,7 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
 
 def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | torch.Tensor) and v.numel() == 1}
+    return {k: float(v) for k, v in metrics.items() if torch.as_tensor(v).numel() == 1}
 
 
 def check_launch(cfg: DictConfig) -> None:
@@ -112,4 +111,4 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
