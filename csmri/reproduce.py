@@ -81,6 +81,13 @@ class Pipeline:
     def best_ckpt(self, name: str) -> Path:
         return self.stage_dir(name) / "checkpoints" / "best.ckpt"
 
+    def eval_ckpt(self, name: str) -> Path:
+        """The checkpoint a stage contributes downstream: ``best`` (by its monitored metric) or ``last``
+        (the profile's ``stages.<name>.checkpoint``; the GAN stages use the end of training, since
+        selecting them by val PSNR would favour the least refined weights)."""
+        which = self.p.stages[name].get("checkpoint", "best")
+        return self.stage_dir(name) / "checkpoints" / f"{which}.ckpt"
+
     def _run_info(self, name: str) -> dict[str, Any]:
         path = self.stage_dir(name) / "run_info.json"
         return json.loads(path.read_text()) if path.is_file() else {}
@@ -94,7 +101,7 @@ class Pipeline:
         if name == "eval":
             table = self.stage_dir("eval") / "table.json"
             newest = max(
-                (self.best_ckpt(s).stat().st_mtime for s in TRAIN_STAGES if self.best_ckpt(s).is_file()), default=0
+                (self.eval_ckpt(s).stat().st_mtime for s in TRAIN_STAGES if self.eval_ckpt(s).is_file()), default=0
             )
             done = (
                 table.is_file()
@@ -127,7 +134,7 @@ class Pipeline:
                 f"data.source.slices={d.slices}",
             ]
         if name == "stage2":
-            args.append(f"model.recon_ckpt={self.best_ckpt('stage1')}")
+            args.append(f"model.recon_ckpt={self.eval_ckpt('stage1')}")
         args += [*self.p.train_overrides, *stage.overrides]
         if self.status(name) == "resume":
             args.append(f"ckpt_path={self._resume_ckpt(name)}")
@@ -139,10 +146,10 @@ class Pipeline:
             *self.data_overrides(),
             f"hydra.run.dir={self.stage_dir('eval')}",
             f"methods=[{','.join(e.methods)}]",
-            f"segnet.ckpt={self.best_ckpt('segnet')}",
-            f"recnet.ckpt={self.best_ckpt('stage1')}",
-            f"refinement.ckpt={self.best_ckpt('stage2')}",
-            f"dagan.ckpt={self.best_ckpt('dagan')}",
+            f"segnet.ckpt={self.eval_ckpt('segnet')}",
+            f"recnet.ckpt={self.eval_ckpt('stage1')}",
+            f"refinement.ckpt={self.eval_ckpt('stage2')}",
+            f"dagan.ckpt={self.eval_ckpt('dagan')}",
             *e.overrides,
         ]
         return [sys.executable, "-m", "csmri.cli", "eval", *args]
