@@ -22,7 +22,7 @@ def _args(phantom_root, run_dir, *extra):
         "trainer.max_epochs=4",
         "logger=csv",
         f"hydra.run.dir={run_dir}",
-        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "callbacks.last_checkpoint.every_n_train_steps=2",
         *extra,
     ]
 

@@ -74,6 +74,7 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     ckpt_path = tmp_path / "checkpoints" / "last.ckpt"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert ckpt["perceptual_backbone"] == "vgg19-random"
+    assert ckpt["epoch"] == 1  # last.ckpt is the newest state even when val PSNR did not improve
     state = ckpt["state_dict"]
     assert abs(state["refinement.gate"].item()) > 0  # lambda moved away from 0
     assert not any(k.startswith("perceptual") for k in state)  # VGG is never checkpointed
