@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+
+from csmri.config import instantiate_or_raise_cause
 
 
 def plain(config: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
@@ -23,7 +23,6 @@ def build(config: Mapping[str, Any], what: str) -> nn.Module:
     if "_target_" not in config:
         raise ValueError(f"{what} config needs a _target_, got keys {sorted(config)}")
     try:
-        return instantiate(config)
-    except InstantiationException as err:  # Hydra wraps the real error; say which config failed
-        cause = err.__cause__ or err
-        raise ValueError(f"could not build {what} from {config}: {cause}") from cause
+        return instantiate_or_raise_cause(config)
+    except Exception as err:  # say which config failed; the target's own error stays the cause
+        raise ValueError(f"could not build {what} from {config}: {err}") from err

@@ -6,6 +6,7 @@ import csv
 
 import lightning as L
 import pytest
+import torch
 
 from csmri.data import MRIDataModule
 from csmri.lit import ReconstructionModule
@@ -17,24 +18,27 @@ def _last_val_psnr(metrics_csv) -> float:
     return float(rows[-1]["val/psnr"])
 
 
-def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_path):
-    run = tmp_path / "ddp"
-    args = [
+def _train_ddp(experiment: str, phantom_root, run, *extra: str):
+    """`csmri train` with 2 CPU processes (gloo), one short epoch, CSV logs in ``run``."""
+    return run_csmri(
         "train",
-        "experiment=stage1",
+        f"experiment={experiment}",
         f"data.root={phantom_root}",
         "trainer=ddp",
         "trainer.devices=2",
         "trainer.accelerator=cpu",
         "trainer.max_epochs=1",
-        "model.nf=8",
         "data.batch_size=2",
-        "data.eval_batch_size=3",
         "data.acceleration=4",
         "logger=csv",
         f"hydra.run.dir={run}",
-    ]
-    result = run_csmri(*args)
+        *extra,
+    )
+
+
+def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_path):
+    run = tmp_path / "ddp"
+    result = _train_ddp("stage1", phantom_root, run, "model.nf=8", "data.eval_batch_size=3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train_ddp_process_1" in " ".join(p.name for p in run.iterdir())  # a second rank really ran
     ddp_psnr = _last_val_psnr(run / "csv" / "metrics.csv")
@@ -52,24 +56,7 @@ def test_ddp_stage2_two_processes(phantom_root, stage1_ckpt, tmp_path):
     from tests.conftest import TINY_STAGE2
 
     run = tmp_path / "ddp2"
-    args = [
-        "train",
-        "experiment=stage2",
-        f"data.root={phantom_root}",
-        f"model.recon_ckpt={stage1_ckpt}",
-        *TINY_STAGE2,
-        "trainer=ddp",
-        "trainer.devices=2",
-        "trainer.accelerator=cpu",
-        "trainer.max_epochs=1",
-        "data.batch_size=2",
-        "data.acceleration=4",
-        "logger=csv",
-        f"hydra.run.dir={run}",
-    ]
-    result = run_csmri(*args)
+    result = _train_ddp("stage2", phantom_root, run, f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2)
     assert result.returncode == 0, result.stderr[-3000:]
-    import torch
-
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert state["refinement.gate"].item() != 0 and state["normalizer.initialised"].item()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from csmri.lit import RefinementModule
+from csmri.losses.normalizer import LossNormalizer
 from csmri.train import build_module, train
 from tests.conftest import TINY_STAGE2
 from tests.helpers import compose_config
@@ -93,7 +94,7 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     assert reloaded.eval().reconstruct(batch).shape == batch["target"].shape
 
 
-def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage1_ckpt, tmp_path):
+def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     first = tmp_path / "first"
     train(_config(phantom_root, stage1_ckpt, first, "trainer.max_epochs=1"))
     before = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
@@ -107,15 +108,8 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
     def spy(self, terms, reduce=None):  # must never be called again after resuming
         seen["initialise"] = True
 
-    original = RefinementModule.__init__
-    try:
-        from csmri.losses.normalizer import LossNormalizer
-
-        LossNormalizer.initialise, saved = spy, LossNormalizer.initialise
-        train(cfg)
-    finally:
-        LossNormalizer.initialise = saved
-        RefinementModule.__init__ = original
+    monkeypatch.setattr(LossNormalizer, "initialise", spy)
+    train(cfg)
     assert "initialise" not in seen
     after = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     torch.testing.assert_close(after["state_dict"]["normalizer.scales"], before["normalizer.scales"])
