@@ -1,4 +1,5 @@
-"""Where the Hydra configs live, and the OmegaConf resolvers they use."""
+"""The one owner of csmri's configuration: where the Hydra configs live (``csmri/conf``, package data found
+through ``pkg://csmri.conf``), how a config is composed from Python, and the OmegaConf resolvers they use."""
 
 from __future__ import annotations
 
@@ -6,23 +7,52 @@ import json
 import netrc
 import os
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONFIG_MODULE = "csmri.conf"
+CONFIG_SEARCH_PATH = f"pkg://{CONFIG_MODULE}"
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
 def config_dir() -> Path:
-    """The repository's ``conf/`` folder; a clear error when csmri was installed without it."""
+    """The package's ``conf/`` folder (shipped as package data); a clear error when it is missing."""
     if not (CONFIG_DIR / "train.yaml").is_file():
         raise FileNotFoundError(
-            f"csmri's Hydra configs were not found at {CONFIG_DIR}; install csmri from a source checkout "
-            "with `pip install -e .` (or `make venv`) so that conf/ sits next to the package"
+            f"csmri's Hydra configs were not found at {CONFIG_DIR}: the installation is incomplete; "
+            "reinstall csmri (`pip install .` or `make venv`)"
         )
     return CONFIG_DIR
+
+
+def compose(
+    config_name: str,
+    overrides: Sequence[str] = (),
+    config_dirs: Sequence[str | Path] = (),
+    return_hydra_config: bool = False,
+) -> DictConfig:
+    """Compose ``csmri/conf/<config_name>.yaml`` with Hydra ``overrides``, outside a Hydra app.
+
+    The one way csmri composes a config from Python (tests, ``csmri data prepare``, ``csmri reproduce``).
+    ``config_dirs`` are extra search-path entries (a user's own config folder), searched before the package's.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    extra = [f"hydra.searchpath=[{','.join(f'file://{Path(d).resolve()}' for d in config_dirs)}]"] if config_dirs else []
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name, [*overrides, *extra], return_hydra_config=return_hydra_config)
+
+
+def plain(config: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    """A plain, resolved ``dict`` copy of a (possibly OmegaConf) mapping, safe to store in checkpoints."""
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    return {k: plain(v) if isinstance(v, Mapping | DictConfig) else v for k, v in config.items()}
 
 
 def wandb_mode() -> str:

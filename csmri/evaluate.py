@@ -5,10 +5,10 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from csmri.config import config_dir
+from csmri.config import CONFIG_SEARCH_PATH
 
 
-@hydra.main(config_path=str(config_dir()), config_name="eval", version_base="1.3")
+@hydra.main(config_path=CONFIG_SEARCH_PATH, config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from csmri.eval.runner import evaluate
 

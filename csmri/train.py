@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from csmri.config import config_dir, instantiate_or_raise_cause
+from csmri.config import CONFIG_SEARCH_PATH, instantiate_or_raise_cause
 from csmri.lit.checkpoints import read_checkpoint
 from csmri.run_info import RunInfo
 
@@ -105,7 +105,7 @@ def train(cfg: DictConfig) -> float | None:
     return float(score) if score is not None else metrics.get(cfg.monitor.metric)
 
 
-@hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+@hydra.main(config_path=CONFIG_SEARCH_PATH, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     return train(cfg)
 

@@ -7,17 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from csmri.config import config_dir
+from csmri.config import compose, config_dir
 
 
 def compose_config(name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """Compose ``conf/<name>.yaml`` with ``overrides``; ``paths.output_dir`` set to ``output_dir``."""
     extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose(name, overrides=[*overrides, *extra])
+    return compose(name, [*overrides, *extra])
 
 
 def experiments() -> list[str]:

@@ -55,12 +55,9 @@ def test_ready_made_sweeps_compose(sweep, tmp_path):
 
 
 def test_slurm_launcher_composes(tmp_path):
-    from hydra import compose, initialize_config_dir
+    from csmri.config import compose
 
-    from csmri.config import config_dir
-
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        cfg = compose("train", ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"], return_hydra_config=True)
+    cfg = compose("train", ["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4"], return_hydra_config=True)
     assert "submitit" in cfg.hydra.launcher._target_ and cfg.hydra.launcher.gpus_per_node == 4
 
 

@@ -49,12 +49,9 @@ def add_prepare_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _compose(overrides: list[str]) -> Any:
-    from hydra import compose, initialize_config_dir
+    from csmri.config import compose
 
-    from csmri.config import config_dir
-
-    with initialize_config_dir(str(config_dir()), version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose("train", overrides)
 
 
 def _options_among_overrides(args: argparse.Namespace) -> argparse.Namespace:

@@ -5,17 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from csmri.config import instantiate_or_raise_cause
-
-
-def plain(config: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
-    """A plain, resolved ``dict`` copy of a (possibly OmegaConf) mapping, safe to store in checkpoints."""
-    if isinstance(config, DictConfig):
-        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
-    return {k: plain(v) if isinstance(v, Mapping | DictConfig) else v for k, v in config.items()}
 
 
 def build(config: Mapping[str, Any], what: str) -> nn.Module:

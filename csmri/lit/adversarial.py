@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csmri.lit._config import build, plain
+from csmri.config import plain
+from csmri.lit._config import build
 from csmri.lit.gan import AdversarialReconstructionBase
 from csmri.physics import channels_to_complex, complex_to_channels, fft2c
 

@@ -9,7 +9,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from csmri.lit._config import build, plain
+from csmri.config import plain
+from csmri.lit._config import build
 from csmri.metrics.image import PSNR, SSIM, magnitude
 from csmri.physics import channels_to_complex, complex_to_channels
 

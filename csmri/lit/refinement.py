@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from csmri.lit._config import build, plain
+from csmri.config import plain
+from csmri.lit._config import build
 from csmri.lit.checkpoints import load_reconstruction_net
 from csmri.lit.gan import AdversarialReconstructionBase
 from csmri.losses.perceptual import refinement_penalty

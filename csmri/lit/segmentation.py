@@ -15,7 +15,8 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from csmri.lit._config import build, plain
+from csmri.config import plain
+from csmri.lit._config import build
 from csmri.metrics.segmentation import DiceMetric
 
 DEFAULT_NET = {"_target_": "csmri.models.segnet.SegmentationUNet"}
