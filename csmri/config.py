@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import netrc
 import os
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -43,7 +43,8 @@ def compose(
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    extra = [f"hydra.searchpath=[{','.join(f'file://{Path(d).resolve()}' for d in config_dirs)}]"] if config_dirs else []
+    search = ",".join(f"file://{Path(d).resolve()}" for d in config_dirs)
+    extra = [f"hydra.searchpath=[{search}]"] if config_dirs else []
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         return hydra_compose(config_name, [*overrides, *extra], return_hydra_config=return_hydra_config)
 
