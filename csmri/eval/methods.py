@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from csmri.lit.checkpoints import read_checkpoint
+from csmri.lit.optim import upgrade_legacy_hparams
 
 # csmri_module tag written into each checkpoint -> the LightningModule class that reads it
 MODULES = {
@@ -54,8 +55,9 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
         raise ValueError(f"{what} {path} was not written by a csmri training stage (module tag {tag!r})")
     module_path, name = MODULES[tag].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_path), name)
-    overrides = {}
-    net = checkpoint.get("hyper_parameters", {}).get("net")
+    hparams = checkpoint.get("hyper_parameters", {})
+    overrides = {k: v for k, v in upgrade_legacy_hparams(hparams).items() if k == "optimizer" and k not in hparams}
+    net = hparams.get("net")
     if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
         overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
     module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides).eval()

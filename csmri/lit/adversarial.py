@@ -11,7 +11,7 @@ image/k-space fidelity terms and visual terms at once (no frozen MSE stage). Bes
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -44,7 +44,7 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
         net: ``generator`` config, ``discriminator`` ``{input, net}``, ``perceptual`` (or null).
         loss: ``normalizer`` (mode), ``weights`` over adv, feat, vgg, mse, nmse, freq, ``alpha`` (null),
             ``label_smoothing``, ``replay``.
-        lr, betas, grad_clip, log_images_every_n_steps: as in :class:`AdversarialReconstructionBase`.
+        optimizer, scheduler, grad_clip, log_images_every_n_steps: as in :class:`AdversarialReconstructionBase`.
     """
 
     csmri_module = "adversarial"
@@ -53,13 +53,15 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
         self,
         net: Mapping[str, Any],
         loss: Mapping[str, Any],
-        lr: float = 1e-4,
-        betas: Sequence[float] = (0.5, 0.999),
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
         grad_clip: float | None = None,
         log_images_every_n_steps: int = 200,
     ) -> None:
         super().__init__()
-        net, loss, betas = plain(net), plain(loss), tuple(betas)
+        net, loss = plain(net), plain(loss)
+        optimizer = self.optimizer_config(optimizer, default_lr=1e-4)
+        scheduler = plain(scheduler) if scheduler is not None else None
         self.save_hyperparameters()
         self.generator = build(net["generator"], "generator")
         self._build_adversary(net["discriminator"], net.get("perceptual"), loss)

@@ -14,27 +14,27 @@ combined by a :class:`csmri.losses.normalizer.LossNormalizer` (only the terms it
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
 from csmri.data.datamodule import training_batch_counter
 from csmri.lit._config import build
-from csmri.lit.images import log_sample_images
+from csmri.lit.base import ReconstructionBase
+from csmri.lit.optim import build_optimizer, build_scheduler
 from csmri.lit.replay import ReplayBuffer
 from csmri.losses.adversarial import DiscriminatorLoss, FeatureMatchingLoss, GeneratorAdversarialLoss
 from csmri.losses.normalizer import LossNormalizer
 from csmri.losses.perceptual import PerceptualLoss
-from csmri.metrics.image import PSNR, SSIM, magnitude
-from csmri.physics import channels_to_complex, complex_to_channels
+from csmri.metrics.image import magnitude
+from csmri.physics import complex_to_channels
 
 D_INPUTS = ("magnitude", "complex")
 
 
-class AdversarialReconstructionBase(L.LightningModule):
+class AdversarialReconstructionBase(ReconstructionBase):
     """Base class: D, its losses, the normaliser, replay, the D/G steps, validation and sample images.
 
     Args (from the subclass's ``net`` / ``loss`` configs):
@@ -42,7 +42,8 @@ class AdversarialReconstructionBase(L.LightningModule):
         perceptual: VGG extractor config, or ``None`` when no ``vgg`` term is weighted.
         loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target`` (see :class:`LossNormalizer`),
             ``label_smoothing``, ``replay`` ``{capacity, p}``.
-        lr, betas, grad_clip: Adam for both networks; gradient-norm clipping (``None`` = off).
+        optimizer, scheduler: ``_partial_`` configs used for both networks (see :mod:`csmri.lit.optim`).
+        grad_clip: gradient-norm clipping (``None`` = off).
         log_images_every_n_steps: sample images every N training batches (0 = only at validation).
     """
 
@@ -71,13 +72,8 @@ class AdversarialReconstructionBase(L.LightningModule):
         self.adv_loss = GeneratorAdversarialLoss()
         self.feat_loss = FeatureMatchingLoss()
         self.replay = ReplayBuffer(**loss.get("replay", {}))
-        self.val_psnr, self.val_ssim = PSNR(), SSIM()
 
-    # -- to be provided by subclasses ---------------------------------------------------------------
-    def generate(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The generator's output ``(B, 2, H, W)`` and extras needed by :meth:`extra_terms`."""
-        raise NotImplementedError
-
+    # -- to be provided by subclasses (and :meth:`generate`) -------------------------------------------
     def generator_parameters(self) -> Iterator[nn.Parameter]:
         raise NotImplementedError
 
@@ -97,10 +93,6 @@ class AdversarialReconstructionBase(L.LightningModule):
     def run_metadata(self) -> dict[str, Any]:
         """Facts recorded in run_info.json and the logger's config."""
         return {"perceptual_backbone": self.perceptual_backbone}
-
-    def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """The reconstruction, complex ``(B, H, W)``."""
-        return channels_to_complex(self.generate(batch)[0])
 
     def _discriminator_input(self, channels: torch.Tensor) -> torch.Tensor:
         return magnitude(channels).unsqueeze(1) if self.d_input == "magnitude" else channels
@@ -169,39 +161,21 @@ class AdversarialReconstructionBase(L.LightningModule):
     def log_training_extras(self, batch_size: int) -> None:
         """Subclass hook for extra per-step logs (e.g. the gate lambda)."""
 
-    def sample_columns(self, batch: Mapping[str, Any], output: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {
-            "zero-filled": batch["zero_filled"][0].abs(),
-            "output": magnitude(output[:1])[0],
-            "ground truth": batch["target"][0].abs(),
-        }
-
-    def log_samples(self, stage: str, batch: Mapping[str, Any], output: torch.Tensor) -> None:
-        log_sample_images(self, f"{stage}/step{self.global_step:07d}", self.sample_columns(batch, output))
-
-    # -- validation -------------------------------------------------------------------------------------
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        output, extras = self.generate(batch)
-        target = magnitude(batch["target"])
-        n = target.shape[0]
-        self.val_psnr(magnitude(output), target)
-        self.val_ssim(magnitude(output), target)
-        self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=n)
-        self.log("val/ssim", self.val_ssim, batch_size=n)
-        self.log_validation_extras(extras, target, n)
-        if batch_idx == 0:
-            self.log_samples("val", batch, output)
-
-    def log_validation_extras(self, extras: Mapping[str, torch.Tensor], target: torch.Tensor, batch_size: int) -> None:
-        """Subclass hook for extra validation metrics (``target`` is the magnitude ``(B, H, W)``)."""
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
-        betas: Sequence[float] = hp.betas
-        opt_g = torch.optim.Adam(self.generator_parameters(), lr=hp.lr, betas=betas)
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr, betas=betas)
-        return [opt_g, opt_d]
+        opt_g = build_optimizer(hp.optimizer, self.generator_parameters())
+        opt_d = build_optimizer(hp.optimizer, self.discriminator.parameters())
+        schedulers = [build_scheduler(hp.scheduler, opt) for opt in (opt_g, opt_d)]
+        if schedulers[0] is None:
+            return [opt_g, opt_d]
+        return [opt_g, opt_d], [{"scheduler": s, "interval": "epoch"} for s in schedulers]
+
+    def on_train_epoch_end(self) -> None:
+        """Manual optimisation: the LR schedulers (if any) step here, once per epoch."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["csmri_module"] = self.csmri_module
+        super().on_save_checkpoint(checkpoint)
         checkpoint["perceptual_backbone"] = self.perceptual_backbone

@@ -14,7 +14,7 @@ multi-GPU runs need ``find_unused_parameters=True`` (``trainer=ddp`` sets it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -38,7 +38,8 @@ class RefinementModule(AdversarialReconstructionBase):
             ``discriminator`` ``{input, net}`` and ``perceptual`` (VGG extractor config).
         loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target``, ``label_smoothing`` and
             ``replay`` ``{capacity, p}``.
-        lr, betas: Adam for V (with lambda) and D (paper: 2e-4, (0.5, 0.999)).
+        optimizer: ``_partial_`` optimiser config for V (with lambda) and D (paper: Adam 2e-4, betas (0.5, 0.999)).
+        scheduler: ``_partial_`` LR-scheduler config (per epoch) or ``None``.
         grad_clip: gradient-norm clipping for both (``None`` = off).
         log_images_every_n_steps: sample images (R, x_hat, x_hat - R, ground truth) every N batches.
         recon_net: R's architecture; filled in from the stage-1 checkpoint (used when reloading).
@@ -50,14 +51,16 @@ class RefinementModule(AdversarialReconstructionBase):
         self,
         net: Mapping[str, Any],
         loss: Mapping[str, Any],
-        lr: float = 2e-4,
-        betas: Sequence[float] = (0.5, 0.999),
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
         grad_clip: float | None = None,
         log_images_every_n_steps: int = 200,
         recon_net: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        net, loss, betas = plain(net), plain(loss), tuple(betas)
+        net, loss = plain(net), plain(loss)
+        optimizer = self.optimizer_config(optimizer, default_lr=2e-4)
+        scheduler = plain(scheduler) if scheduler is not None else None
         recon_net = plain(recon_net) if recon_net is not None else None
         self.recon = self._frozen_recon(net.get("recon_ckpt"), recon_net)
         self.save_hyperparameters(ignore=["recon_net"])
@@ -107,9 +110,9 @@ class RefinementModule(AdversarialReconstructionBase):
     def log_training_extras(self, batch_size: int) -> None:
         self.log("train/lambda", self.refinement.gate.detach(), prog_bar=True, batch_size=batch_size)
 
-    def log_validation_extras(self, extras, target, batch_size) -> None:  # type: ignore[override]
+    def log_validation_extras(self, batch, output, extras, target) -> None:  # type: ignore[override]
         self.val_psnr_recon(magnitude(extras["base"]), target)
-        self.log("val/psnr_recon", self.val_psnr_recon, batch_size=batch_size)
+        self.log("val/psnr_recon", self.val_psnr_recon, batch_size=target.shape[0])
 
     def sample_columns(self, batch: Mapping[str, Any], output: torch.Tensor) -> dict[str, torch.Tensor]:
         r, x_hat = magnitude(self.base_reconstruction(batch)[:1])[0], magnitude(output[:1])[0]

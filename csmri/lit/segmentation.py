@@ -8,7 +8,7 @@ real channel — so evaluation sees exactly the input format training saw.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from csmri.config import plain
 from csmri.lit._config import build
+from csmri.lit.optim import adam, build_optimizer
 from csmri.metrics.segmentation import DiceMetric
 
 DEFAULT_NET = {"_target_": "csmri.models.segnet.SegmentationUNet"}
@@ -62,7 +63,7 @@ class SegmentationModule(L.LightningModule):
             that exposes ``num_classes`` (default :class:`csmri.models.segnet.SegmentationUNet`).
         loss: ``{_target_: ..., **kwargs}`` of a loss ``(logits, int64 labels) -> scalar``
             (default :class:`csmri.losses.segmentation.CEDiceLoss`).
-        lr, betas, weight_decay: Adam settings.
+        optimizer: ``_partial_`` optimiser config (default Adam, lr 1e-3, betas (0.9, 0.999)).
         augment: random left-right / up-down flips of training slices (off by default: flips change
             the anatomy's orientation, which the structure's position may depend on).
     """
@@ -71,13 +72,12 @@ class SegmentationModule(L.LightningModule):
         self,
         net: Mapping[str, Any] = DEFAULT_NET,
         loss: Mapping[str, Any] = DEFAULT_LOSS,
-        lr: float = 1e-3,
-        betas: Sequence[float] = (0.9, 0.999),
-        weight_decay: float = 0.0,
+        optimizer: Mapping[str, Any] | None = None,
         augment: bool = False,
     ) -> None:
         super().__init__()
-        net, loss, betas = plain(net), plain(loss), tuple(betas)
+        net, loss = plain(net), plain(loss)
+        optimizer = plain(optimizer) if optimizer is not None else adam(1e-3, (0.9, 0.999))
         self.save_hyperparameters()
         self.net = build(net, "net")
         self.num_classes: int = getattr(self.net, "num_classes", 0)
@@ -136,5 +136,4 @@ class SegmentationModule(L.LightningModule):
         checkpoint["csmri_module"] = "segmentation"
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        hp = self.hparams
-        return torch.optim.Adam(self.net.parameters(), lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)
+        return build_optimizer(self.hparams.optimizer, self.net.parameters())

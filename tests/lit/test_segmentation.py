@@ -93,7 +93,7 @@ def test_short_training_beats_chance_and_best_checkpoint_reloads(phantom_root, t
     prediction scores Dice 0, an all-foreground one ~0.035. Over 13 seeds this setting reached a best
     validation Dice of 0.52-0.85 (0.67 with seed 0 here), so 0.4 is a clear, non-flaky margin.
     """
-    overrides = ["experiment=segnet", f"data.root={phantom_root}", "trainer.max_epochs=6", "module.lr=3e-3"]
+    overrides = ["experiment=segnet", f"data.root={phantom_root}", "trainer.max_epochs=6", "module.optimizer.lr=3e-3"]
     cfg = compose_config("train", [*overrides, "data.batch_size=1", *FAST], tmp_path)
     best_score = train(cfg)
 
@@ -112,6 +112,6 @@ def test_short_training_beats_chance_and_best_checkpoint_reloads(phantom_root, t
 
     best = tmp_path / "checkpoints" / "best.ckpt"
     module = SegmentationModule.load_from_checkpoint(best, map_location="cpu")  # no extra arguments needed
-    assert module.num_classes == 2 and module.hparams.lr == 3e-3
+    assert module.num_classes == 2 and module.hparams.optimizer["lr"] == 3e-3
     # the best checkpoint is best-by-val-Dice, and predict_labels reproduces the logged validation Dice
     assert _dice(module.predict_labels(images), labels) == pytest.approx(best_score, abs=1e-5)

@@ -24,7 +24,13 @@ def test_fast_dev_run(phantom_root, tmp_path):
 
 
 def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_path):
-    overrides = ["experiment=stage1", f"data.root={phantom_root}", "trainer.max_epochs=2", "module.lr=1e-3", *FAST]
+    overrides = [
+        "experiment=stage1",
+        f"data.root={phantom_root}",
+        "trainer.max_epochs=2",
+        "module.optimizer.lr=1e-3",
+        *FAST,
+    ]
     cfg = compose_config("train", overrides, tmp_path)
     train(cfg)
     rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
