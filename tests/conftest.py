@@ -62,7 +62,7 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def stage1_ckpt(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """best.ckpt of a very short stage-1 run (small RecNet) on the tiny phantom."""
-    from csmri.train import train
+    from csmri.app.train import train
     from tests.helpers import compose_config
 
     out = tmp_path_factory.mktemp("stage1")

@@ -23,7 +23,7 @@ def experiments() -> list[str]:
 
 
 # the csmri command line as a subprocess (a fresh interpreter, like a user's shell), quiet and offline
-CSMRI = [sys.executable, "-m", "csmri.cli"]
+CSMRI = [sys.executable, "-m", "csmri"]
 SUBPROCESS_ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 

@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from csmri.train import build_callbacks, build_loggers, build_module
+from csmri.app.train import build_callbacks, build_loggers, build_module
 from tests.conftest import ADVERSARIAL, TINY_STAGE2
 from tests.helpers import compose_config, experiments
 

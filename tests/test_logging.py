@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from csmri.compare import main as compare_main
+from csmri.app.compare import main as compare_main
 from tests.helpers import run_csmri
 
 

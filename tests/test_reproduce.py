@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from csmri.reproduce import Pipeline, load_profile
+from csmri.app.reproduce import Pipeline, load_profile
 from tests.helpers import run_csmri
 
 

@@ -27,7 +27,7 @@ class CheckpointOnException(L.Callback):
 
 class WandbRunId(L.Callback):
     """Stores the W&B run id in every checkpoint (``checkpoint["wandb_run_id"]``) so that resuming with
-    ``ckpt_path=...`` continues the same W&B run (see :func:`csmri.train.build_loggers`)."""
+    ``ckpt_path=...`` continues the same W&B run (see :func:`csmri.app.train.build_loggers`)."""
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         for logger in trainer.loggers:

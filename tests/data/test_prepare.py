@@ -91,7 +91,7 @@ def test_prepare_command_with_the_phantom_source(tmp_path):
 
 def test_train_acceptance_on_a_raw_folder_and_a_corrupt_file(tmp_path):
     """`csmri train experiment=stage1 data=folder data.root=DIR` on raw NIfTI files (fast_dev_run)."""
-    from csmri.train import train
+    from csmri.app.train import train
 
     root = nifti_folder(tmp_path / "raw", n=4)
     overrides = [
@@ -113,9 +113,9 @@ def test_train_acceptance_on_a_raw_folder_and_a_corrupt_file(tmp_path):
 
 def test_eval_reports_sis_on_a_raw_folder(tmp_path):
     """Issue acceptance: a segmentation net trained on a NIfTI folder gives `csmri eval` its SIS column."""
+    from csmri.app.train import train
     from csmri.eval.runner import evaluate
     from csmri.eval.tables import read_per_slice_csv
-    from csmri.train import train
 
     root = nifti_folder(tmp_path / "raw", n=4)
     data = [

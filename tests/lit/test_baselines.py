@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from csmri.app.train import build_module, train
 from csmri.lit.adversarial import image_terms
 from csmri.physics import channels_to_complex, fft2c
-from csmri.train import build_module, train
 from tests.conftest import ADVERSARIAL
 from tests.helpers import compose_config
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from csmri.app.train import train
 from csmri.data.dataset import SliceDataset
 from csmri.lit.segmentation import SegmentationModule, _random_flips, segmentation_input
 from csmri.metrics.segmentation import DiceMetric
-from csmri.train import train
 from tests.helpers import compose_config
 
 FAST = ["logger=csv", "data.eval_batch_size=6", "trainer.enable_progress_bar=false"]

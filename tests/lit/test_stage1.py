@@ -6,8 +6,8 @@ import json
 
 import torch
 
+from csmri.app.train import train
 from csmri.lit import ReconstructionModule
-from csmri.train import train
 from tests.helpers import compose_config, run_csmri
 
 FAST = ["logger=csv", "data.batch_size=4", "data.eval_batch_size=6", "data.acceleration=4"]

@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
+from csmri.app.train import build_module, train
 from csmri.lit import RefinementModule
 from csmri.losses.normalizer import LossNormalizer
-from csmri.train import build_module, train
 from tests.conftest import TINY_STAGE2
 from tests.helpers import compose_config
 

@@ -7,7 +7,7 @@ Stages: phantom data -> stage 1 (RecNet) -> segmentation net -> stage 2 (refinem
 ``csmri train`` run in ``<work_dir>/<stage>``; a stage whose ``run_info.json`` says ``finished`` and
 that has ``checkpoints/best.ckpt`` is skipped, an interrupted one resumes from its newest checkpoint
 (``last.ckpt`` / ``on_exception.ckpt``). The evaluation reruns when a checkpoint is newer than its
-table. Profiles live in ``conf/reproduce/<name>.yaml``; any key can be overridden as ``key=value``.
+table. Profiles live in ``csmri/conf/reproduce/<name>.yaml``; any key can be overridden as ``key=value``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from csmri.config import config_dir
+from csmri.config import compose, config_dir
 from csmri.run_info import git_state
 
 console = Console()
@@ -35,7 +35,10 @@ TRAIN_STAGES = ("stage1", "segnet", "stage2", "dagan")
 
 
 def load_profile(argv: list[str]) -> DictConfig:
-    """The profile named by ``profile=NAME`` (default quick) with the other ``key=value`` overrides."""
+    """The profile named by ``profile=NAME`` (default quick; ``csmri/conf/reproduce/<name>.yaml``) composed with the
+    other ``key=value`` overrides (Hydra override grammar; a key that is not in the profile is an error)."""
+    from hydra.errors import HydraException
+
     overrides = [a for a in argv if not a.startswith("profile=")]
     names = [a.split("=", 1)[1] for a in argv if a.startswith("profile=")]
     name = names[-1] if names else "quick"
@@ -43,15 +46,15 @@ def load_profile(argv: list[str]) -> DictConfig:
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise SystemExit(f"csmri reproduce: unknown profile {name!r}; choose one of {known}")
-    profile = OmegaConf.load(path)
-    OmegaConf.set_struct(profile, True)
     bad = [a for a in overrides if "=" not in a]
     if bad:
         raise SystemExit(f"csmri reproduce: expected key=value overrides, got {bad}")
     try:
-        return OmegaConf.merge(profile, OmegaConf.from_dotlist(overrides))
-    except Exception as err:  # a typo in a key
+        profile = compose(f"reproduce/{name}", overrides)
+    except HydraException as err:  # a typo in a key, a malformed value
         raise SystemExit(f"csmri reproduce: bad override: {err}") from err
+    OmegaConf.set_struct(profile, True)
+    return profile
 
 
 @dataclass
@@ -138,7 +141,7 @@ class Pipeline:
         args += [*self.p.train_overrides, *stage.overrides]
         if self.status(name) == "resume":
             args.append(f"ckpt_path={self._resume_ckpt(name)}")
-        return [sys.executable, "-m", "csmri.cli", "train", *args]
+        return [sys.executable, "-m", "csmri", "train", *args]
 
     def eval_command(self) -> list[str]:
         e = self.p.eval
@@ -152,7 +155,7 @@ class Pipeline:
             f"dagan.ckpt={self.eval_ckpt('dagan')}",
             *e.overrides,
         ]
-        return [sys.executable, "-m", "csmri.cli", "eval", *args]
+        return [sys.executable, "-m", "csmri", "eval", *args]
 
     # -- running --------------------------------------------------------------------------------------
     def print_plan(self) -> None:

@@ -1,4 +1,4 @@
-"""`csmri eval` / `python -m csmri.evaluate`: evaluate methods on the test split (conf/eval.yaml)."""
+"""`csmri eval` / `python -m csmri eval`: evaluate methods on the test split (csmri/conf/eval.yaml)."""
 
 from __future__ import annotations
 

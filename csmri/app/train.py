@@ -1,4 +1,4 @@
-"""`csmri train` / `python -m csmri.train`: compose a Hydra config and fit one LightningModule.
+"""`csmri train` / `python -m csmri train`: compose a Hydra config and fit one LightningModule.
 
 Every run directory (``hydra.run.dir``) holds ``.hydra/config.yaml`` (the resolved config),
 ``run_info.json`` (git state, seed, package versions, timing, outcome, best checkpoint, final metrics),

@@ -1,0 +1,73 @@
+"""The ``csmri`` command: one dispatcher for the Hydra apps (train, eval) and the argparse tools.
+
+csmri train [hydra overrides...]        train a stage (see csmri/conf/train.yaml)
+csmri eval [hydra overrides...]         evaluate methods on the test split (see csmri/conf/eval.yaml)
+csmri reproduce [profile=quick|paper|smoke] [key=value...]
+                                        the whole study, resumable, into results/
+csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
+csmri data prepare data=NAME data.root=DIR [--out DIR]
+                                        convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
+csmri compare RUN_DIR... [--metric val/psnr]   final metrics side by side + a metric-over-steps plot
+csmri readers export --eval-dir DIR --out DIR   blinded reader-study kit from an evaluation
+csmri readers score RATINGS.csv --key KEY.json  un-blind ratings: MOS per method + Wilcoxon
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+USAGE = __doc__
+
+
+HYDRA_APP_ENV = "CSMRI_HYDRA_APP"
+HYDRA_APPS = {"train": "train", "eval": "evaluate"}
+
+
+def _hydra(module: str, argv: list[str]) -> int:
+    """Run the Hydra app of ``csmri.<module>`` with ``argv`` as its command line.
+
+    Lightning relaunches DDP workers with this process's command line plus Hydra overrides; the app's
+    own file as ``argv[0]`` and ``$CSMRI_HYDRA_APP`` make those relaunches run the same app again.
+    """
+    import importlib
+
+    app = importlib.import_module(f"csmri.app.{module}")
+    os.environ[HYDRA_APP_ENV] = module
+    sys.argv = [app.__file__, *argv]
+    app.main()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in HYDRA_APPS:
+        return _hydra(HYDRA_APPS[command], rest)
+    if os.environ.get(HYDRA_APP_ENV) and "=" in command:  # a DDP worker relaunched by Lightning
+        return _hydra(os.environ[HYDRA_APP_ENV], argv)
+    if command == "reproduce":
+        from csmri.app.reproduce import main as reproduce
+
+        return reproduce(rest)
+    if command == "data":
+        from csmri.app.data import main as data
+
+        return data(rest)
+    if command == "compare":
+        from csmri.app.compare import main as compare
+
+        return compare(rest)
+    if command == "readers":
+        from csmri.eval.readers import readers_main
+
+        return readers_main(rest)
+    print(f"csmri: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

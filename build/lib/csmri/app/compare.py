@@ -1,0 +1,81 @@
+"""`csmri compare RUN_DIR... [--metric val/psnr] [--out compare.png]`: runs side by side without W&B.
+
+Prints a table of each run's status, experiment and final metrics (from ``run_info.json``) and plots
+one metric over training steps for every run (from the CSV logger's ``csv/metrics.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def read_run(run_dir: Path) -> dict:
+    info_path = run_dir / "run_info.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a csmri run directory (no run_info.json)")
+    return json.loads(info_path.read_text())
+
+
+def metric_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
+    """``(steps, values)`` of ``metric`` in the run's CSV log (empty when absent)."""
+    path = run_dir / "csv" / "metrics.csv"
+    steps, values = [], []
+    if path.is_file():
+        for row in csv.DictReader(path.open()):
+            if row.get(metric):
+                steps.append(int(row["step"]))
+                values.append(float(row[metric]))
+    return steps, values
+
+
+def compare(run_dirs: list[Path], metric: str, out: Path) -> Path:
+    runs = {d: read_run(d) for d in run_dirs}
+    names = sorted({k for info in runs.values() for k in info.get("final_metrics", {}) if k.startswith("val/")})
+    table = Table(title="csmri runs")
+    for column in ("run", "experiment", "status", *names):
+        table.add_column(column)
+    for d, info in runs.items():
+        finals = info.get("final_metrics", {})
+        cells = [f"{finals[n]:.4f}" if n in finals else "" for n in names]
+        table.add_row(str(d), str(info.get("experiment", "")), str(info.get("status", "")), *cells)
+    Console().print(table)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for d in run_dirs:
+        steps, values = metric_curve(d, metric)
+        if steps:
+            ax.plot(steps, values, marker="o", markersize=3, label=d.name)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="csmri compare", description=__doc__)
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories")
+    parser.add_argument("--metric", default="val/psnr", help="metric to plot over steps")
+    parser.add_argument("--out", type=Path, default=Path("compare.png"), help="plot file")
+    args = parser.parse_args(argv)
+    try:
+        path = compare(args.runs, args.metric, args.out)
+    except FileNotFoundError as err:
+        parser.error(str(err))
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,19 @@
+"""`csmri eval` / `python -m csmri eval`: evaluate methods on the test split (csmri/conf/eval.yaml)."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from csmri.config import CONFIG_SEARCH_PATH
+
+
+@hydra.main(config_path=CONFIG_SEARCH_PATH, config_name="eval", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from csmri.eval.runner import evaluate
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

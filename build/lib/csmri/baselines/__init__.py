@@ -1,0 +1,26 @@
+"""Non-learned reconstruction baselines (DLMRI) and their sparse-coding building blocks."""
+
+from csmri.baselines.dlmri import (
+    DEFAULT_ERROR_THRESHOLDS,
+    DLMRI,
+    FAST_SETTINGS,
+    assemble_patches,
+    extract_patches,
+    patch_coverage,
+    patch_starts,
+)
+from csmri.baselines.sparse import initial_dictionary, ksvd, normalise_atoms, omp
+
+__all__ = [
+    "DEFAULT_ERROR_THRESHOLDS",
+    "DLMRI",
+    "FAST_SETTINGS",
+    "assemble_patches",
+    "extract_patches",
+    "initial_dictionary",
+    "ksvd",
+    "normalise_atoms",
+    "omp",
+    "patch_coverage",
+    "patch_starts",
+]

@@ -1,0 +1,107 @@
+"""The one owner of csmri's configuration: where the Hydra configs live (``csmri/conf``, package data found
+through ``pkg://csmri.conf``), how a config is composed from Python, and the OmegaConf resolvers they use."""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_MODULE = "csmri.conf"
+CONFIG_SEARCH_PATH = f"pkg://{CONFIG_MODULE}"
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+
+
+def config_dir() -> Path:
+    """The package's ``conf/`` folder (shipped as package data); a clear error when it is missing."""
+    if not (CONFIG_DIR / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"csmri's Hydra configs were not found at {CONFIG_DIR}: the installation is incomplete; "
+            "reinstall csmri (`pip install .` or `make venv`)"
+        )
+    return CONFIG_DIR
+
+
+def compose(
+    config_name: str,
+    overrides: Sequence[str] = (),
+    config_dirs: Sequence[str | Path] = (),
+    return_hydra_config: bool = False,
+) -> DictConfig:
+    """Compose ``csmri/conf/<config_name>.yaml`` with Hydra ``overrides``, outside a Hydra app.
+
+    The one way csmri composes a config from Python (tests, ``csmri data prepare``, ``csmri reproduce``).
+    ``config_dirs`` are extra search-path entries (a user's own config folder), searched before the package's.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    search = ",".join(f"file://{Path(d).resolve()}" for d in config_dirs)
+    extra = [f"hydra.searchpath=[{search}]"] if config_dirs else []
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        return hydra_compose(config_name, [*overrides, *extra], return_hydra_config=return_hydra_config)
+
+
+def plain(config: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    """A plain, resolved ``dict`` copy of a (possibly OmegaConf) mapping, safe to store in checkpoints."""
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    return {k: plain(v) if isinstance(v, Mapping | DictConfig) else v for k, v in config.items()}
+
+
+def wandb_mode() -> str:
+    """``$WANDB_MODE`` if set, else ``online`` when W&B credentials exist, else ``offline``.
+
+    Offline runs never touch the network; ``make sync-wandb`` uploads them later.
+    """
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        pass
+    return "offline"
+
+
+def image_size(root: str, fallback: int | None = None) -> int:
+    """Image size (H) of the prepared dataset at ``root`` (its meta.json), else ``fallback``.
+
+    Lets size-dependent networks (DAGAN) follow the data: ``${csmri.image_size:${data.root},256}``.
+    """
+    meta = Path(root) / "meta.json"
+    if meta.is_file():
+        return int(json.loads(meta.read_text())["size"][0])
+    if fallback is None:
+        raise ValueError(f"no dataset at {root} to read the image size from; set the size explicitly")
+    return int(fallback)
+
+
+def instantiate_or_raise_cause(config: Any, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` that re-raises the target's own error (e.g. a ValueError with advice)
+    instead of Hydra's generic ``InstantiationException`` wrapper."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as err:
+        if err.__cause__ is None:
+            raise
+        raise err.__cause__  # noqa: B904 (the target's own error and its chain are what users need)
+
+
+def register_resolvers() -> None:
+    """Register csmri's resolvers (idempotent)."""
+    for name, resolver in (("csmri.wandb_mode", wandb_mode), ("csmri.image_size", image_size)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+register_resolvers()

@@ -1,0 +1,132 @@
+"""The LightningDataModule shared by every training stage and by evaluation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch.utils.data import DataLoader
+
+from csmri.data.dataset import SliceDataset, read_meta
+from csmri.data.sampling import MaskSampler
+from csmri.data.sources import DatasetSource
+
+log = logging.getLogger(__name__)
+
+
+class MRIDataModule(L.LightningDataModule):
+    """Fully-sampled slices from a csmri dataset, undersampled on the fly on the batch's device.
+
+    Batches (after :meth:`on_after_batch_transfer`) are dicts with
+    ``target`` complex ``(B, H, W)`` (max magnitude 1 per slice), ``kspace`` masked centred k-space
+    ``(B, H, W)``, ``mask`` float 0/1 ``(B, H, W)``, ``zero_filled`` complex ``(B, H, W)``,
+    ``label`` int64 ``(B, H, W)`` and ``key`` (list of ``"patient/slice"``). See
+    :mod:`csmri.data.sampling` for how masks are seeded.
+
+    Args:
+        root: dataset directory: a ``csmri-slices-v1`` layout, or the input of ``source``.
+        acceleration, sample_n, noise_std: acquisition simulation, see :class:`MaskSampler`.
+        batch_size: training batch size; ``eval_batch_size`` for val/test (default: same).
+        num_workers: DataLoader workers.
+        seed: base seed of all masks.
+        cache: load every slice into RAM once instead of reading HDF5 per item.
+        source: a :class:`csmri.data.sources.DatasetSource` (or its ``_target_`` config) that prepares
+            the layout from ``root`` when missing, e.g. the phantom generator or a folder of NIfTI files.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        acceleration: float = 8.0,
+        sample_n: int | None = None,
+        noise_std: float = 0.0,
+        batch_size: int = 4,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache: bool = False,
+        source: DatasetSource | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if isinstance(source, Mapping):
+            source = instantiate(source)
+        if source is not None and not isinstance(source, DatasetSource):
+            raise TypeError(f"source must implement layout_dir() and prepare(), got {type(source).__name__}")
+        self.source = source
+        self.root = Path(root)
+        self.sampler = MaskSampler(acceleration, sample_n, noise_std, seed)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.cache = cache
+        self.datasets: dict[str, SliceDataset] = {}
+
+    # -- data on disk -------------------------------------------------------------------------------
+    @property
+    def layout_dir(self) -> Path:
+        """The prepared dataset read by the loaders (``root`` itself unless a source puts it elsewhere)."""
+        return self.source.layout_dir(self.root) if self.source is not None else self.root
+
+    def prepare_data(self) -> None:
+        """Let the source write the layout if it is missing (called on local rank 0 only)."""
+        if self.source is not None:
+            self.source.prepare(self.root)
+
+    def setup(self, stage: str | None = None) -> None:
+        meta = read_meta(self.layout_dir)
+        self.sampler.check_shape(tuple(meta["size"]))
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ("train", "val", "test"))
+        for split in wanted:
+            self.dataset(split)
+
+    def dataset(self, split: str) -> SliceDataset:
+        """The :class:`SliceDataset` of ``split`` (opened once)."""
+        if split not in self.datasets:
+            self.datasets[split] = SliceDataset(self.layout_dir, split, cache=self.cache)
+        return self.datasets[split]
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    # -- undersampling on the device ----------------------------------------------------------------
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
+        trainer = self.trainer
+        training = bool(trainer is not None and trainer.training)
+        step = rank = 0
+        if training:
+            step = training_batch_counter(trainer)
+            rank = trainer.global_rank
+        return self.sampler.simulate(batch, train=training, step=step, rank=rank)
+
+
+def training_batch_counter(trainer: L.Trainer) -> int:
+    """Number of training batches fetched before the current one (restored on resume).
+
+    Unlike ``global_step`` it advances once per batch whatever the number of optimisers (GAN stages
+    step two) or gradient-accumulation settings.
+    """
+    return trainer.fit_loop.epoch_loop.batch_progress.total.ready

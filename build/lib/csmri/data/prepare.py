@@ -1,0 +1,140 @@
+"""``csmri data prepare``: convert a configured data source into the ``csmri-slices-v1`` layout once.
+
+    csmri data prepare data=<name> data.root=DIR [--out DIR] [--force] [data.source.key=value ...]
+
+The arguments after the options are Hydra overrides of ``conf/train.yaml``, exactly as for ``csmri train``,
+so a dataset prepared here is the one training would prepare: ``csmri train data=<name> data.root=DIR``
+with the same ``data.source`` overrides finds it and does not convert again. With ``--out`` the layout is
+written to that folder instead (train on it with ``data=h5 data.root=OUT``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_prepare_parser", "run_prepare"]
+
+EXAMPLES = """examples:
+  csmri data prepare data=folder data.root=scans/
+  csmri data prepare data=la2018 "data.root=LA2018/Training Set" --out data/la2018
+  csmri data prepare data=acdc data.root=ACDC/training data.source.structure=[2]
+  csmri data prepare data=fastmri_singlecoil data.root=knee/singlecoil_val --out data/fastmri_val
+"""
+
+
+def add_prepare_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``prepare`` sub-command to ``csmri data``'s ``subparsers``; returns its parser."""
+    parser = subparsers.add_parser(
+        "prepare",
+        help="convert a raw data source (data=folder, la2018, acdc, ...) into the csmri layout once",
+        description="Convert a configured data source into the csmri-slices-v1 layout once (docs/byod.md).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # REMAINDER (with the options picked out again in run_prepare) lets options and overrides mix freely
+    parser.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        metavar="KEY=VALUE",
+        help="Hydra overrides of conf/train.yaml: data=<name> data.root=DIR data.source.<key>=...",
+    )
+    parser.add_argument("--out", metavar="DIR", help="write the layout here (default: <root>/.csmri_prepared/<hash>)")
+    parser.add_argument("--force", action="store_true", help="prepare again even if an up-to-date layout exists")
+    return parser
+
+
+def _compose(overrides: list[str]) -> Any:
+    from csmri.config import compose
+
+    return compose("train", overrides)
+
+
+def _options_among_overrides(args: argparse.Namespace) -> argparse.Namespace:
+    """Move ``--out DIR``/``--out=DIR``/``--force`` given after the first override into ``args``."""
+    overrides, rest = [], list(args.overrides or [])
+    while rest:
+        item = rest.pop(0)
+        if item == "--force":
+            args.force = True
+        elif item == "--out" and rest:
+            args.out = rest.pop(0)
+        elif item.startswith("--out="):
+            args.out = item.split("=", 1)[1]
+        elif item.startswith("-"):
+            raise ValueError(f"unknown option {item!r} (options: --out DIR, --force)")
+        else:
+            overrides.append(item)
+    return argparse.Namespace(**{**vars(args), "overrides": overrides})
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Run ``csmri data prepare`` for parsed ``args``; returns the exit status (errors go to stderr)."""
+    from hydra.errors import HydraException
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from csmri.data.readers import BadInputError
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = _options_among_overrides(args)
+        cfg = _compose(list(args.overrides))
+        data = cfg.data
+        if OmegaConf.is_missing(data, "root"):
+            return _fail("set the data folder with data.root=DIR")
+        if data.get("source") is None:
+            return _fail(
+                f"this data config has no source to prepare (data.root={data.root} must already hold "
+                "a prepared dataset); use data=folder, la2018, acdc or fastmri_singlecoil"
+            )
+        if args.out:
+            if "out" in data.source:
+                data.source.out = str(args.out)
+            else:  # e.g. the phantom: it is written into its root
+                data.root = str(args.out)
+        source = instantiate(data.source)
+        root = Path(str(data.root))
+        if args.force:
+            _remove_prepared(source.layout_dir(root), root)
+        out = source.prepare(root)
+    except (BadInputError, ImportError, OSError, ValueError) as err:
+        return _fail(str(err))
+    except (HydraException, OmegaConfBaseException) as err:
+        return _fail(f"bad configuration: {err}")
+    _report(Path(out), list(args.overrides), bool(args.out))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"csmri data prepare: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _remove_prepared(layout: Path, root: Path) -> None:
+    """Delete a layout written by a source (never ``root`` itself, never a folder that is not a dataset)."""
+    import shutil
+
+    if layout.resolve() == root.resolve() or not (layout / "meta.json").is_file():
+        return
+    meta = json.loads((layout / "meta.json").read_text())
+    if meta.get("source") == "folder":
+        shutil.rmtree(layout)
+
+
+def _report(out: Path, overrides: list[str], explicit_out: bool) -> None:
+    from csmri.data.folder import format_summary
+
+    meta = json.loads((out / "meta.json").read_text())
+    if "summary" in meta:
+        print(format_summary(meta["summary"]))
+    print(f"prepared dataset: {out}")
+    if explicit_out:
+        print(f"train on it with: csmri train experiment=stage1 data=h5 data.root={out}")
+    else:
+        print("train on it with: csmri train experiment=stage1 " + " ".join(overrides))

@@ -1,0 +1,89 @@
+"""Reconstruction methods for evaluation: the ``Reconstructor`` interface and its implementations.
+
+A method is any object with ``reconstruct(batch) -> complex (B, H, W)`` on the batch's device, where
+``batch`` is a simulated batch of :class:`csmri.data.MRIDataModule` (``target``, ``kspace``, ``mask``,
+``zero_filled``, ``key``, ...). Every method of one evaluation receives the same batches, so the
+same fixed per-slice masks.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import lightning as L
+import torch
+
+from csmri.lit.checkpoints import read_checkpoint
+from csmri.lit.optim import upgrade_legacy_hparams
+
+# csmri_module tag written into each checkpoint -> the LightningModule class that reads it
+MODULES = {
+    "reconstruction": "csmri.lit.reconstruction.ReconstructionModule",
+    "refinement": "csmri.lit.refinement.RefinementModule",
+    "segmentation": "csmri.lit.segmentation.SegmentationModule",
+    "adversarial": "csmri.lit.adversarial.AdversarialReconstructionModule",
+}
+
+
+@runtime_checkable
+class Reconstructor(Protocol):
+    def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Complex reconstructions ``(B, H, W)`` of a simulated batch."""
+        ...
+
+
+class ZeroFilled:
+    """The zero-filled reconstruction ``F_u^H y`` itself."""
+
+    def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return batch["zero_filled"]
+
+
+def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule:
+    """Load any csmri LightningModule checkpoint (its class is recorded in the file) in eval mode, on CPU.
+
+    Only what reconstruction needs is loaded faithfully: a perceptual (VGG) extractor, used by training
+    losses alone, is built with random weights instead of being fetched. The backbone the run actually
+    trained with stays available as ``module.trained_perceptual_backbone``.
+    """
+    checkpoint = read_checkpoint(path, what)
+    tag = checkpoint.get("csmri_module")
+    if tag not in MODULES:
+        raise ValueError(f"{what} {path} was not written by a csmri training stage (module tag {tag!r})")
+    module_path, name = MODULES[tag].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_path), name)
+    hparams = checkpoint.get("hyper_parameters", {})
+    overrides = {k: v for k, v in upgrade_legacy_hparams(hparams).items() if k == "optimizer" and k not in hparams}
+    net = hparams.get("net")
+    if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
+        overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
+    module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides).eval()
+    module.trained_perceptual_backbone = checkpoint.get("perceptual_backbone", "")
+    return module
+
+
+class CheckpointMethod:
+    """A trained csmri stage (stage 1, stage 2, DAGAN, joint) loaded from its checkpoint."""
+
+    def __init__(self, ckpt: str | None = None, name: str = "checkpoint") -> None:
+        if not ckpt:
+            raise ValueError(f"method {name!r} needs a checkpoint: set {name}.ckpt=PATH")
+        self.module = load_module(ckpt, f"{name}.ckpt")
+        if not hasattr(self.module, "reconstruct"):
+            raise ValueError(f"{name}.ckpt={ckpt} is a {type(self.module).__name__}, not a reconstruction method")
+
+    def to(self, device: torch.device) -> CheckpointMethod:
+        self.module.to(device)
+        return self
+
+    @property
+    def description(self) -> str:
+        """The perceptual backbone the method was trained with ("" when it had none)."""
+        return self.module.trained_perceptual_backbone
+
+    @torch.no_grad()
+    def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.module.reconstruct(batch)

@@ -1,0 +1,254 @@
+"""The evaluation runner behind ``csmri eval``: every method on the same test slices and masks.
+
+Writes into the run directory: ``per_slice.csv``, ``table.md``, ``table.json``, ``figure.png``,
+``recons.npz`` (magnitudes of the structure slices, for ``csmri readers export``) and ``run_info.json``;
+prints a summary table. Metrics per slice on magnitudes (data range = ground-truth max, see
+:mod:`csmri.metrics.image`); SIS from the frozen segmentation network (see
+:mod:`csmri.metrics.segmentation`), skipped with a note when there is no network or no labels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from csmri.config import instantiate_or_raise_cause
+from csmri.data.datamodule import MRIDataModule
+from csmri.data.dataset import read_meta
+from csmri.eval.figure import pick_samples, save_figure
+from csmri.eval.methods import Reconstructor, load_module
+from csmri.eval.readers import RECONS_FILE, save_recons
+from csmri.eval.tables import print_summary, summarise, write_per_slice_csv, write_table
+from csmri.metrics.image import hfen, magnitude, nmse, psnr, ssim
+from csmri.metrics.segmentation import foreground_dice, has_structure
+from csmri.run_info import RunInfo
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_methods(cfg: DictConfig, device: torch.device) -> dict[str, Reconstructor]:
+    """Instantiate every method named in ``cfg.methods`` from its config block of the same name."""
+    if not cfg.methods:
+        raise ValueError("no methods to evaluate: set methods=[zero_filled,recnet,...]")
+    methods = {}
+    for name in cfg.methods:
+        if name not in cfg:
+            known = [k for k, v in cfg.items() if isinstance(v, DictConfig) and "_target_" in v]
+            raise ValueError(f"unknown method {name!r}; configured methods: {sorted(known)}")
+        method = instantiate_or_raise_cause(cfg[name])
+        if not isinstance(method, Reconstructor):
+            raise TypeError(f"method {name!r} ({type(method).__name__}) has no reconstruct(batch)")
+        methods[name] = method.to(device) if hasattr(method, "to") else method
+    return methods
+
+
+def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+class _Collector:
+    """Per-slice records, ground-truth Dice and the images kept for the figure and reader study."""
+
+    def __init__(self, keep_images: bool) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.dice_gt: dict[str, float] = {}
+        self.structure: dict[str, bool] = {}
+        self.keep_images = keep_images
+        self.images: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # method -> key -> magnitude
+        self.pred_labels: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+        self.labels: dict[str, np.ndarray] = {}
+
+    def keep(self, method: str, key: str, image: torch.Tensor, pred: torch.Tensor | None) -> None:
+        self.images[method][key] = image.float().cpu().numpy()
+        if pred is not None:
+            self.pred_labels[method][key] = pred.to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def run_evaluation(
+    datamodule: MRIDataModule,
+    methods: Mapping[str, Reconstructor],
+    segnet: Any | None,
+    split: str = "test",
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    keep_images: bool = True,
+) -> _Collector:
+    """Reconstruct ``split`` with every method on identical simulated batches; collect per-slice results."""
+    device = device or torch.device("cpu")
+    dataset = datamodule.dataset(split)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=datamodule.num_workers)
+    results = _Collector(keep_images)
+    for raw in tqdm(loader, desc=f"evaluating {len(methods)} methods on {len(dataset)} {split} slices", unit="batch"):
+        batch = datamodule.sampler.simulate(_to_device(raw, device), train=False)
+        target = magnitude(batch["target"])
+        labels = batch["label"]
+        structure = has_structure(labels).tolist()
+        gt_pred = segnet.predict_labels(batch["target"]) if segnet is not None else None
+        if gt_pred is not None:
+            for key, d, s in zip(batch["key"], foreground_dice(gt_pred, labels).tolist(), structure, strict=True):
+                if s:
+                    results.dice_gt[key] = d
+        for i, key in enumerate(batch["key"]):
+            results.structure[key] = structure[i]
+            if keep_images and structure[i]:
+                results.labels[key] = labels[i].to(torch.uint8).cpu().numpy()
+                results.keep("ground_truth", key, target[i], gt_pred[i] if gt_pred is not None else None)
+        for name, method in methods.items():
+            recon = method.reconstruct(batch)
+            image = magnitude(recon)
+            metrics = {
+                "psnr": psnr(image, target),
+                "ssim": ssim(image, target),
+                "nmse": nmse(image, target),
+                "hfen": hfen(image, target),
+            }
+            pred = segnet.predict_labels(recon) if segnet is not None else None
+            dice = foreground_dice(pred, labels).tolist() if pred is not None else [None] * len(structure)
+            for i, key in enumerate(batch["key"]):
+                record = {"method": name, "key": key, **{m: float(v[i]) for m, v in metrics.items()}}
+                record["dice"] = dice[i] if structure[i] else None
+                results.records.append(record)
+                if keep_images and structure[i]:
+                    results.keep(name, key, image[i], pred[i] if pred is not None else None)
+    return results
+
+
+def _figure_samples(results: _Collector, methods: list[str], keys: list[str]) -> list[dict[str, Any]]:
+    samples = []
+    for key in keys:
+        samples.append(
+            {
+                "key": key,
+                "target": results.images["ground_truth"][key],
+                "target_label": results.labels[key],
+                "recons": {m: results.images[m][key] for m in methods},
+                "pred_labels": {
+                    m: results.pred_labels[m][key] for m in [*methods, "ground_truth"] if key in results.pred_labels[m]
+                },
+                "metrics": {
+                    r["method"]: {"psnr": r["psnr"], "dice": r["dice"]} for r in results.records if r["key"] == key
+                },
+            }
+        )
+    return samples
+
+
+TABLE_COLUMNS = (
+    "method",
+    "label",
+    "n_slices",
+    "psnr_mean",
+    "psnr_std",
+    "ssim_mean",
+    "ssim_std",
+    "nmse_mean",
+    "hfen_mean",
+    "sis",
+    "dice_mean",
+    "dice_std",
+    "p_psnr",
+    "p_dice",
+)
+
+
+def log_to_wandb(cfg: DictConfig, out: Path, rows: list[dict[str, Any]]) -> None:
+    """Log the table (``wandb.Table``), the figure and per-method summaries as a W&B run of job type eval."""
+    if not cfg.wandb.enabled or cfg.wandb.mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(
+        project=cfg.wandb.project,
+        group=cfg.wandb.group,
+        job_type="eval",
+        mode=cfg.wandb.mode,
+        dir=str(out),
+        config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    try:
+        table = wandb.Table(columns=list(TABLE_COLUMNS), data=[[row.get(c) for c in TABLE_COLUMNS] for row in rows])
+        logs: dict[str, Any] = {"eval/table": table}
+        if (out / "figure.png").is_file():
+            logs["eval/figure"] = wandb.Image(str(out / "figure.png"))
+        run.log(logs)
+        run.summary.update(
+            {
+                f"{row['method']}/{k}": row[k]
+                for row in rows
+                for k in ("psnr_mean", "ssim_mean", "sis")
+                if isinstance(row.get(k), float)
+            }
+        )
+    finally:
+        run.finish()
+
+
+def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Run ``csmri eval`` for a composed ``conf/eval.yaml``; returns the table rows."""
+    out = Path(cfg.paths.output_dir)
+    info = RunInfo(out, cfg.seed, task="eval", methods=list(cfg.methods))
+    device = resolve_device(cfg.device)
+    datamodule: MRIDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    methods = build_methods(cfg, device)
+    segnet, sis_note = None, "computed"
+    if not read_meta(datamodule.layout_dir).get("has_labels", True):
+        sis_note = "skipped: the dataset has no labels"
+    elif not cfg.segnet.ckpt:
+        sis_note = "skipped: no segnet.ckpt (train one with `csmri train experiment=segnet`)"
+    else:
+        segnet = load_module(cfg.segnet.ckpt, "segnet.ckpt").to(device)
+    if segnet is None:
+        log.warning("SIS and Dice %s", sis_note)
+    results = run_evaluation(datamodule, methods, segnet, cfg.split, cfg.batch_size, device, keep_images=True)
+
+    names = list(methods)
+    rows = summarise(
+        results.records,
+        results.dice_gt,
+        reference=cfg.reference if cfg.reference in methods else None,
+        methods_order=names,
+        labels=OmegaConf.to_container(cfg.labels),
+    )
+    write_per_slice_csv(results.records, out / "per_slice.csv")
+    write_table(rows, out / "table.md", out / "table.json")
+    if results.images:
+        save_recons(out / RECONS_FILE, {m: results.images[m] for m in ["ground_truth", *names]}, results.labels)
+        keys = [r["key"] for r in results.records if r["method"] == names[0]]
+        chosen = pick_samples(keys, results.structure, per_patient=cfg.figure.per_patient)[: cfg.figure.max_rows]
+        save_figure(
+            out / "figure.png",
+            _figure_samples(results, names, chosen),
+            names,
+            error_rows=cfg.figure.error_rows,
+            labels=OmegaConf.to_container(cfg.labels),
+        )
+    backbones = {n: m.description for n, m in methods.items() if getattr(m, "description", "")}
+    info.update(
+        status="finished",
+        n_slices=len(results.structure),
+        sis=sis_note,
+        perceptual_backbones=backbones,
+        data_root=str(datamodule.layout_dir),
+    )
+    log_to_wandb(cfg, out, rows)
+    print_summary(rows, title=f"{cfg.split} split, acceleration {cfg.data.acceleration}")
+    log.info("results in %s", out)
+    return rows

@@ -1,0 +1,76 @@
+"""Generators trained from scratch jointly with a discriminator: DAGAN and the joint baseline.
+
+These are the comparisons the paper argues against: the reconstruction network itself is trained with
+image/k-space fidelity terms and visual terms at once (no frozen MSE stage). Besides the common
+``adv``/``feat``/``vgg`` terms (see :mod:`csmri.lit.gan`) the loss can weight
+
+- ``mse``: mean squared error of the 2-channel image,
+- ``nmse``: ``||x_hat - x||^2 / ||x||^2`` over the batch (DAGAN's image term),
+- ``freq``: mean ``|F x_hat - F x|^2`` over centred k-space (DAGAN's frequency term).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from csmri.config import plain
+from csmri.lit._config import build
+from csmri.lit.gan import AdversarialReconstructionBase
+from csmri.physics import channels_to_complex, complex_to_channels, fft2c
+
+
+def image_terms(output: torch.Tensor, target: torch.Tensor, wanted: set[str]) -> dict[str, torch.Tensor]:
+    """The fidelity terms among ``{mse, nmse, freq}`` in ``wanted``, for 2-channel images."""
+    terms = {}
+    if "mse" in wanted:
+        terms["mse"] = F.mse_loss(output, target)
+    if "nmse" in wanted:
+        terms["nmse"] = (output - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
+    if "freq" in wanted:
+        diff = fft2c(channels_to_complex(output)) - fft2c(channels_to_complex(target))
+        terms["freq"] = diff.abs().pow(2).mean()
+    return terms
+
+
+class AdversarialReconstructionModule(AdversarialReconstructionBase):
+    """Trains ``generator`` (called ``generator(x_u, kspace, mask)`` on 2-channel images) and D jointly.
+
+    Args:
+        net: ``generator`` config, ``discriminator`` ``{input, net}``, ``perceptual`` (or null).
+        loss: ``normalizer`` (mode), ``weights`` over adv, feat, vgg, mse, nmse, freq, ``alpha`` (null),
+            ``label_smoothing``, ``replay``.
+        optimizer, scheduler, grad_clip, log_images_every_n_steps: as in :class:`AdversarialReconstructionBase`.
+    """
+
+    csmri_module = "adversarial"
+
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        grad_clip: float | None = None,
+        log_images_every_n_steps: int = 200,
+    ) -> None:
+        super().__init__()
+        net, loss = plain(net), plain(loss)
+        optimizer = self.optimizer_config(optimizer, default_lr=1e-4)
+        scheduler = plain(scheduler) if scheduler is not None else None
+        self.save_hyperparameters()
+        self.generator = build(net["generator"], "generator")
+        self._build_adversary(net["discriminator"], net.get("perceptual"), loss)
+
+    def generate(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.generator(complex_to_channels(batch["zero_filled"]), batch["kspace"], batch["mask"]), {}
+
+    def generator_parameters(self) -> Iterator[nn.Parameter]:
+        return self.generator.parameters()
+
+    def extra_terms(self, batch, output, extras, target) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return image_terms(output, target, set(self.normalizer.term_names))

@@ -1,0 +1,181 @@
+"""Shared machinery of the adversarially trained reconstruction modules (stage 2, DAGAN, joint).
+
+Manual optimisation: per batch one discriminator step then one generator step, each inside its
+optimiser's toggle (so the other network's parameters get no gradients), with the fakes detached and
+passed through the experience-replay buffer for D. Subclasses say what the generator is
+(:meth:`generate`, :meth:`generator_parameters`) and add their own loss terms
+(:meth:`extra_terms`); the common terms are
+
+- ``adv``: non-saturating adversarial loss, ``feat``: feature matching on D's feature maps,
+- ``vgg``: perceptual MSE on VGG features of magnitudes,
+
+combined by a :class:`csmri.losses.normalizer.LossNormalizer` (only the terms it weights are computed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from csmri.data.datamodule import training_batch_counter
+from csmri.lit._config import build
+from csmri.lit.base import ReconstructionBase
+from csmri.lit.optim import build_optimizer, build_scheduler
+from csmri.lit.replay import ReplayBuffer
+from csmri.losses.adversarial import DiscriminatorLoss, FeatureMatchingLoss, GeneratorAdversarialLoss
+from csmri.losses.normalizer import LossNormalizer
+from csmri.losses.perceptual import PerceptualLoss
+from csmri.metrics.image import magnitude
+from csmri.physics import complex_to_channels
+
+D_INPUTS = ("magnitude", "complex")
+
+
+class AdversarialReconstructionBase(ReconstructionBase):
+    """Base class: D, its losses, the normaliser, replay, the D/G steps, validation and sample images.
+
+    Args (from the subclass's ``net`` / ``loss`` configs):
+        discriminator: ``{input: magnitude | complex, net: {_target_: ...}}``.
+        perceptual: VGG extractor config, or ``None`` when no ``vgg`` term is weighted.
+        loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target`` (see :class:`LossNormalizer`),
+            ``label_smoothing``, ``replay`` ``{capacity, p}``.
+        optimizer, scheduler: ``_partial_`` configs used for both networks (see :mod:`csmri.lit.optim`).
+        grad_clip: gradient-norm clipping (``None`` = off).
+        log_images_every_n_steps: sample images every N training batches (0 = only at validation).
+    """
+
+    csmri_module = "gan"
+
+    def _build_adversary(
+        self, discriminator: Mapping[str, Any], perceptual: Mapping[str, Any] | None, loss: Mapping[str, Any]
+    ) -> None:
+        self.automatic_optimization = False
+        self.d_input = discriminator.get("input", "magnitude")
+        if self.d_input not in D_INPUTS:
+            raise ValueError(f"discriminator input must be one of {D_INPUTS}, got {self.d_input!r}")
+        d_channels = 1 if self.d_input == "magnitude" else 2
+        self.discriminator = build({**discriminator["net"], "in_channels": d_channels}, "discriminator")
+        self.normalizer = LossNormalizer(
+            mode=loss.get("normalizer", "first_step"),
+            weights=loss.get("weights"),
+            alpha=loss.get("alpha", "auto"),
+            alpha_target=loss.get("alpha_target", 0.1),
+        )
+        needs_vgg = "vgg" in self.normalizer.term_names
+        if needs_vgg and not perceptual:
+            raise ValueError("the loss weights a 'vgg' term but the model config has no perceptual extractor")
+        self.perceptual = PerceptualLoss(build(perceptual, "perceptual feature extractor")) if needs_vgg else None
+        self.d_loss = DiscriminatorLoss(loss.get("label_smoothing", 0.1))
+        self.adv_loss = GeneratorAdversarialLoss()
+        self.feat_loss = FeatureMatchingLoss()
+        self.replay = ReplayBuffer(**loss.get("replay", {}))
+
+    # -- to be provided by subclasses (and :meth:`generate`) -------------------------------------------
+    def generator_parameters(self) -> Iterator[nn.Parameter]:
+        raise NotImplementedError
+
+    def extra_terms(
+        self, batch: Mapping[str, Any], output: torch.Tensor, extras: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Subclass-specific raw loss terms (named as in the normaliser's weights)."""
+        return {}
+
+    # -- common API ---------------------------------------------------------------------------------
+    @property
+    def perceptual_backbone(self) -> str:
+        if self.perceptual is None:
+            return "none"
+        return getattr(self.perceptual.extractor, "backbone", type(self.perceptual.extractor).__name__)
+
+    def run_metadata(self) -> dict[str, Any]:
+        """Facts recorded in run_info.json and the logger's config."""
+        return {"perceptual_backbone": self.perceptual_backbone}
+
+    def _discriminator_input(self, channels: torch.Tensor) -> torch.Tensor:
+        return magnitude(channels).unsqueeze(1) if self.d_input == "magnitude" else channels
+
+    def _reduce_mean(self, value: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(value, reduce_op="mean") if self._trainer is not None else value
+
+    def _backward_and_step(self, optimizer: Any, loss: torch.Tensor) -> None:
+        """Backward, optional clipping and step (call inside the optimiser's toggle)."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+
+    def generator_terms(
+        self, batch: Mapping[str, Any], output: torch.Tensor, extras: Mapping[str, torch.Tensor], target: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """The raw generator loss terms the normaliser weights, and D's logits on ``output``."""
+        wanted = set(self.normalizer.term_names)
+        fake_logits, fake_features = self.discriminator(self._discriminator_input(output))
+        terms = {"adv": self.adv_loss(fake_logits)}
+        if "feat" in wanted:
+            with torch.no_grad():
+                _, real_features = self.discriminator(self._discriminator_input(target))
+            terms["feat"] = self.feat_loss(real_features, fake_features)
+        if "vgg" in wanted:
+            terms["vgg"] = self.perceptual(magnitude(output), magnitude(target))
+        terms.update(self.extra_terms(batch, output, extras, target))
+        return terms, fake_logits
+
+    # -- training -------------------------------------------------------------------------------------
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        opt_g, opt_d = self.optimizers()
+        target = complex_to_channels(batch["target"])
+        output, extras = self.generate(batch)
+        n = target.shape[0]
+
+        with self.toggled_optimizer(opt_d):  # D: real vs (replayed) detached fakes
+            fake_for_d = self.replay.query(self._discriminator_input(output))
+            real_logits, _ = self.discriminator(self._discriminator_input(target))
+            fake_logits_d, _ = self.discriminator(fake_for_d)
+            loss_d = self.d_loss(real_logits, fake_logits_d)
+            self._backward_and_step(opt_d, loss_d)
+
+        with self.toggled_optimizer(opt_g):  # G: the weighted (normalised) terms
+            terms, fake_logits = self.generator_terms(batch, output, extras, target)
+            if not bool(self.normalizer.initialised):
+                self.normalizer.initialise(terms, reduce=self._reduce_mean)
+            loss_g, normalised = self.normalizer(terms)
+            self._backward_and_step(opt_g, loss_g)
+
+        logs = {
+            "train/loss_d": loss_d,
+            "train/loss_g": loss_g,
+            "train/d_real": torch.sigmoid(real_logits).mean(),
+            "train/d_fake": torch.sigmoid(fake_logits).mean(),
+        }
+        logs.update({f"train/{k}": v for k, v in {**terms, **normalised}.items()})
+        self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=n)
+        self.log_training_extras(n)
+        every = self.hparams.log_images_every_n_steps
+        if every and training_batch_counter(self.trainer) % every == 0:
+            self.log_samples("train", batch, output)
+
+    def log_training_extras(self, batch_size: int) -> None:
+        """Subclass hook for extra per-step logs (e.g. the gate lambda)."""
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        opt_g = build_optimizer(hp.optimizer, self.generator_parameters())
+        opt_d = build_optimizer(hp.optimizer, self.discriminator.parameters())
+        schedulers = [build_scheduler(hp.scheduler, opt) for opt in (opt_g, opt_d)]
+        if schedulers[0] is None:
+            return [opt_g, opt_d]
+        return [opt_g, opt_d], [{"scheduler": s, "interval": "epoch"} for s in schedulers]
+
+    def on_train_epoch_end(self) -> None:
+        """Manual optimisation: the LR schedulers (if any) step here, once per epoch."""
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["perceptual_backbone"] = self.perceptual_backbone

@@ -1,0 +1,57 @@
+"""Optimisers and LR schedules from ``_partial_`` configs (lightning-hydra-template style).
+
+A module receives ``optimizer: {_target_: torch.optim.Adam, _partial_: true, lr: ..., betas: ...}`` and, optionally,
+``scheduler: {_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 5, gamma: 0.5}``; both are
+stored as plain dicts in the checkpoint's hyper-parameters. Schedulers step once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from csmri.config import instantiate_or_raise_cause
+
+
+def adam(lr: float, betas: Iterable[float] = (0.5, 0.999), weight_decay: float = 0.0) -> dict[str, Any]:
+    """The ``_partial_`` config of ``torch.optim.Adam`` with these settings."""
+    return {
+        "_target_": "torch.optim.Adam",
+        "_partial_": True,
+        "lr": lr,
+        "betas": list(betas),
+        "weight_decay": weight_decay,
+    }
+
+
+def _partial(config: Mapping[str, Any], what: str) -> Any:
+    if "_target_" not in config:
+        raise ValueError(f"module.{what} needs a _target_ (e.g. torch.optim.Adam), got keys {sorted(config)}")
+    factory = instantiate_or_raise_cause({**config, "_partial_": True})
+    if not callable(factory):
+        raise ValueError(f"module.{what}={dict(config)} does not build a callable")
+    return factory
+
+
+def build_optimizer(config: Mapping[str, Any], params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """``config`` (a ``_partial_`` optimiser) applied to ``params``."""
+    return _partial(config, "optimizer")(params)
+
+
+def build_scheduler(
+    config: Mapping[str, Any] | None, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """``config`` (a ``_partial_`` LR scheduler, stepped per epoch) applied to ``optimizer``; ``None`` when unset."""
+    return _partial(config, "scheduler")(optimizer) if config else None
+
+
+def upgrade_legacy_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters of a checkpoint written before optimisers were configs (``lr``/``betas``/``weight_decay``
+    keys) as today's ``optimizer`` config, so such checkpoints keep loading with their own settings."""
+    if "optimizer" in hparams or "lr" not in hparams:
+        return dict(hparams)
+    legacy = {k: hparams[k] for k in ("lr", "betas", "weight_decay") if k in hparams}
+    rest = {k: v for k, v in hparams.items() if k not in legacy}
+    return {**rest, "optimizer": adam(legacy["lr"], legacy.get("betas", (0.9, 0.999)), legacy.get("weight_decay", 0.0))}

@@ -1,0 +1,125 @@
+"""Stage 2: adversarial + perceptual visual refinement on top of a frozen stage-1 network.
+
+``x_hat = R(x_u) + lambda * V(R(x_u))`` (see :class:`csmri.models.refinement.GatedRefinement`), with R
+frozen and V, lambda and a PatchGAN discriminator D trained alternately (manual optimisation, see
+:class:`csmri.lit.gan.AdversarialReconstructionBase`):
+
+1. D step: ``BCE(D(x), 0.9) + BCE(D(replay(x_hat.detach())), 0)``;
+2. V step: ``L(V) = w_adv L_adv/M + w_feat L_feat/N + w_vgg L_VGG/O + alpha L_pen`` (see
+   :class:`csmri.losses.normalizer.LossNormalizer`).
+
+DDP: the D step leaves V without gradients and the V step (with D toggled off) leaves D without them, so
+multi-GPU runs need ``find_unused_parameters=True`` (``trainer=ddp`` sets it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from csmri.config import plain
+from csmri.lit._config import build
+from csmri.lit.checkpoints import load_reconstruction_net
+from csmri.lit.gan import AdversarialReconstructionBase
+from csmri.losses.perceptual import refinement_penalty
+from csmri.metrics.image import PSNR, magnitude
+from csmri.models.refinement import GatedRefinement
+from csmri.physics import complex_to_channels
+
+
+class RefinementModule(AdversarialReconstructionBase):
+    """Trains the gated refinement V (and D) on top of the frozen stage-1 network R.
+
+    Args:
+        net: ``recon_ckpt`` (stage-1 checkpoint), ``refine`` ``{channels, gate_init, net}``,
+            ``discriminator`` ``{input, net}`` and ``perceptual`` (VGG extractor config).
+        loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target``, ``label_smoothing`` and
+            ``replay`` ``{capacity, p}``.
+        optimizer: ``_partial_`` optimiser config for V (with lambda) and D (paper: Adam 2e-4, betas (0.5, 0.999)).
+        scheduler: ``_partial_`` LR-scheduler config (per epoch) or ``None``.
+        grad_clip: gradient-norm clipping for both (``None`` = off).
+        log_images_every_n_steps: sample images (R, x_hat, x_hat - R, ground truth) every N batches.
+        recon_net: R's architecture; filled in from the stage-1 checkpoint (used when reloading).
+    """
+
+    csmri_module = "refinement"
+
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        grad_clip: float | None = None,
+        log_images_every_n_steps: int = 200,
+        recon_net: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        net, loss = plain(net), plain(loss)
+        optimizer = self.optimizer_config(optimizer, default_lr=2e-4)
+        scheduler = plain(scheduler) if scheduler is not None else None
+        recon_net = plain(recon_net) if recon_net is not None else None
+        self.recon = self._frozen_recon(net.get("recon_ckpt"), recon_net)
+        self.save_hyperparameters(ignore=["recon_net"])
+        self.hparams["recon_net"] = self._recon_config
+
+        refine = net["refine"]
+        channels = refine.get("channels", "complex")
+        n_refined = 2 if channels == "complex" else 1
+        refiner = build({**refine["net"], "in_channels": n_refined, "out_channels": n_refined}, "refinement net")
+        self.refinement = GatedRefinement(refiner, refine.get("gate_init", 0.0), channels)
+        self._build_adversary(net["discriminator"], net.get("perceptual"), loss)
+        self.val_psnr_recon = PSNR()
+
+    def _frozen_recon(self, recon_ckpt: str | None, recon_net: Mapping[str, Any] | None) -> nn.Module:
+        if recon_net is not None:  # reloading a stage-2 checkpoint: R's weights come with its state dict
+            recon, self._recon_config = build(recon_net, "stage-1 network"), dict(recon_net)
+        elif not recon_ckpt:
+            raise ValueError("stage 2 needs the stage-1 checkpoint: set model.recon_ckpt=PATH/checkpoints/best.ckpt")
+        else:
+            recon, self._recon_config = load_reconstruction_net(recon_ckpt)
+        recon.eval()
+        for p in recon.parameters():
+            p.requires_grad_(False)
+        return recon
+
+    def train(self, mode: bool = True) -> RefinementModule:
+        super().train(mode)
+        self.recon.eval()  # R stays frozen: no batch-norm/dropout updates
+        return self
+
+    def base_reconstruction(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """R(x_u) as 2 channels ``(B, 2, H, W)``, without gradient."""
+        with torch.no_grad():
+            return self.recon(complex_to_channels(batch["zero_filled"]), batch["kspace"], batch["mask"])
+
+    def generate(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        base = self.base_reconstruction(batch)
+        refined, x_v = self.refinement(base)
+        return refined, {"base": base, "x_v": x_v}
+
+    def generator_parameters(self) -> Iterator[nn.Parameter]:
+        return self.refinement.parameters()  # V and the gate lambda
+
+    def extra_terms(self, batch, output, extras, target) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {"pen": refinement_penalty(extras["x_v"])} if self.normalizer.has_penalty else {}
+
+    def log_training_extras(self, batch_size: int) -> None:
+        self.log("train/lambda", self.refinement.gate.detach(), prog_bar=True, batch_size=batch_size)
+
+    def log_validation_extras(self, batch, output, extras, target) -> None:  # type: ignore[override]
+        self.val_psnr_recon(magnitude(extras["base"]), target)
+        self.log("val/psnr_recon", self.val_psnr_recon, batch_size=target.shape[0])
+
+    def sample_columns(self, batch: Mapping[str, Any], output: torch.Tensor) -> dict[str, torch.Tensor]:
+        r, x_hat = magnitude(self.base_reconstruction(batch)[:1])[0], magnitude(output[:1])[0]
+        return {
+            "zero-filled": batch["zero_filled"][0].abs(),
+            "R(x_u)": r,
+            "x_hat": x_hat,
+            "x_hat - R": x_hat - r,
+            "ground truth": batch["target"][0].abs(),
+        }

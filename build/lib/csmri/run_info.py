@@ -1,0 +1,81 @@
+"""Run metadata written next to every run: git state, seed, package versions, timing and outcome."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "csmri",
+    "torch",
+    "torchvision",
+    "lightning",
+    "hydra-core",
+    "omegaconf",
+    "torchmetrics",
+    "wandb",
+    "numpy",
+    "scipy",
+    "h5py",
+)
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+def git_state(repo: Path = REPO_DIR) -> dict[str, Any]:
+    """Commit hash and whether the working tree has uncommitted changes (``unknown`` outside git)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=10).stdout
+
+    try:
+        return {"commit": git("rev-parse", "HEAD").strip(), "dirty": bool(git("status", "--porcelain").strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+class RunInfo:
+    """``run_info.json`` in a run directory, rewritten whenever :meth:`update` is called."""
+
+    def __init__(self, run_dir: str | Path, seed: int, **extra: Any) -> None:
+        self.path = Path(run_dir) / "run_info.json"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._start = time.time()
+        self.data: dict[str, Any] = {
+            "status": "running",
+            "seed": seed,
+            "command": " ".join(sys.argv),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "git": git_state(),
+            "packages": package_versions(),
+            **extra,
+        }
+        self._write()
+
+    def update(self, **fields: Any) -> None:
+        self.data.update(fields)
+        self.data["elapsed_s"] = round(time.time() - self._start, 1)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        tmp.replace(self.path)

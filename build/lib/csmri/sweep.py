@@ -1,0 +1,65 @@
+"""Sweep summary: after a Hydra multirun, one table of overrides -> final metrics of every job.
+
+Registered as a Hydra callback (``conf/hydra/default.yaml``), so ``csmri train -m ...`` writes
+``sweep_summary.csv`` and ``sweep_summary.md`` into the sweep directory. Each job contributes its
+overrides (``.hydra/overrides.yaml``) and the ``final_metrics`` and ``status`` of its ``run_info.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+
+def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job folder (numbered subdirectories) of a sweep: job, status, overrides, metrics."""
+    rows = []
+    for job in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+        info_path, overrides_path = job / "run_info.json", job / ".hydra" / "overrides.yaml"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        overrides = yaml.safe_load(overrides_path.read_text()) if overrides_path.is_file() else []
+        rows.append(
+            {
+                "job": job.name,
+                "status": info.get("status", "missing"),
+                "overrides": " ".join(overrides),
+                **{k: v for k, v in info.get("final_metrics", {}).items() if k.startswith("val/")},
+            }
+        )
+    return rows
+
+
+def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
+    """Write ``sweep_summary.csv`` and ``sweep_summary.md`` for the jobs under ``sweep_dir``."""
+    rows = collect_jobs(sweep_dir)
+    columns = ["job", "status", "overrides"] + sorted({k for r in rows for k in r} - {"job", "status", "overrides"})
+    csv_path, md_path = sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_summary.md"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = [f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    md_path.write_text(f"# Sweep {sweep_dir}\n\n" + "\n".join(lines) + "\n")
+    return csv_path, md_path
+
+
+class SweepSummary(Callback):
+    """Hydra callback writing the sweep summary when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if sweep_dir.is_dir():
+            csv_path, md_path = write_summary(sweep_dir)
+            log.info("sweep summary: %s, %s", csv_path, md_path)
