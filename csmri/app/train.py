@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from csmri.config import CONFIG_SEARCH_PATH, instantiate_or_raise_cause
 from csmri.lit.checkpoints import read_checkpoint
+from csmri.lit.precision import configure_matmul, resolve_precision
 from csmri.run_info import RunInfo
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,13 @@ def train(cfg: DictConfig) -> float | None:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     loggers = build_loggers(cfg)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False)
-    metadata = module.run_metadata() if hasattr(module, "run_metadata") else {}
-    if info is not None and metadata:
+    precision = resolve_precision(cfg.trainer.precision, str(cfg.trainer.get("accelerator", "auto")))
+    configure_matmul(precision, str(cfg.trainer.get("accelerator", "auto")))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, precision=precision
+    )
+    metadata = {"precision": precision, **(module.run_metadata() if hasattr(module, "run_metadata") else {})}
+    if info is not None:
         info.update(**metadata)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     for logger in loggers:

@@ -48,6 +48,7 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
     """
 
     csmri_module = "adversarial"
+    networks = ("generator", "discriminator")
 
     def __init__(
         self,
@@ -57,6 +58,8 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
         scheduler: Mapping[str, Any] | None = None,
         grad_clip: float | None = None,
         log_images_every_n_steps: int = 200,
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         net, loss = plain(net), plain(loss)

@@ -17,11 +17,12 @@ import torch
 from csmri.config import plain
 from csmri.lit.images import log_sample_images
 from csmri.lit.optim import adam
+from csmri.lit.speed import NetworkSpeedMixin
 from csmri.metrics.image import PSNR, SSIM, magnitude
 from csmri.physics import channels_to_complex
 
 
-class ReconstructionBase(L.LightningModule):
+class ReconstructionBase(NetworkSpeedMixin, L.LightningModule):
     """Validation metrics, sample images and optimiser configs for reconstruction modules.
 
     Logged at validation: ``val/psnr`` (progress bar), ``val/ssim``, plus the subclass's extras.
@@ -55,6 +56,7 @@ class ReconstructionBase(L.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         output, extras = self.generate(batch)
+        output = output.float()  # metrics in fp32 whatever the networks ran in
         target = magnitude(batch["target"])
         n = target.shape[0]
         self.val_psnr(magnitude(output), target)

@@ -72,6 +72,7 @@ class AdversarialReconstructionBase(ReconstructionBase):
         self.adv_loss = GeneratorAdversarialLoss()
         self.feat_loss = FeatureMatchingLoss()
         self.replay = ReplayBuffer(**loss.get("replay", {}))
+        self._normaliser_ready = False  # set once the normaliser's constants are known (fixed or first step)
 
     # -- to be provided by subclasses (and :meth:`generate`) -------------------------------------------
     def generator_parameters(self) -> Iterator[nn.Parameter]:
@@ -94,6 +95,11 @@ class AdversarialReconstructionBase(ReconstructionBase):
         """Facts recorded in run_info.json and the logger's config."""
         return {"perceptual_backbone": self.perceptual_backbone}
 
+    def discriminate(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """D's logits and feature maps on ``x``, in fp32 (D itself may run in bf16)."""
+        logits, features = self.discriminator(x)
+        return logits.float(), [f.float() for f in features]
+
     def _discriminator_input(self, channels: torch.Tensor) -> torch.Tensor:
         return magnitude(channels).unsqueeze(1) if self.d_input == "magnitude" else channels
 
@@ -113,11 +119,11 @@ class AdversarialReconstructionBase(ReconstructionBase):
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """The raw generator loss terms the normaliser weights, and D's logits on ``output``."""
         wanted = set(self.normalizer.term_names)
-        fake_logits, fake_features = self.discriminator(self._discriminator_input(output))
+        fake_logits, fake_features = self.discriminate(self._discriminator_input(output))
         terms = {"adv": self.adv_loss(fake_logits)}
         if "feat" in wanted:
             with torch.no_grad():
-                _, real_features = self.discriminator(self._discriminator_input(target))
+                _, real_features = self.discriminate(self._discriminator_input(target))
             terms["feat"] = self.feat_loss(real_features, fake_features)
         if "vgg" in wanted:
             terms["vgg"] = self.perceptual(magnitude(output), magnitude(target))
@@ -129,19 +135,22 @@ class AdversarialReconstructionBase(ReconstructionBase):
         opt_g, opt_d = self.optimizers()
         target = complex_to_channels(batch["target"])
         output, extras = self.generate(batch)
+        output = output.float()  # losses in fp32 whatever the networks ran in
         n = target.shape[0]
 
         with self.toggled_optimizer(opt_d):  # D: real vs (replayed) detached fakes
             fake_for_d = self.replay.query(self._discriminator_input(output))
-            real_logits, _ = self.discriminator(self._discriminator_input(target))
-            fake_logits_d, _ = self.discriminator(fake_for_d)
+            real_logits, _ = self.discriminate(self._discriminator_input(target))
+            fake_logits_d, _ = self.discriminate(fake_for_d)
             loss_d = self.d_loss(real_logits, fake_logits_d)
             self._backward_and_step(opt_d, loss_d)
 
         with self.toggled_optimizer(opt_g):  # G: the weighted (normalised) terms
             terms, fake_logits = self.generator_terms(batch, output, extras, target)
-            if not bool(self.normalizer.initialised):
-                self.normalizer.initialise(terms, reduce=self._reduce_mean)
+            if not self._normaliser_ready:  # a Python flag: no host-device sync per step
+                if not bool(self.normalizer.initialised):
+                    self.normalizer.initialise(terms, reduce=self._reduce_mean)
+                self._normaliser_ready = True
             loss_g, normalised = self.normalizer(terms)
             self._backward_and_step(opt_g, loss_g)
 

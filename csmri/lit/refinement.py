@@ -43,9 +43,11 @@ class RefinementModule(AdversarialReconstructionBase):
         grad_clip: gradient-norm clipping for both (``None`` = off).
         log_images_every_n_steps: sample images (R, x_hat, x_hat - R, ground truth) every N batches.
         recon_net: R's architecture; filled in from the stage-1 checkpoint (used when reloading).
+        channels_last, compile: how the networks run (see :mod:`csmri.lit.speed`).
     """
 
     csmri_module = "refinement"
+    networks = ("recon", "refinement", "discriminator")
 
     def __init__(
         self,
@@ -56,6 +58,8 @@ class RefinementModule(AdversarialReconstructionBase):
         grad_clip: float | None = None,
         log_images_every_n_steps: int = 200,
         recon_net: Mapping[str, Any] | None = None,
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         net, loss = plain(net), plain(loss)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from csmri.config import plain
 from csmri.lit._config import build
 from csmri.lit.optim import adam, build_optimizer
+from csmri.lit.speed import NetworkSpeedMixin
 from csmri.metrics.segmentation import DiceMetric
 
 DEFAULT_NET = {"_target_": "csmri.models.segnet.SegmentationUNet"}
@@ -52,7 +53,7 @@ def _random_flips(x: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
     return x, label
 
 
-class SegmentationModule(L.LightningModule):
+class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
     """Trains ``net`` to segment the fully-sampled magnitude image; used frozen by the SIS metric.
 
     Logged metrics: ``train/loss``, ``val/loss`` and ``val/dice`` — the mean foreground Dice over
@@ -66,7 +67,10 @@ class SegmentationModule(L.LightningModule):
         optimizer: ``_partial_`` optimiser config (default Adam, lr 1e-3, betas (0.9, 0.999)).
         augment: random left-right / up-down flips of training slices (off by default: flips change
             the anatomy's orientation, which the structure's position may depend on).
+        channels_last, compile: how the network runs (see :mod:`csmri.lit.speed`).
     """
+
+    networks = ("net",)
 
     def __init__(
         self,
@@ -74,6 +78,8 @@ class SegmentationModule(L.LightningModule):
         loss: Mapping[str, Any] = DEFAULT_LOSS,
         optimizer: Mapping[str, Any] | None = None,
         augment: bool = False,
+        channels_last: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         net, loss = plain(net), plain(loss)
@@ -120,13 +126,13 @@ class SegmentationModule(L.LightningModule):
         x, label = self._inputs(batch)
         if self.hparams.augment:
             x, label = _random_flips(x, label)
-        loss = self.loss_fn(self.net(x), label)
+        loss = self.loss_fn(self.net(x).float(), label)
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         x, label = self._inputs(batch)
-        logits = self.net(x)
+        logits = self.net(x).float()
         loss = self.loss_fn(logits, label)
         self.val_dice.update(logits.argmax(dim=1), label)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=x.shape[0])

@@ -19,8 +19,8 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, pred_magnitude: torch.Tensor, target_magnitude: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            target_features = self.extractor(target_magnitude)
-        return F.mse_loss(self.extractor(pred_magnitude), target_features)
+            target_features = self.extractor(target_magnitude).float()
+        return F.mse_loss(self.extractor(pred_magnitude).float(), target_features)  # fp32 even if VGG ran in bf16
 
 
 def refinement_penalty(x_v: torch.Tensor) -> torch.Tensor:

@@ -53,8 +53,11 @@ class DataConsistency(nn.Module):
         self.nu = nu
 
     def forward(self, x: torch.Tensor, kspace: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        image = channels_to_complex(x)
-        return complex_to_channels(data_consistency(image, kspace, mask, self.nu))
+        """``x`` in any float dtype (bf16 under mixed precision) -> fp32 ``(B, 2, H, W)``; autocast is off inside,
+        so the FFTs and the measured k-space stay complex64 whatever the networks run in."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            image = channels_to_complex(x.float())
+            return complex_to_channels(data_consistency(image, kspace, mask, self.nu))
 
     def extra_repr(self) -> str:
         return "hard" if self.nu is None else f"nu={self.nu}"

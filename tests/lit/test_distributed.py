@@ -38,7 +38,10 @@ def _train_ddp(experiment: str, phantom_root, run, *extra: str):
 
 def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_path):
     run = tmp_path / "ddp"
-    result = _train_ddp("stage1", phantom_root, run, "model.nf=8", "data.eval_batch_size=3")
+    # fp32 so that the comparison with a single-process validation tests the aggregation, not bf16 rounding
+    result = _train_ddp(
+        "stage1", phantom_root, run, "model.nf=8", "data.eval_batch_size=3", "trainer.precision=32-true"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train_ddp_process_1" in " ".join(p.name for p in run.iterdir())  # a second rank really ran
     ddp_psnr = _last_val_psnr(run / "csv" / "metrics.csv")
