@@ -17,6 +17,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from csmri.reporting import markdown_table
+
 log = logging.getLogger(__name__)
 
 
@@ -47,11 +49,8 @@ def write_summary(sweep_dir: Path) -> tuple[Path, Path]:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = [f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    md_path.write_text(f"# Sweep {sweep_dir}\n\n" + "\n".join(lines) + "\n")
+    cells = [[f"{r[c]:.4f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns] for r in rows]
+    md_path.write_text(f"# Sweep {sweep_dir}\n\n" + markdown_table(columns, cells) + "\n")
     return csv_path, md_path
 
 

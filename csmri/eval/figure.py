@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GROUND_TRUTH", "figure_size_px", "save_figure", "pick_samples", "split_key"]
+from csmri.eval.recons import GROUND_TRUTH
 
-GROUND_TRUTH = "ground_truth"
+__all__ = ["figure_size_px", "save_figure", "pick_samples", "split_key"]
+
 PRED_COLOUR = "yellow"
 TARGET_COLOUR = "red"
 

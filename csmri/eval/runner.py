@@ -27,8 +27,8 @@ from csmri.data.datamodule import MRIDataModule
 from csmri.data.dataset import read_meta
 from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, load_module
-from csmri.eval.readers import RECONS_FILE, save_recons
-from csmri.eval.tables import print_summary, summarise, write_per_slice_csv, write_table
+from csmri.eval.recons import GROUND_TRUTH, RECONS_FILE, save_recons
+from csmri.eval.tables import print_summary, summarise_methods, write_per_slice_csv, write_table
 from csmri.metrics.image import hfen, magnitude, nmse, psnr, ssim
 from csmri.metrics.segmentation import foreground_dice, has_structure
 from csmri.run_info import RunInfo
@@ -109,7 +109,7 @@ def run_evaluation(
             results.structure[key] = structure[i]
             if keep_images and structure[i]:
                 results.labels[key] = labels[i].to(torch.uint8).cpu().numpy()
-                results.keep("ground_truth", key, target[i], gt_pred[i] if gt_pred is not None else None)
+                results.keep(GROUND_TRUTH, key, target[i], gt_pred[i] if gt_pred is not None else None)
         for name, method in methods.items():
             recon = method.reconstruct(batch)
             image = magnitude(recon)
@@ -136,11 +136,11 @@ def _figure_samples(results: _Collector, methods: list[str], keys: list[str]) ->
         samples.append(
             {
                 "key": key,
-                "target": results.images["ground_truth"][key],
+                "target": results.images[GROUND_TRUTH][key],
                 "target_label": results.labels[key],
                 "recons": {m: results.images[m][key] for m in methods},
                 "pred_labels": {
-                    m: results.pred_labels[m][key] for m in [*methods, "ground_truth"] if key in results.pred_labels[m]
+                    m: results.pred_labels[m][key] for m in [*methods, GROUND_TRUTH] if key in results.pred_labels[m]
                 },
                 "metrics": {
                     r["method"]: {"psnr": r["psnr"], "dice": r["dice"]} for r in results.records if r["key"] == key
@@ -220,7 +220,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     results = run_evaluation(datamodule, methods, segnet, cfg.split, cfg.batch_size, device, keep_images=True)
 
     names = list(methods)
-    rows = summarise(
+    rows = summarise_methods(
         results.records,
         results.dice_gt,
         reference=cfg.reference if cfg.reference in methods else None,
@@ -230,7 +230,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     write_per_slice_csv(results.records, out / "per_slice.csv")
     write_table(rows, out / "table.md", out / "table.json")
     if results.images:
-        save_recons(out / RECONS_FILE, {m: results.images[m] for m in ["ground_truth", *names]}, results.labels)
+        save_recons(out / RECONS_FILE, {m: results.images[m] for m in [GROUND_TRUTH, *names]}, results.labels)
         keys = [r["key"] for r in results.records if r["method"] == names[0]]
         chosen = pick_samples(keys, results.structure, per_patient=cfg.figure.per_patient)[: cfg.figure.max_rows]
         save_figure(

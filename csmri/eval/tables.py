@@ -9,7 +9,7 @@ Input: a list of per-slice **records**, one per (method, slice)::
 ``None``/``nan`` for slices whose ground-truth label does not contain the structure. ``dice_gt`` maps
 each structure slice key to the net's Dice on the fully-sampled image of that slice.
 
-Per method :func:`summarise` reports mean ± std (population std, ``ddof=0``) over its slices of PSNR,
+Per method :func:`summarise_methods` reports mean ± std (population std, ``ddof=0``) over its slices of PSNR,
 SSIM, NMSE and HFEN; over its structure slices the mean ± std Dice and
 ``SIS = mean(dice) / mean(dice_gt)`` (the same slices in numerator and denominator); and two-sided
 paired Wilcoxon signed-rank p-values against a reference method on PSNR and on Dice (pairs matched by
@@ -25,14 +25,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from csmri.eval.recons import GROUND_TRUTH
 from csmri.metrics.stats import format_p, mean_std, paired_wilcoxon
+from csmri.reporting import markdown_table, write_strict_json
 
 __all__ = [
     "RECORD_FIELDS",
-    "GROUND_TRUTH",
     "write_per_slice_csv",
     "read_per_slice_csv",
-    "summarise",
+    "summarise_methods",
     "format_table",
     "write_table",
     "read_table_json",
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 RECORD_FIELDS = ("method", "key", "psnr", "ssim", "nmse", "hfen", "dice")
-GROUND_TRUTH = "ground_truth"
 _METRICS = ("psnr", "ssim", "nmse", "hfen")
 # table columns: (header, row field of the mean, row field of the std or None, decimals)
 _COLUMNS = (
@@ -56,10 +56,6 @@ def _num(value: Any) -> float:
     if value is None or value == "":
         return math.nan
     return float(value)
-
-
-def _finite_or_none(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,7 +135,7 @@ def _paired_p(mine: Mapping[str, Mapping[str, Any]], ref: Mapping[str, Mapping[s
     return paired_wilcoxon([_num(mine[k][field]) for k in keys], [_num(ref[k][field]) for k in keys])
 
 
-def summarise(
+def summarise_methods(
     records: Sequence[Mapping[str, Any]],
     dice_gt: Mapping[str, float],
     reference: str | None = None,
@@ -165,7 +161,7 @@ def summarise(
     """
     grouped = _by_method(records)
     if not grouped:
-        raise ValueError("summarise: no records (empty test split?)")
+        raise ValueError("summarise_methods: no records (empty test split?)")
     order = list(methods_order or [])
     unknown = [m for m in order if m not in grouped]
     if unknown:
@@ -314,25 +310,16 @@ def write_table(rows: Sequence[Mapping[str, Any]], md_path: str | Path, json_pat
     """
     md_path, json_path = Path(md_path), Path(json_path)
     table = format_table(rows)
-    lines = [
-        "| " + " | ".join(table[0]) + " |",
-        "|" + "|".join([":---"] + ["---:"] * (len(table[0]) - 1)) + "|",
-        *("| " + " | ".join(r) + " |" for r in table[1:]),
-        "",
-        _footnote(rows),
-        "",
-    ]
+    align = ["left"] + ["right"] * (len(table[0]) - 1)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text("\n".join(lines))
+    md_path.write_text(markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows) + "\n")
     ref = next((r["method"] for r in rows if r.get("is_reference")), None)
     payload = {
         "reference": ref,
         "columns": table[0],
-        "rows": [{k: _finite_or_none(v) for k, v in r.items()} for r in rows],
+        "rows": [dict(r) for r in rows],
     }
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    return md_path, json_path
+    return md_path, write_strict_json(json_path, payload)
 
 
 def read_table_json(path: str | Path) -> list[dict[str, Any]]:

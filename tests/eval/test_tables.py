@@ -13,7 +13,7 @@ from csmri.eval.tables import (
     print_summary,
     read_per_slice_csv,
     read_table_json,
-    summarise,
+    summarise_methods,
     write_per_slice_csv,
     write_table,
 )
@@ -52,12 +52,12 @@ def _records() -> tuple[list[dict], dict[str, float]]:
 
 def _rows() -> list[dict]:
     records, dice_gt = _records()
-    return summarise(records, dice_gt, reference="refinement", methods_order=METHODS)
+    return summarise_methods(records, dice_gt, reference="refinement", methods_order=METHODS)
 
 
-def test_summarise_values() -> None:
+def test_summarise_methods_values() -> None:
     records, dice_gt = _records()
-    rows = summarise(records, dice_gt, reference="refinement", methods_order=METHODS)
+    rows = summarise_methods(records, dice_gt, reference="refinement", methods_order=METHODS)
     assert [r["method"] for r in rows] == ["ground_truth", *METHODS]
     gt = rows[0]
     assert gt["sis"] == 1.0 and gt["kind"] == "ground_truth"
@@ -85,21 +85,21 @@ def test_summarise_values() -> None:
             assert row["p_psnr"] < 0.01  # systematic differences on 12 pairs
     assert by["zero_filled"]["sis"] < by["recnet"]["sis"] < by["refinement"]["sis"] < 1.0
     # no reference: no tests
-    assert all(r["p_psnr"] is None for r in summarise(records, dice_gt))
+    assert all(r["p_psnr"] is None for r in summarise_methods(records, dice_gt))
 
 
-def test_summarise_errors() -> None:
+def test_summarise_methods_errors() -> None:
     records, dice_gt = _records()
     with pytest.raises(ValueError, match="reference"):
-        summarise(records, dice_gt, reference="dagan")
+        summarise_methods(records, dice_gt, reference="dagan")
     with pytest.raises(ValueError, match="ground-truth Dice"):
-        summarise(records, {k: v for k, v in list(dice_gt.items())[1:]})
+        summarise_methods(records, {k: v for k, v in list(dice_gt.items())[1:]})
     with pytest.raises(ValueError, match="duplicate"):
-        summarise([*records, records[0]], dice_gt)
+        summarise_methods([*records, records[0]], dice_gt)
     with pytest.raises(ValueError, match="no records"):
-        summarise([], dice_gt)
+        summarise_methods([], dice_gt)
     with pytest.raises(ValueError, match="methods_order"):
-        summarise(records, dice_gt, methods_order=["dlmri"])
+        summarise_methods(records, dice_gt, methods_order=["dlmri"])
 
 
 def test_markdown_bold_best_and_p_values(tmp_path) -> None:
@@ -162,7 +162,7 @@ def test_without_segmentation_net(tmp_path) -> None:
     """No Dice anywhere (SIS skipped): the table still renders, Dice/SIS as n/a."""
     records, _ = _records()
     records = [{**r, "dice": None} for r in records]
-    rows = summarise(records, {}, reference="refinement")
+    rows = summarise_methods(records, {}, reference="refinement")
     assert math.isnan(rows[0]["sis"]) and all(math.isnan(r["sis"]) for r in rows)
     md, _ = write_table(rows, tmp_path / "t.md", tmp_path / "t.json")
     gt_line = md.read_text().splitlines()[2]

@@ -1,0 +1,61 @@
+"""Blinded reader-study export: anonymity, un-blinding key, self-contained page, deterministic shuffle."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+from PIL import Image
+
+from csmri.eval.reader_study.export import export_reader_study
+from tests.eval.reader_study.helpers import KEYS, METHODS, image_names, study_images
+
+
+def test_export_unblinding_and_anonymity(tmp_path) -> None:
+    images = study_images()
+    out = export_reader_study(tmp_path / "s", images, seed=3)
+    key = json.loads((out / "key.json").read_text())
+    names = image_names(out)
+    assert len(names) == len(METHODS) * len(KEYS) == len(key["images"])
+    assert all(re.fullmatch(r"img_\d{4}\.png", n) for n in names)
+    assert key["seed"] == 3 and set(key["methods"]) == set(METHODS)
+    assert not (out / "study" / "key.json").exists()  # the key is kept away from the readers' folder
+    # un-blinding: every anonymous image is the stated method's slice, in the slice's shared window
+    for name, entry in key["images"].items():
+        with Image.open(out / "study" / "images" / name) as im:
+            png = np.asarray(im)
+        assert png.shape == (16, 20) and png.dtype == np.uint8
+        vmax = images["ground_truth"][entry["key"]].max()
+        expected = np.round(np.clip(images[entry["method"]][entry["key"]] / vmax, 0, 1) * 255)
+        np.testing.assert_array_equal(png, expected.astype(np.uint8))
+    # nothing the readers get names a method
+    html = (out / "study" / "index.html").read_text()
+    for m in [*METHODS, "ground truth", "zero-filled", "recon", "dagan", "dlmri"]:
+        assert m not in html.lower()
+        assert not any(m in n for n in names)
+
+
+def test_html_self_contained_with_rating_fields(tmp_path) -> None:
+    out = export_reader_study(tmp_path / "s", study_images(), seed=0)
+    html = (out / "study" / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert not re.search(r"<(script|link|img|iframe)[^>]*\s(src|href)=", html)  # no external resources
+    assert "<style>" in html and "<script>" in html
+    for field in ("overall", "scar", "artefacts"):
+        assert f'name="{field}"' in html
+        for v in range(1, 5):
+            assert f'name="{field}" value="{v}"' in html
+    assert "localStorage" in html and "ratings.csv" in html and "reader,image," in html
+    assert all(f'"{n}"' in html for n in image_names(out))  # the page lists every image
+
+
+def test_shuffle_deterministic(tmp_path) -> None:
+    images = study_images()
+    a = json.loads((export_reader_study(tmp_path / "a", images, seed=7) / "key.json").read_text())["images"]
+    b = json.loads((export_reader_study(tmp_path / "b", images, seed=7) / "key.json").read_text())["images"]
+    c = json.loads((export_reader_study(tmp_path / "c", images, seed=8) / "key.json").read_text())["images"]
+    assert a == b
+    assert a != c
+    order = [(v["method"], v["key"]) for _, v in sorted(a.items())]
+    assert order != sorted(order)  # actually shuffled
