@@ -23,11 +23,11 @@ Known differences from the released code (deliberate):
 - the resize is bilinear with half-pixel centres (``F.interpolate(..., align_corners=False)``, no antialias)
   for both images; DAGAN resized the target with ``scipy.misc.imresize`` (PIL, which also byte-scales it to
   its own min..max) and the reconstruction with TF1's ``tf.image.resize_images`` (corner-aligned sampling);
-- the VGG-16 weights are torchvision's (``vgg16-397923af.pth``) unless a converted file is given: DAGAN used
-  the Caffe VGG-16 (``vgg16_weights.npz``), which was trained on [0, 255] mean-subtracted inputs. torchvision's
-  weights were trained on inputs also divided by the ImageNet std (about 0.226 * 255 = 57.7), so fed DAGAN's
-  input their features are on a larger scale than the Caffe network's; the weight 0.0025 was tuned for the
-  Caffe features. Numbers from ``vgg16-imagenet`` are therefore DAGAN's recipe, not DAGAN's exact scale.
+- ``weights: imagenet`` gives torchvision's VGG-16 (``vgg16-397923af.pth``). DAGAN used the Caffe VGG-16
+  (``vgg16_weights.npz``, trained on [0, 255] mean-subtracted inputs); torchvision's weights were trained on
+  inputs also divided by the ImageNet std (about 0.226 * 255 = 57.7), so fed DAGAN's input their features are
+  on another (larger) scale than the Caffe network's, for which the weight 0.0025 was tuned. For DAGAN's exact
+  network give ``weights: /path/vgg16_weights.npz`` (loaded by :class:`csmri.models.vgg.VGGFeatures`).
 """
 
 from __future__ import annotations

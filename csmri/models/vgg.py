@@ -10,7 +10,9 @@ Weights (``weights=``):
   with a message naming the expected file — unless ``allow_random_fallback`` is set, in which case a seeded
   random network is used with a loud warning and :attr:`VGGFeatures.backbone` says ``vgg19-random`` /
   ``vgg16-random`` (record it: numbers from it are not comparable).
-- a path to a ``.pth`` state dict of torchvision's ``vgg19`` / ``vgg16``;
+- a path to a ``.pth`` state dict of torchvision's ``vgg19`` / ``vgg16``, or to a ``.npz`` of the Caffe VGG
+  converted to TensorFlow (keys ``conv1_1_W`` (3, 3, in, out), ``conv1_1_b``, …; e.g. the ``vgg16_weights.npz``
+  DAGAN loads): those weights expect [0, 255] RGB inputs minus the mean, not torchvision's normalisation;
 - ``random``: a seeded random-weight stand-in.
 
 The extractor is frozen: no trainable parameters, always in eval mode, and its tensors are left out of
@@ -101,8 +103,33 @@ def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) 
             f"perceptual weights must be 'imagenet', 'random' or a file path; {path} does not exist"
         )
     model = build(weights=None)
+    if path.suffix == ".npz":
+        _load_caffe_npz(model, path)
+        return model, f"{arch}-npz:{path.name}"
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return model, f"{arch}-file:{path.name}"
+
+
+def _load_caffe_npz(model: nn.Module, path: Path) -> None:
+    """Load every conv layer of ``model.features`` from a TF-layout Caffe-VGG ``.npz`` (``convB_I_W`` HWIO, ``_b``)."""
+    import numpy as np
+
+    named: list[tuple[str, nn.Conv2d]] = []  # conv1_1, conv1_2, conv2_1, ...: a new block after each max-pool
+    block, index = 1, 0
+    for module in model.features:
+        if isinstance(module, nn.MaxPool2d):
+            block, index = block + 1, 0
+        elif isinstance(module, nn.Conv2d):
+            index += 1
+            named.append((f"conv{block}_{index}", module))
+    with np.load(path) as npz:
+        missing = [n for n, _ in named if f"{n}_W" not in npz or f"{n}_b" not in npz]
+        if missing:
+            raise KeyError(f"{path} lacks the conv layers {missing} (expected keys like conv1_1_W, conv1_1_b)")
+        with torch.no_grad():
+            for name, conv in named:
+                conv.weight.copy_(torch.from_numpy(np.asarray(npz[f"{name}_W"])).permute(3, 2, 0, 1))
+                conv.bias.copy_(torch.from_numpy(np.asarray(npz[f"{name}_b"])))
 
 
 class VGGFeatures(nn.Module):

@@ -38,3 +38,26 @@ def test_vgg16_imagenet_offline_names_the_file(tmp_path, monkeypatch):
     # vgg19 stays the default and keeps its file name
     assert imagenet_weights_file().name == "vgg19-dcbb9e9d.pth"
     assert VGGFeatures("random", layer="relu1_2").backbone == "vgg19-random"
+
+
+def test_vgg16_from_dagans_caffe_npz(tmp_path):
+    """DAGAN's ``vgg16_weights.npz`` layout: ``convB_I_W`` as (3, 3, in, out), ``convB_I_b``."""
+    import numpy as np
+    from torchvision.models import vgg16
+
+    reference = vgg16(weights=None).features
+    convs = [m for m in reference if isinstance(m, torch.nn.Conv2d)]
+    names = [f"conv{b}_{i}" for b, n in enumerate([2, 2, 3, 3, 3], start=1) for i in range(1, n + 1)]
+    arrays = {}
+    for name, conv in zip(names, convs, strict=True):
+        arrays[f"{name}_W"] = conv.weight.detach().permute(2, 3, 1, 0).numpy()
+        arrays[f"{name}_b"] = conv.bias.detach().numpy()
+    np.savez(tmp_path / "vgg16_weights.npz", **arrays)
+    vgg = VGGFeatures(str(tmp_path / "vgg16_weights.npz"), layer="pool4", arch="vgg16")
+    assert vgg.backbone == "vgg16-npz:vgg16_weights.npz"
+    x = torch.randn(1, 3, 20, 20)
+    torch.testing.assert_close(vgg.features(x), reference[:24](x))
+    del arrays["conv5_3_W"]
+    np.savez(tmp_path / "partial.npz", **arrays)
+    with pytest.raises(KeyError, match="conv5_3"):
+        VGGFeatures(str(tmp_path / "partial.npz"), arch="vgg16", layer="pool4")
