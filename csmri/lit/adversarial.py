@@ -5,8 +5,11 @@ image/k-space fidelity terms and visual terms at once (no frozen MSE stage). Bes
 ``adv``/``feat``/``vgg`` terms (see :mod:`csmri.lit.gan`) the loss can weight
 
 - ``mse``: mean squared error of the 2-channel image,
-- ``nmse``: ``||x_hat - x||^2 / ||x||^2`` over the batch (DAGAN's image term),
-- ``freq``: mean ``|F x_hat - F x|^2`` over centred k-space (DAGAN's frequency term).
+- ``nmse``: DAGAN's per-image ``||x_hat - x|| / ||x||`` on magnitudes mapped to [-1, 1], averaged over images,
+- ``freq``: DAGAN's mean squared difference of unnormalised ``|FFT2|`` of the [0, 1] magnitudes
+
+(see :mod:`csmri.losses.dagan`; DAGAN's VGG term is the common ``vgg`` term with the model's perceptual
+extractor set to :class:`csmri.losses.dagan.DAGANVGGFeatures`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from torch import nn
 from csmri.config import plain
 from csmri.lit._config import build
 from csmri.lit.gan import AdversarialReconstructionBase
-from csmri.physics import channels_to_complex, complex_to_channels, fft2c
+from csmri.losses.dagan import dagan_freq, dagan_nmse
+from csmri.physics import complex_to_channels
 
 
 def image_terms(output: torch.Tensor, target: torch.Tensor, wanted: set[str]) -> dict[str, torch.Tensor]:
@@ -30,10 +34,9 @@ def image_terms(output: torch.Tensor, target: torch.Tensor, wanted: set[str]) ->
     if "mse" in wanted:
         terms["mse"] = F.mse_loss(output, target)
     if "nmse" in wanted:
-        terms["nmse"] = (output - target).pow(2).sum() / target.pow(2).sum().clamp_min(1e-12)
+        terms["nmse"] = dagan_nmse(output, target)
     if "freq" in wanted:
-        diff = fft2c(channels_to_complex(output)) - fft2c(channels_to_complex(target))
-        terms["freq"] = diff.abs().pow(2).mean()
+        terms["freq"] = dagan_freq(output, target)
     return terms
 
 

@@ -1,13 +1,18 @@
-"""Frozen VGG-19 feature extractor for the perceptual loss.
+"""Frozen VGG feature extractor (VGG-19 for the perceptual loss; VGG-16 for DAGAN's VGG term).
+
+``arch`` is ``vgg19`` (default) or ``vgg16``; layers are named as in :data:`LAYERS_BY_ARCH`.
 
 Weights (``weights=``):
 
-- ``imagenet``: torchvision's ``VGG19_Weights.IMAGENET1K_V1`` through its standard weights API, so the
-  torch hub cache (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth``) and, with internet, the download
-  work as usual. Offline and uncached this fails with a message naming the expected file — unless
-  ``allow_random_fallback`` is set, in which case a seeded random network is used with a loud warning
-  and :attr:`VGGFeatures.backbone` says ``vgg19-random`` (record it: numbers from it are not comparable).
-- a path to a ``.pth`` state dict of torchvision's ``vgg19``;
+- ``imagenet``: torchvision's ``VGG19_Weights.IMAGENET1K_V1`` / ``VGG16_Weights.IMAGENET1K_V1`` through its
+  standard weights API, so the torch hub cache (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth`` or
+  ``vgg16-397923af.pth``) and, with internet, the download work as usual. Offline and uncached this fails
+  with a message naming the expected file — unless ``allow_random_fallback`` is set, in which case a seeded
+  random network is used with a loud warning and :attr:`VGGFeatures.backbone` says ``vgg19-random`` /
+  ``vgg16-random`` (record it: numbers from it are not comparable).
+- a path to a ``.pth`` state dict of torchvision's ``vgg19`` / ``vgg16``, or to a ``.npz`` of the Caffe VGG
+  converted to TensorFlow (keys ``conv1_1_W`` (3, 3, in, out), ``conv1_1_b``, …; e.g. the ``vgg16_weights.npz``
+  DAGAN loads): those weights expect [0, 255] RGB inputs minus the mean, not torchvision's normalisation;
 - ``random``: a seeded random-weight stand-in.
 
 The extractor is frozen: no trainable parameters, always in eval mode, and its tensors are left out of
@@ -27,8 +32,20 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-# index of each ReLU in torchvision's vgg19().features
+# index of each named layer in torchvision's vgg19().features
 LAYERS = {"relu1_2": 3, "relu2_2": 8, "relu3_4": 17, "relu4_4": 26, "relu5_4": 35, "conv5_4": 34}
+# ... and in vgg16().features; pool4 (after conv4_3 + ReLU) is what DAGAN's code calls ``conv4``
+VGG16_LAYERS = {
+    "relu1_2": 3,
+    "relu2_2": 8,
+    "relu3_3": 15,
+    "conv4_3": 21,
+    "relu4_3": 22,
+    "pool4": 23,
+    "conv5_3": 28,
+    "relu5_3": 29,
+}
+LAYERS_BY_ARCH = {"vgg19": LAYERS, "vgg16": VGG16_LAYERS}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -37,61 +54,109 @@ class PerceptualWeightsUnavailable(RuntimeError):
     """ImageNet VGG weights were requested but cannot be loaded (offline and not cached)."""
 
 
-def imagenet_weights_file() -> Path:
-    """Where torchvision caches the ImageNet VGG-19 weights."""
-    from torchvision.models import VGG19_Weights
+def _torchvision(arch: str) -> tuple[Any, Any]:
+    """torchvision's constructor and ImageNet weights enum for ``arch``."""
+    from torchvision.models import VGG16_Weights, VGG19_Weights, vgg16, vgg19
 
-    url = VGG19_Weights.IMAGENET1K_V1.url
+    builders = {"vgg19": (vgg19, VGG19_Weights.IMAGENET1K_V1), "vgg16": (vgg16, VGG16_Weights.IMAGENET1K_V1)}
+    if arch not in builders:
+        raise ValueError(f"unknown VGG arch {arch!r}; choose one of {sorted(builders)}")
+    return builders[arch]
+
+
+def imagenet_weights_file(arch: str = "vgg19") -> Path:
+    """Where torchvision caches the ImageNet weights of ``arch`` (``vgg19-dcbb9e9d.pth``, ``vgg16-397923af.pth``)."""
+    url = _torchvision(arch)[1].url
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
-def _build_vgg19(weights: str, seed: int, allow_random_fallback: bool) -> tuple[nn.Module, str]:
-    from torchvision.models import VGG19_Weights, vgg19
-
+def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) -> tuple[nn.Module, str]:
+    build, imagenet = _torchvision(arch)
     if weights == "imagenet":
         try:
-            return vgg19(weights=VGG19_Weights.IMAGENET1K_V1), "vgg19-imagenet"
+            return build(weights=imagenet), f"{arch}-imagenet"
         except Exception as err:  # URLError, OSError, hash mismatch, ...
+            expected = imagenet_weights_file(arch)
             message = (
-                f"ImageNet VGG-19 weights could not be loaded ({type(err).__name__}: {err}). Expected the file "
-                f"{imagenet_weights_file()} (torchvision's cache; set TORCH_HOME to move it). Options: put "
-                "vgg19-dcbb9e9d.pth there (or run once with internet), set the perceptual weights to a local "
+                f"ImageNet {arch} weights could not be loaded ({type(err).__name__}: {err}). Expected the file "
+                f"{expected} (torchvision's cache; set TORCH_HOME to move it). Options: put "
+                f"{expected.name} there (or run once with internet), set the perceptual weights to a local "
                 "file path, or allow the seeded random stand-in (allow_random_fallback=true; its numbers are "
                 "not comparable to ImageNet-VGG results)."
             )
             if not allow_random_fallback:
                 raise PerceptualWeightsUnavailable(message) from err
-            log.warning("!" * 80 + "\n%s\nUSING A RANDOM-WEIGHT VGG-19 STAND-IN (vgg19-random).\n" + "!" * 80, message)
+            log.warning(
+                "!" * 80 + "\n%s\nUSING A RANDOM-WEIGHT %s STAND-IN (%s-random).\n" + "!" * 80,
+                message,
+                arch.upper(),
+                arch,
+            )
             weights = "random"
     if weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return vgg19(weights=None), "vgg19-random"
+            return build(weights=None), f"{arch}-random"
     path = Path(weights)
     if not path.is_file():
         raise FileNotFoundError(
             f"perceptual weights must be 'imagenet', 'random' or a file path; {path} does not exist"
         )
-    model = vgg19(weights=None)
+    model = build(weights=None)
+    if path.suffix == ".npz":
+        _load_caffe_npz(model, path)
+        return model, f"{arch}-npz:{path.name}"
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model, f"vgg19-file:{path.name}"
+    return model, f"{arch}-file:{path.name}"
+
+
+def _load_caffe_npz(model: nn.Module, path: Path) -> None:
+    """Load every conv layer of ``model.features`` from a TF-layout Caffe-VGG ``.npz`` (``convB_I_W`` HWIO, ``_b``)."""
+    import numpy as np
+
+    named: list[tuple[str, nn.Conv2d]] = []  # conv1_1, conv1_2, conv2_1, ...: a new block after each max-pool
+    block, index = 1, 0
+    for module in model.features:
+        if isinstance(module, nn.MaxPool2d):
+            block, index = block + 1, 0
+        elif isinstance(module, nn.Conv2d):
+            index += 1
+            named.append((f"conv{block}_{index}", module))
+    with np.load(path) as npz:
+        missing = [n for n, _ in named if f"{n}_W" not in npz or f"{n}_b" not in npz]
+        if missing:
+            raise KeyError(f"{path} lacks the conv layers {missing} (expected keys like conv1_1_W, conv1_1_b)")
+        with torch.no_grad():
+            for name, conv in named:
+                conv.weight.copy_(torch.from_numpy(np.asarray(npz[f"{name}_W"])).permute(3, 2, 0, 1))
+                conv.bias.copy_(torch.from_numpy(np.asarray(npz[f"{name}_b"])))
 
 
 class VGGFeatures(nn.Module):
-    """Magnitude images ``(B, H, W)`` or ``(B, 1, H, W)`` in [0, 1] -> VGG-19 feature maps at ``layer``.
+    """Magnitude images ``(B, H, W)`` or ``(B, 1, H, W)`` in [0, 1] -> VGG feature maps at ``layer``.
 
-    The magnitude is replicated to 3 channels and normalised with the ImageNet mean and std.
-    ``backbone`` names the weights actually used: ``vgg19-imagenet``, ``vgg19-random`` or ``vgg19-file:…``.
+    The magnitude is replicated to 3 channels and normalised with the ImageNet mean and std (torchvision's
+    convention). ``features`` (the truncated ``vgg.features``) can also be called directly on inputs
+    preprocessed otherwise (see :class:`csmri.losses.dagan.DAGANVGGFeatures`).
+    ``backbone`` names the weights actually used: ``{arch}-imagenet``, ``{arch}-random`` or ``{arch}-file:…``.
     """
 
     def __init__(
-        self, weights: str = "imagenet", layer: str = "relu5_4", allow_random_fallback: bool = False, seed: int = 0
+        self,
+        weights: str = "imagenet",
+        layer: str = "relu5_4",
+        allow_random_fallback: bool = False,
+        seed: int = 0,
+        arch: str = "vgg19",
     ) -> None:
         super().__init__()
-        if layer not in LAYERS:
-            raise ValueError(f"unknown VGG layer {layer!r}; choose one of {sorted(LAYERS)}")
-        model, self.backbone = _build_vgg19(weights, seed, allow_random_fallback)
-        self.features = model.features[: LAYERS[layer] + 1]
+        _torchvision(arch)  # validates arch
+        layers = LAYERS_BY_ARCH[arch]
+        if layer not in layers:
+            raise ValueError(f"unknown {arch} layer {layer!r}; choose one of {sorted(layers)}")
+        model, self.backbone = _build_vgg(arch, weights, seed, allow_random_fallback)
+        self.arch = arch
+        self.features = model.features[: layers[layer] + 1]
         for p in self.features.parameters():
             p.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)

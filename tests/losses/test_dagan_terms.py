@@ -1,0 +1,189 @@
+"""DAGAN's loss terms against direct numpy implementations of the formulas in its released code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from csmri.losses.dagan import (
+    DAGAN_VGG_MEAN,
+    DAGANVGGFeatures,
+    dagan_freq,
+    dagan_nmse,
+    dagan_vgg,
+    dagan_vgg_input,
+)
+from csmri.losses.perceptual import PerceptualLoss
+
+
+def _two_channel(mag: np.ndarray, phase: np.ndarray) -> torch.Tensor:
+    """(B, H, W) magnitude and phase -> (B, 2, H, W) [real, imag] float64."""
+    z = mag * np.exp(1j * phase)
+    return torch.from_numpy(np.stack([z.real, z.imag], axis=1))
+
+
+def _random_pair(seed: int = 0, shape=(3, 6, 5)) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    m_out, m_tgt = rng.uniform(0, 1.2, shape), rng.uniform(0, 1, shape)
+    out = _two_channel(m_out, rng.uniform(-np.pi, np.pi, shape))
+    tgt = _two_channel(m_tgt, rng.uniform(-np.pi, np.pi, shape))
+    return m_out, m_tgt, out, tgt
+
+
+# -- NMSE --------------------------------------------------------------------------------------------
+
+
+def test_nmse_is_the_per_image_root_on_the_dagan_range():
+    m_out, m_tgt, out, tgt = _random_pair()
+    a, b = 2 * m_out - 1, 2 * m_tgt - 1  # DAGAN's [-1, 1] images
+    expected = np.mean([np.sqrt(((a[i] - b[i]) ** 2).sum()) / np.sqrt((b[i] ** 2).sum()) for i in range(a.shape[0])])
+    assert dagan_nmse(out, tgt).item() == pytest.approx(expected, rel=1e-10)
+    # magnitudes and complex images give the same number as 2-channel images
+    assert dagan_nmse(torch.from_numpy(m_out), torch.from_numpy(m_tgt)).item() == pytest.approx(expected, rel=1e-10)
+
+
+def test_nmse_hand_example_averages_images_not_pixels():
+    tgt = torch.ones(2, 4, 4)  # b = 1 everywhere
+    out = torch.stack([torch.full((4, 4), 0.75), torch.ones(4, 4)])  # a = 0.5 (ratio 0.5) and a = b (ratio 0)
+    assert dagan_nmse(out, tgt).item() == pytest.approx(0.25)  # pooled: sqrt(4/32) = 0.354; squared: 0.125
+
+
+# -- frequency --------------------------------------------------------------------------------------
+
+
+def test_freq_is_the_mse_of_unnormalised_fft_magnitudes_of_01_images():
+    m_out, m_tgt, out, tgt = _random_pair(1, shape=(2, 8, 6))
+    u_out, u_tgt = ((2 * m_out - 1) + 1) / 2, ((2 * m_tgt - 1) + 1) / 2  # DAGAN's (x + 1) / 2
+    diff = np.abs(np.fft.fft2(u_out)) - np.abs(np.fft.fft2(u_tgt))
+    expected = np.mean(np.mean(diff**2, axis=(1, 2)))
+    assert dagan_freq(out, tgt).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_freq_hand_example_has_the_unnormalised_scale():
+    # a constant 1 image against 0: |FFT2| is 16 at DC, 0 elsewhere -> mean of 16^2 over 16 frequencies = 16
+    assert dagan_freq(torch.ones(1, 4, 4), torch.zeros(1, 4, 4)).item() == pytest.approx(16.0)
+    # not the orthonormal k-space MSE (that would be the image MSE, 1)
+
+
+# -- VGG --------------------------------------------------------------------------------------------
+
+
+def _resize_bilinear_half_pixel(img: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of (H, W) to (size, size), half-pixel centres, edge-clamped (no antialias)."""
+
+    def axis(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(size) + 0.5) * n_in / size - 0.5, 0.0)
+        i0 = np.floor(src).astype(int)
+        return i0, np.minimum(i0 + 1, n_in - 1), src - i0
+
+    r0, r1, wr = axis(img.shape[0])
+    c0, c1, wc = axis(img.shape[1])
+    rows = img[r0] * (1 - wr)[:, None] + img[r1] * wr[:, None]
+    return rows[:, c0] * (1 - wc)[None, :] + rows[:, c1] * wc[None, :]
+
+
+def _dagan_vgg_input_numpy(mag: np.ndarray, size: int) -> np.ndarray:
+    """DAGAN's VGG input: 255 m (its (x + 1) * 127.5), resized, tiled to RGB, minus the RGB mean."""
+    x = np.stack([_resize_bilinear_half_pixel(255.0 * m, size) for m in mag])
+    return np.repeat(x[:, None], 3, axis=1) - np.asarray(DAGAN_VGG_MEAN).reshape(1, 3, 1, 1)
+
+
+def _vgg16_pool4_by_hand(x: np.ndarray, seed: int) -> np.ndarray:
+    """torchvision's vgg16 (seeded random weights) features[:24], max-pools as TF 'SAME' (pad odd sizes)."""
+    from torchvision.models import vgg16
+
+    torch.manual_seed(seed)
+    layers = vgg16(weights=None).features[:24]
+    assert isinstance(layers[23], torch.nn.MaxPool2d) and isinstance(layers[21], torch.nn.Conv2d)
+    t = torch.from_numpy(x).float()
+    with torch.no_grad():
+        for layer in layers:
+            if isinstance(layer, torch.nn.MaxPool2d):
+                t = F.pad(t, (0, t.shape[-1] % 2, 0, t.shape[-2] % 2), value=-float("inf"))
+                t = F.max_pool2d(t, 2, 2)
+            else:
+                t = layer(t)
+    return t.numpy().astype(np.float64)
+
+
+def test_vgg_input_is_dagans_preprocessing():
+    mag = np.random.default_rng(2).uniform(0, 1, (2, 7, 9))
+    got = dagan_vgg_input(torch.from_numpy(mag), size=12).numpy()
+    np.testing.assert_allclose(got, _dagan_vgg_input_numpy(mag, 12), rtol=1e-10, atol=1e-9)
+    # a white pixel is 255 minus the mean, channel by channel (RGB order)
+    white = dagan_vgg_input(torch.ones(1, 4, 4), size=None)
+    torch.testing.assert_close(white[0, :, 0, 0], 255 - torch.tensor(DAGAN_VGG_MEAN))
+
+
+def test_vgg_term_matches_torchvision_vgg16_pool4_run_by_hand():
+    m_out, m_tgt, out, tgt = _random_pair(3, shape=(2, 24, 20))
+    size, seed = 36, 5  # 36 -> 18 -> 9 -> 5 -> 3: the odd sizes exercise TF 'SAME' pooling
+    features = DAGANVGGFeatures("random", layer="pool4", size=size, seed=seed)
+    assert features.backbone == "vgg16-random"
+    f_out = _vgg16_pool4_by_hand(_dagan_vgg_input_numpy(m_out, size), seed)
+    f_tgt = _vgg16_pool4_by_hand(_dagan_vgg_input_numpy(m_tgt, size), seed)
+    assert f_out.shape == (2, 512, 3, 3)
+    expected = np.mean(np.mean((f_out - f_tgt) ** 2, axis=(1, 2, 3)))
+    got = dagan_vgg(out.float(), tgt.float(), features)
+    assert got.item() == pytest.approx(expected, rel=1e-4)
+    # the training modules compute it as PerceptualLoss on magnitudes: the same number
+    via_perceptual = PerceptualLoss(features)(torch.from_numpy(m_out).float(), torch.from_numpy(m_tgt).float())
+    assert via_perceptual.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_vgg_term_defaults_gradients_and_checkpointing():
+    features = DAGANVGGFeatures("random", seed=0)  # pool4 at DAGAN's 244 x 244
+    out = torch.rand(1, 2, 16, 16, requires_grad=True)
+    tgt = torch.rand(1, 2, 16, 16)
+    assert features(torch.rand(1, 16, 16)).shape == (1, 512, 16, 16)  # 244 -> 122 -> 61 -> 31 -> 16, as in TF
+    dagan_vgg(out, tgt, features).backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in features.parameters())
+    features.train()
+    assert not features.vgg.training
+    parent = torch.nn.ModuleDict({"perceptual": features, "other": torch.nn.Linear(2, 2)})
+    assert all(k.startswith("other") for k in parent.state_dict())
+
+
+# -- wiring ------------------------------------------------------------------------------------------
+
+
+def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_path):
+    from csmri.lit.adversarial import image_terms
+    from csmri.train import build_module, train
+    from tests.conftest import ADVERSARIAL
+    from tests.helpers import compose_config
+
+    overrides = [
+        "experiment=dagan",
+        f"data.root={phantom_root}",
+        *ADVERSARIAL["dagan"],
+        "model.perceptual.size=64",
+        "logger=csv",
+        "data.acceleration=4",
+        "data.batch_size=2",
+        "trainer.fast_dev_run=1",
+    ]
+    cfg = compose_config("train", overrides, tmp_path)
+    module = build_module(cfg)
+    assert isinstance(module.perceptual.extractor, DAGANVGGFeatures)
+    assert module.perceptual_backbone == "vgg16-random"
+    assert module.normalizer.weights == {"adv": 1.0, "nmse": 15.0, "freq": 0.1, "vgg": 0.0025}
+    out, tgt = torch.rand(2, 2, 8, 8), torch.rand(2, 2, 8, 8)
+    terms = image_terms(out, tgt, {"nmse", "freq"})
+    torch.testing.assert_close(terms["nmse"], dagan_nmse(out, tgt))
+    torch.testing.assert_close(terms["freq"], dagan_freq(out, tgt))
+    train(cfg)  # one training and one validation batch
+
+
+def test_stage2_and_joint_keep_their_vgg19_perceptual_loss(tmp_path):
+    from csmri.models.vgg import VGGFeatures
+    from tests.helpers import compose_config
+
+    for experiment in ("joint", "stage2"):
+        cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
+        perceptual = cfg.model.perceptual
+        assert perceptual._target_ == "csmri.models.VGGFeatures" and "arch" not in perceptual
+        assert VGGFeatures.__init__.__defaults__[-1] == "vgg19"
