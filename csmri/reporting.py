@@ -1,7 +1,7 @@
 """Writing result tables and JSON reports: one markdown-table writer, one strict-JSON writer.
 
 Used by the evaluation tables (:mod:`csmri.eval.tables`), the reader-study scores
-(:mod:`csmri.eval.reader_study.score`) and the sweep summary (:mod:`csmri.sweep`).
+(:mod:`csmri.eval.reader_study.score`) and the sweep summary (:mod:`csmri.app.sweep`).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return compare(rest)
     if command == "readers":
-        from csmri.eval.readers import readers_main
+        from csmri.eval.reader_study import readers_main
 
         return readers_main(rest)
     print(f"csmri: unknown command {command!r}\n{USAGE}", file=sys.stderr)

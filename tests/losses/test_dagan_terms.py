@@ -151,8 +151,8 @@ def test_vgg_term_defaults_gradients_and_checkpointing():
 
 
 def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_path):
+    from csmri.app.train import build_module, train
     from csmri.lit.adversarial import image_terms
-    from csmri.train import build_module, train
     from tests.conftest import ADVERSARIAL
     from tests.helpers import compose_config
 
