@@ -22,10 +22,12 @@ USAGE = __doc__
 
 
 def _data(argv: list[str]) -> int:
+    from csmri.data.layout import FORMAT
+
     parser = argparse.ArgumentParser(prog="csmri data", description="Dataset tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     phantom = commands.add_parser("phantom", help="write the synthetic LGE-cardiac phantom dataset")
-    phantom.add_argument("--out", required=True, help="output directory (csmri-slices-v1 layout)")
+    phantom.add_argument("--out", required=True, help=f"output directory ({FORMAT} layout)")
     phantom.add_argument("--patients", type=int, default=37, help="patients (split 24/6/7 for 37)")
     phantom.add_argument("--size", type=int, default=128, help="image size N (N x N, even)")
     phantom.add_argument("--slices", type=int, default=20, help="slices per patient")
@@ -39,7 +41,7 @@ def _data(argv: list[str]) -> int:
     if args.command == "prepare":
         return run_prepare(args)
 
-    from csmri.data.phantom import save_example_grid, write_phantom_dataset
+    from csmri.data.sources.phantom import save_example_grid, write_phantom_dataset
 
     try:
         root = write_phantom_dataset(

@@ -3,11 +3,10 @@ through ``pkg://csmri.conf``), how a config is composed from Python, and the Ome
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
-from pathlib import Path
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -43,7 +42,8 @@ def compose(
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    extra = [f"hydra.searchpath=[{','.join(f'file://{Path(d).resolve()}' for d in config_dirs)}]"] if config_dirs else []
+    search = ",".join(f"file://{Path(d).resolve()}" for d in config_dirs)
+    extra = [f"hydra.searchpath=[{search}]"] if config_dirs else []
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         return hydra_compose(config_name, [*overrides, *extra], return_hydra_config=return_hydra_config)
 
@@ -77,9 +77,10 @@ def image_size(root: str, fallback: int | None = None) -> int:
 
     Lets size-dependent networks (DAGAN) follow the data: ``${csmri.image_size:${data.root},256}``.
     """
-    meta = Path(root) / "meta.json"
-    if meta.is_file():
-        return int(json.loads(meta.read_text())["size"][0])
+    from csmri.data.layout import has_layout, read_meta
+
+    if has_layout(root):
+        return int(read_meta(root)["size"][0])
     if fallback is None:
         raise ValueError(f"no dataset at {root} to read the image size from; set the size explicitly")
     return int(fallback)

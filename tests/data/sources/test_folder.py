@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from csmri.data import MRIDataModule, SliceDataset
-from csmri.data.folder import FolderSource, named_source, split_counts_for
-from csmri.data.phantom import split_counts
-from csmri.data.readers import BadInputError
+from csmri.data.layout import split_counts
+from csmri.data.scan_files import BadInputError
+from csmri.data.sources.folder import FolderSource, named_source
 from csmri.physics import fft2c
-from tests.data.test_readers import (
+from tests.data.sources.test_scan_files import (
     blob_case,
     truncate,
     volume,
@@ -187,10 +187,10 @@ def test_explicit_split_lists_and_ratio_counts(tmp_path):
     _, meta = prepare(root, patient_regex=r"^(pat\d+)_", splits=lists)
     assert meta["splits"]["test"] == ["pat5_t0", "pat5_t1"]
     for n in range(3, 60):
-        assert split_counts_for(n, None) == split_counts(n)
-        counts = split_counts_for(n, [8, 1, 1])
+        assert split_counts(n, None) == split_counts(n)
+        counts = split_counts(n, [8, 1, 1])
         assert sum(counts) == n and min(counts) >= 1
-    assert split_counts_for(20, [8, 1, 1]) == (16, 2, 2)
+    assert split_counts(20, [8, 1, 1]) == (16, 2, 2)
     with pytest.raises(ValueError, match="pat0"):
         FolderSource(splits={"train": ["pat0"], "val": ["pat0"], "test": []})
 

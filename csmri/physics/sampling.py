@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from csmri.data.seeding import seeded_generator
-from csmri.physics import gaussian_line_mask, undersample, zero_filled
-from csmri.physics.mask import default_sample_n, validate_mask_parameters
+from csmri.physics.mask import default_sample_n, gaussian_line_mask, validate_mask_parameters
+from csmri.physics.seeding import seeded_generator
+from csmri.physics.undersample import undersample, zero_filled
 
 
 class MaskSampler:

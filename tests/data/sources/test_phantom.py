@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from csmri.data.phantom import (
+from csmri.data.layout import split_counts
+from csmri.data.sources.phantom import (
     PhantomVolume,
     generate_patient,
     generate_patient_tissues,
     save_example_grid,
-    split_counts,
     write_phantom_dataset,
 )
 
