@@ -32,7 +32,7 @@ class Slices:
 
 
 def load_case(options: FolderOptions, case: Case, size: tuple[int, int] | None) -> Slices:
-    """Read, check and convert one case (see the module docstring); raises :class:`BadInputError`."""
+    """Read, check and convert one case (see :mod:`csmri.data.sources.folder`); raises :class:`BadInputError`."""
     volume = read_volume(case.image, options.key)
     image = _as_stack(volume, options.axis)
     _check_finite(image, case.image)

@@ -32,7 +32,7 @@ class Case:
 
 @dataclass
 class Discovery:
-    """What :meth:`FolderSource.discover` found: cases, problems (skipped if ``skip_bad``), unknown files."""
+    """What :meth:`CaseFinder.discover` found: cases, problems (skipped if ``skip_bad``), unknown files."""
 
     cases: list[Case]
     problems: list[BadInputError] = field(default_factory=list)
