@@ -3,7 +3,6 @@ through ``pkg://csmri.conf``), how a config is composed from Python, and the Ome
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
 from collections.abc import Mapping, Sequence
@@ -78,9 +77,10 @@ def image_size(root: str, fallback: int | None = None) -> int:
 
     Lets size-dependent networks (DAGAN) follow the data: ``${csmri.image_size:${data.root},256}``.
     """
-    meta = Path(root) / "meta.json"
-    if meta.is_file():
-        return int(json.loads(meta.read_text())["size"][0])
+    from csmri.data.layout import has_layout, read_meta
+
+    if has_layout(root):
+        return int(read_meta(root)["size"][0])
     if fallback is None:
         raise ValueError(f"no dataset at {root} to read the image size from; set the size explicitly")
     return int(fallback)

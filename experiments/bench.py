@@ -24,9 +24,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from csmri.data import MaskSampler
 from csmri.models import RecNet
-from csmri.physics import channels_to_complex, complex_to_channels
+from csmri.physics import MaskSampler, channels_to_complex, complex_to_channels
 
 
 def _sync(device: torch.device) -> None:

@@ -54,7 +54,7 @@ def no_weight_downloads():
 @pytest.fixture(scope="session")
 def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-patient (2/1/1 split), 6-slice, 64x64 phantom dataset."""
-    from csmri.data.phantom import write_phantom_dataset
+    from csmri.data.sources.phantom import write_phantom_dataset
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "data", progress=False, **TINY)
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from csmri.data.layout import FORMAT
+
 
 def main(argv: list[str]) -> int:
     """``csmri data phantom|prepare ...``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="csmri data", description="Dataset tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     phantom = commands.add_parser("phantom", help="write the synthetic LGE-cardiac phantom dataset")
-    phantom.add_argument("--out", required=True, help="output directory (csmri-slices-v1 layout)")
+    phantom.add_argument("--out", required=True, help=f"output directory ({FORMAT} layout)")
     phantom.add_argument("--patients", type=int, default=37, help="patients (split 24/6/7 for 37)")
     phantom.add_argument("--size", type=int, default=128, help="image size N (N x N, even)")
     phantom.add_argument("--slices", type=int, default=20, help="slices per patient")
@@ -24,7 +26,7 @@ def main(argv: list[str]) -> int:
     if args.command == "prepare":
         return run_prepare(args)
 
-    from csmri.data.phantom import save_example_grid, write_phantom_dataset
+    from csmri.data.sources.phantom import save_example_grid, write_phantom_dataset
 
     try:
         root = write_phantom_dataset(

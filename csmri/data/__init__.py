@@ -1,6 +1,10 @@
-"""Data: the phantom generator, the slice dataset, acquisition simulation and the DataModule.
+"""Data: the dataset layout, the slice dataset, its sources (phantom, folders of scans) and the DataModule.
 
-Names are imported lazily so that light users (``csmri.data.phantom``) do not pay for Lightning.
+Modules: :mod:`.layout` (the on-disk contract), :mod:`.dataset`, :mod:`.datamodule`, :mod:`.transforms`,
+:mod:`.scan_files` (raw scan readers), :mod:`.sources` (``phantom/``, ``folder/``), :mod:`.prepare`
+(``csmri data prepare``). Masks are drawn by :class:`csmri.physics.MaskSampler`.
+
+Names are imported lazily so that light users (the phantom, ``csmri.config``) do not pay for Lightning.
 """
 
 from __future__ import annotations
@@ -10,9 +14,15 @@ from typing import Any
 
 _EXPORTS = {
     "MRIDataModule": "csmri.data.datamodule",
-    "MaskSampler": "csmri.data.sampling",
     "SliceDataset": "csmri.data.dataset",
-    "read_meta": "csmri.data.dataset",
+    "read_meta": "csmri.data.layout",
+    "MaskSampler": "csmri.physics.sampling",  # moved to csmri.physics; kept for `from csmri.data import MaskSampler`
+}
+# Modules that moved into csmri.data.sources: run configs saved earlier name e.g. the _target_
+# ``csmri.data.folder.FolderSource``, which Hydra resolves attribute by attribute through these.
+_MOVED_MODULES = {
+    "folder": "csmri.data.sources.folder",
+    "phantom": "csmri.data.sources.phantom",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -21,4 +31,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _MOVED_MODULES:
+        return importlib.import_module(_MOVED_MODULES[name])
     raise AttributeError(f"module 'csmri.data' has no attribute {name!r}")

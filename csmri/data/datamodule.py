@@ -12,9 +12,10 @@ import torch
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader
 
-from csmri.data.dataset import SliceDataset, read_meta
-from csmri.data.sampling import MaskSampler
+from csmri.data.dataset import SliceDataset
+from csmri.data.layout import read_meta
 from csmri.data.sources import DatasetSource
+from csmri.physics.sampling import MaskSampler
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +27,10 @@ class MRIDataModule(L.LightningDataModule):
     ``target`` complex ``(B, H, W)`` (max magnitude 1 per slice), ``kspace`` masked centred k-space
     ``(B, H, W)``, ``mask`` float 0/1 ``(B, H, W)``, ``zero_filled`` complex ``(B, H, W)``,
     ``label`` int64 ``(B, H, W)`` and ``key`` (list of ``"patient/slice"``). See
-    :mod:`csmri.data.sampling` for how masks are seeded.
+    :mod:`csmri.physics.sampling` for how masks are seeded.
 
     Args:
-        root: dataset directory: a ``csmri-slices-v1`` layout, or the input of ``source``.
+        root: dataset directory: a prepared dataset (:mod:`csmri.data.layout`), or the input of ``source``.
         acceleration, sample_n, noise_std: acquisition simulation, see :class:`MaskSampler`.
         batch_size: training batch size; ``eval_batch_size`` for val/test (default: same).
         num_workers: DataLoader workers.

@@ -1,4 +1,4 @@
-"""``csmri data prepare``: convert a configured data source into the ``csmri-slices-v1`` layout once.
+"""``csmri data prepare``: convert a configured data source into a prepared dataset (:mod:`csmri.data.layout`) once.
 
     csmri data prepare data=<name> data.root=DIR [--out DIR] [--force] [data.source.key=value ...]
 
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from csmri.data.layout import FORMAT, META_FILE, has_layout, read_meta
+
 __all__ = ["add_prepare_parser", "run_prepare"]
 
 EXAMPLES = """examples:
@@ -32,7 +34,7 @@ def add_prepare_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "prepare",
         help="convert a raw data source (data=folder, la2018, acdc, ...) into the csmri layout once",
-        description="Convert a configured data source into the csmri-slices-v1 layout once (docs/byod.md).",
+        description=f"Convert a configured data source into the {FORMAT} layout once (docs/byod.md).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -79,7 +81,7 @@ def run_prepare(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from csmri.data.readers import BadInputError
+    from csmri.data.scan_files import BadInputError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -120,17 +122,16 @@ def _remove_prepared(layout: Path, root: Path) -> None:
     """Delete a layout written by a source (never ``root`` itself, never a folder that is not a dataset)."""
     import shutil
 
-    if layout.resolve() == root.resolve() or not (layout / "meta.json").is_file():
+    if layout.resolve() == root.resolve() or not has_layout(layout):
         return
-    meta = json.loads((layout / "meta.json").read_text())
-    if meta.get("source") == "folder":
+    if json.loads((layout / META_FILE).read_text()).get("source") == "folder":
         shutil.rmtree(layout)
 
 
 def _report(out: Path, overrides: list[str], explicit_out: bool) -> None:
-    from csmri.data.folder import format_summary
+    from csmri.data.sources.folder.summary import format_summary
 
-    meta = json.loads((out / "meta.json").read_text())
+    meta = read_meta(out)
     if "summary" in meta:
         print(format_summary(meta["summary"]))
     print(f"prepared dataset: {out}")

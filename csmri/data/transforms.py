@@ -11,7 +11,7 @@ Conventions
   coordinate ``(i + 0.5) * n / t - 0.5``; labels use nearest neighbour, images linear (real and imaginary
   parts separately).
 * Normalisation maps each slice to maximum magnitude exactly 1 (an all-zero slice is left at 0), the
-  convention of :class:`csmri.data.SliceDataset`, which normalises the same way on read.
+  convention of the dataset layout (:func:`csmri.data.layout.normalise_max_magnitude`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from csmri.data.seeding import derive_seed
+from csmri.data.layout import scale_slices, slice_peaks
+from csmri.physics.seeding import derive_seed
 
 __all__ = [
     "FIT_MODES",
@@ -136,16 +137,14 @@ def normalise_slices(image: np.ndarray, method: str = "max", percentile: float =
         raise ValueError(f"normalise must be one of {NORMALISATIONS}, got {method!r}")
     if not 0 < percentile <= 100:
         raise ValueError(f"percentile must be in (0, 100], got {percentile}")
-    magnitude = np.abs(image)
-    flat = magnitude.reshape(*magnitude.shape[:-2], -1)
-    peak = flat.max(axis=-1) if flat.shape[-1] else np.zeros(flat.shape[:-1])
+    peak = slice_peaks(image)
     if method == "max":
         scale = peak
     else:
+        flat = np.abs(image).reshape(*image.shape[:-2], -1)
         scale = np.percentile(flat, percentile, axis=-1)
         scale = np.where(scale > 0, scale, peak)  # sparse slices: fall back to the maximum
-    real = np.result_type(magnitude.dtype, np.float32)
-    out = image / np.where(scale > 0, scale, 1.0)[..., None, None].astype(real)
+    out = scale_slices(image, scale)
     if method == "percentile":
         over = np.abs(out) > 1
         if over.any():

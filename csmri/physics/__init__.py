@@ -1,4 +1,4 @@
-"""MRI physics in pure torch: FFT, sampling masks, undersampling and data consistency.
+"""MRI physics in pure torch: FFT, sampling masks and their seeded sampler, undersampling and data consistency.
 
 Conventions used everywhere in csmri:
 
@@ -16,10 +16,12 @@ from csmri.physics.complex import channels_to_complex, complex_to_channels
 from csmri.physics.consistency import DataConsistency, data_consistency
 from csmri.physics.fft import fft2c, ifft2c
 from csmri.physics.mask import default_sample_n, gaussian_line_density, gaussian_line_mask, lines_to_mask
+from csmri.physics.sampling import MaskSampler
 from csmri.physics.undersample import undersample, zero_filled
 
 __all__ = [
     "DataConsistency",
+    "MaskSampler",
     "channels_to_complex",
     "complex_to_channels",
     "data_consistency",

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from csmri.baselines import DLMRI, assemble_patches, extract_patches, ksvd, normalise_atoms, omp, patch_starts
 from csmri.config import config_dir
 from csmri.data import MaskSampler
-from csmri.data.phantom import generate_patient
+from csmri.data.sources.phantom import generate_patient
 from csmri.physics import fft2c
 
 FAST = {"outer_iters": 3, "ksvd_iters": 3, "progress": False}

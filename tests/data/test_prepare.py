@@ -9,11 +9,11 @@ import pytest
 from hydra.utils import instantiate
 
 from csmri.data import MRIDataModule
-from csmri.data.folder import FolderSource, named_source
 from csmri.data.prepare import add_prepare_parser, run_prepare
-from csmri.data.readers import BadInputError
-from tests.data.test_folder import nifti_folder
-from tests.data.test_readers import truncate
+from csmri.data.scan_files import BadInputError
+from csmri.data.sources.folder import FolderSource, named_source
+from tests.data.sources.test_folder import nifti_folder
+from tests.data.sources.test_scan_files import truncate
 from tests.helpers import compose_config
 
 NAMED = ["folder", "la2018", "acdc", "fastmri_singlecoil"]

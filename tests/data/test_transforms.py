@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from csmri.data.dataset import normalise_max_magnitude
+from csmri.data.layout import normalise_max_magnitude
 from csmri.data.transforms import (
     crop_or_pad,
     fit_to_size,

@@ -1,0 +1,95 @@
+"""One synthetic patient: :func:`generate_patient` samples an anatomy, renders it and adds phase and noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from csmri.data.sources.phantom.anatomy import sample_anatomy
+from csmri.data.sources.phantom.geometry import Array, Grid
+from csmri.data.sources.phantom.render import Canvas, background_phase, render_magnitude
+
+MIN_SIZE, MAX_SIZE = 32, 1024
+
+
+@dataclass
+class PhantomVolume:
+    """One synthetic patient.
+
+    ``image`` complex64 (S, H, W) with max magnitude ~1; ``label`` uint8 (S, H, W), 1 = left atrium
+    (cavity + wall); ``patient_id`` e.g. ``"phantom_007"``.
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+    patient_id: str
+
+
+def phantom_patient_id(index: int) -> str:
+    """Stable patient identifier, ``"phantom_007"`` for index 7."""
+    return f"phantom_{index:03d}"
+
+
+def check_volume_args(index: int, size: int, n_slices: int, seed: int, noise_std: float) -> None:
+    if not isinstance(size, (int, np.integer)) or size % 2 or not MIN_SIZE <= size <= MAX_SIZE:
+        raise ValueError(f"size must be an even integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
+    if n_slices < 1:
+        raise ValueError(f"n_slices must be >= 1, got {n_slices}")
+    if index < 0 or seed < 0:
+        raise ValueError(f"index and seed must be >= 0, got index={index}, seed={seed}")
+    if not noise_std >= 0:  # also rejects NaN
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+
+
+def _patient_rngs(index: int, seed: int) -> tuple[np.random.Generator, ...]:
+    """Independent streams for anatomy, texture and noise, determined by (seed, index)."""
+    children = np.random.SeedSequence([seed, index]).spawn(3)
+    return tuple(np.random.default_rng(child) for child in children)
+
+
+def _synthesise(index: int, size: int, n_slices: int, seed: int, noise_std: float) -> tuple[PhantomVolume, Canvas]:
+    """The volume and the canvas holding its tissue fractions."""
+    check_volume_args(index, size, n_slices, seed, noise_std)
+    anatomy_rng, texture_rng, noise_rng = _patient_rngs(index, seed)
+    grid = Grid(int(size), int(n_slices))
+    anatomy = sample_anatomy(anatomy_rng, grid.n_slices)
+    magnitude, canvas = render_magnitude(anatomy, grid, texture_rng)
+    magnitude /= max(float(magnitude.max()), 1e-12)
+    phase = background_phase(anatomy, grid)
+    image = np.empty(magnitude.shape, dtype=np.complex64)
+    image.real = magnitude * np.cos(phase)
+    image.imag = magnitude * np.sin(phase)
+    if noise_std > 0:
+        image += _complex_noise(noise_rng, image.shape, noise_std)
+    atrium = canvas.fraction["la_wall"] + canvas.fraction["la_cavity"]
+    label = (atrium >= 0.5).astype(np.uint8)
+    return PhantomVolume(image=image, label=label, patient_id=phantom_patient_id(index)), canvas
+
+
+def _complex_noise(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> Array:
+    """Complex64 Gaussian noise with standard deviation ``std`` in each of the real and imaginary parts."""
+    noise = np.empty(shape, dtype=np.complex64)
+    noise.real = rng.standard_normal(shape, dtype=np.float32) * std
+    noise.imag = rng.standard_normal(shape, dtype=np.float32) * std
+    return noise
+
+
+def generate_patient(
+    index: int, size: int = 128, n_slices: int = 20, seed: int = 0, noise_std: float = 0.0
+) -> PhantomVolume:
+    """Synthesise patient ``index``: complex64 image and uint8 LA label, both (n_slices, size, size).
+
+    Deterministic in (index, size, n_slices, seed, noise_std); different patients differ. The anatomy
+    depends on (seed, index, n_slices) only, not on ``size``.
+    """
+    return _synthesise(index, size, n_slices, seed, noise_std)[0]
+
+
+def generate_patient_tissues(index: int, size: int = 128, n_slices: int = 20, seed: int = 0) -> dict[str, Array]:
+    """Visible fraction in [0, 1] (float32, (S, H, W)) of ``"body"`` and each of ``OCCLUDED_TISSUES``.
+
+    ``"body"`` is everything inside the body outline, ``"la_wall"``/``"la_cavity"`` split the labelled
+    LA, ``"myocardium"`` is the left-ventricular myocardium, ``"lung"`` the lung parenchyma. For tests.
+    """
+    return _synthesise(index, size, n_slices, seed, 0.0)[1].fraction

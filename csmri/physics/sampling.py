@@ -1,0 +1,106 @@
+"""Acquisition simulation for batches: which mask each slice gets, and the undersampled inputs.
+
+Mask seeding rules (the reason this module exists):
+
+- **training**: a fresh mask for every sample of every batch, drawn on the batch's device from a
+  generator seeded by ``(seed, "train", rank, step)``; ``step`` counts training batches, so masks
+  differ across batches and ranks and repeat exactly after resuming from a checkpoint;
+- **evaluation**: one fixed mask per slice, seeded by ``(seed, "eval", key)`` only, drawn on the CPU
+  (a 1-D line pattern, negligible cost) and moved to the device — identical whatever the batch size,
+  worker count, order, DDP rank or device type, so every method is evaluated on identical inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from csmri.physics.mask import default_sample_n, gaussian_line_mask, validate_mask_parameters
+from csmri.physics.seeding import seeded_generator
+from csmri.physics.undersample import undersample, zero_filled
+
+
+class MaskSampler:
+    """Draws masks and simulates undersampled acquisitions for batches of complex slices.
+
+    Args:
+        acceleration: undersampling factor (``floor(H / acceleration)`` lines are sampled).
+        sample_n: always-sampled centre lines; ``None`` = :func:`csmri.physics.default_sample_n`.
+        noise_std: std of complex Gaussian k-space noise per real component (0 = noiseless).
+        seed: base seed of every mask and noise draw.
+    """
+
+    def __init__(
+        self, acceleration: float = 8.0, sample_n: int | None = None, noise_std: float = 0.0, seed: int = 0
+    ) -> None:
+        if noise_std < 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        self.acceleration = acceleration
+        self.sample_n = sample_n
+        self.noise_std = noise_std
+        self.seed = seed
+
+    def check_shape(self, shape: tuple[int, int]) -> None:
+        """Raise ``ValueError`` early if masks cannot be drawn for images of ``shape = (H, W)``."""
+        sample_n = default_sample_n(shape[0]) if self.sample_n is None else self.sample_n
+        validate_mask_parameters(shape[0], self.acceleration, sample_n)
+
+    def training_masks(
+        self, batch_size: int, shape: tuple[int, int], step: int, rank: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Generator]:
+        """Fresh masks ``(B, H, W)`` on ``device`` for training batch ``step`` on ``rank``.
+
+        Also returns the generator (advanced past the masks) for the noise draw of the same batch.
+        """
+        generator = seeded_generator(self.seed, "train", rank, step, device=device)
+        masks = gaussian_line_mask(batch_size, shape, self.acceleration, self.sample_n, generator, device)
+        return masks, generator
+
+    def evaluation_mask(self, key: str, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Generator]:
+        """The fixed CPU mask ``(H, W)`` of slice ``key`` and its (advanced) CPU generator."""
+        generator = seeded_generator(self.seed, "eval", key)
+        mask = gaussian_line_mask(1, shape, self.acceleration, self.sample_n, generator)[0]
+        return mask, generator
+
+    def simulate(
+        self,
+        batch: dict[str, Any],
+        train: bool,
+        step: int = 0,
+        rank: int = 0,
+    ) -> dict[str, Any]:
+        """Add ``mask``, ``kspace`` (masked, centred) and ``zero_filled`` to a batch with ``target``.
+
+        ``target`` is complex ``(B, H, W)``; evaluation batches need ``key`` (a list of slice keys).
+        The batch dict is updated in place and returned.
+        """
+        target: torch.Tensor = batch["target"]
+        if not torch.is_complex(target) or target.ndim != 3:
+            raise ValueError(f"batch['target'] must be complex (B, H, W), got {tuple(target.shape)} {target.dtype}")
+        shape = (target.shape[-2], target.shape[-1])
+        if train:
+            mask, generator = self.training_masks(target.shape[0], shape, step, rank, target.device)
+            kspace = undersample(target, mask, self.noise_std, generator)
+        else:
+            kspace, mask = self._evaluation_kspace(target, batch["key"], shape)
+        batch["mask"] = mask
+        batch["kspace"] = kspace
+        batch["zero_filled"] = zero_filled(kspace)
+        return batch
+
+    def _evaluation_kspace(
+        self, target: torch.Tensor, keys: Sequence[str], shape: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        masks, noise = [], []
+        for key in keys:
+            mask, generator = self.evaluation_mask(key, shape)
+            masks.append(mask)
+            if self.noise_std > 0:
+                noise.append(torch.randn(shape, dtype=torch.complex64, generator=generator))
+        mask = torch.stack(masks).to(target.device)
+        kspace = undersample(target, mask)
+        if noise:
+            kspace = kspace + torch.stack(noise).to(target.device) * (self.noise_std * 2**0.5) * mask
+        return kspace, mask
