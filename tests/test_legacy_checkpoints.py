@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from csmri.data.phantom import write_phantom_dataset
+from csmri.data.sources.phantom import write_phantom_dataset
 from csmri.eval.runner import evaluate
 from tests.helpers import compose_config
 

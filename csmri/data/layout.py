@@ -170,9 +170,10 @@ def slice_peaks(image: np.ndarray) -> np.ndarray:
 
 
 def scale_slices(image: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Divide each slice (last two axes) by its ``scale``; slices with scale 0 are left unchanged."""
+    """Divide each slice (last two axes) by its ``scale``; slices with scale 0 — or subnormal, below float32's
+    smallest normal number, whose reciprocal overflows — are left unchanged."""
     real = np.result_type(np.abs(image[..., :0, :0]).dtype, np.float32)
-    return image / np.where(scale > 0, scale, 1.0)[..., None, None].astype(real)
+    return image / np.where(scale >= np.finfo(np.float32).tiny, scale, 1.0)[..., None, None].astype(real)
 
 
 def normalise_max_magnitude(image: np.ndarray) -> np.ndarray:
