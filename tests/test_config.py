@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from csmri.app.train import build_callbacks, build_loggers, build_module
+from csmri.app.train import build_callbacks, build_loggers, build_module, build_trainer
 from tests.conftest import ADVERSARIAL, TINY_STAGE2
 from tests.helpers import compose_config, experiments
 
@@ -29,7 +29,7 @@ def test_experiment_composes_and_instantiates(experiment, phantom_root, tmp_path
     assert instantiate(cfg.data).root == phantom_root
     module = build_module(cfg)
     assert sum(p.numel() for p in module.parameters()) > 0
-    trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg), logger=build_loggers(cfg))
+    trainer = build_trainer(cfg, build_callbacks(cfg), build_loggers(cfg))
     assert trainer.max_epochs == cfg.trainer.max_epochs
 
 

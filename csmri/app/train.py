@@ -43,6 +43,14 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [instantiate(c) for c in configs.values() if c is not None]
 
 
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
+    """The configured Trainer with ``trainer.precision`` resolved (``auto`` -> see :mod:`csmri.lit.precision`)."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    precision = resolve_precision(cfg.trainer.precision, accelerator)
+    configure_matmul(precision, accelerator)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision)
+
+
 def build_module(cfg: DictConfig) -> L.LightningModule:
     """The experiment's LightningModule with ``cfg.model`` as its ``net`` and ``cfg.loss`` as its ``loss``."""
     net = OmegaConf.to_container(cfg.model, resolve=True)
@@ -81,12 +89,11 @@ def train(cfg: DictConfig) -> float | None:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     loggers = build_loggers(cfg)
-    precision = resolve_precision(cfg.trainer.precision, str(cfg.trainer.get("accelerator", "auto")))
-    configure_matmul(precision, str(cfg.trainer.get("accelerator", "auto")))
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=build_callbacks(cfg), logger=loggers or False, precision=precision
-    )
-    metadata = {"precision": precision, **(module.run_metadata() if hasattr(module, "run_metadata") else {})}
+    trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
+    metadata = {
+        "precision": str(trainer.precision),
+        **(module.run_metadata() if hasattr(module, "run_metadata") else {}),
+    }
     if info is not None:
         info.update(**metadata)
     resolved = OmegaConf.to_container(cfg, resolve=True)
