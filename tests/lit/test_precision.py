@@ -1,0 +1,84 @@
+"""Precision policy and what must stay exact under bf16-mixed: DC, the lambda = 0 gate, evaluation masks, state dicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from csmri.lit import precision
+from csmri.models import RecNet, UNet
+from csmri.models.refinement import GatedRefinement
+from csmri.physics import MaskSampler, channels_to_complex, complex_to_channels, fft2c, undersample, zero_filled
+from csmri.physics.mask import gaussian_line_mask
+
+BF16 = torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def test_auto_picks_bf16_only_with_native_support(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.resolve_precision("auto", "cpu") == "32-true"
+    assert precision.resolve_precision("32-true", "cpu") == "32-true"
+    with pytest.raises(ValueError, match="no native bf16 support.*trainer.precision=32-true"):
+        precision.resolve_precision("bf16-mixed", "cpu")
+
+
+def _measured(size=32, batch=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randn(batch, size, size, dtype=torch.complex64, generator=g)
+    mask = gaussian_line_mask(batch, (size, size), acceleration=4, generator=g)
+    kspace = undersample(target, mask)
+    return kspace, mask, zero_filled(kspace)
+
+
+def test_data_consistency_keeps_measured_lines_exact_under_bf16():
+    kspace, mask, x_u = _measured()
+    net = RecNet(nf=8).to(memory_format=torch.channels_last)
+    with torch.no_grad(), BF16:
+        out = net(complex_to_channels(x_u), kspace, mask)
+    assert out.dtype == torch.float32
+    k_out = fft2c(channels_to_complex(out))
+    sampled = mask.bool()
+    # the last DC put the measured samples back in fp32/complex64: equal up to one FFT round trip
+    torch.testing.assert_close(k_out[sampled], kspace[sampled], rtol=1e-5, atol=1e-5 * kspace.abs().max().item())
+
+
+def test_gate_at_zero_returns_r_bit_exactly_under_bf16():
+    _, _, x_u = _measured()
+    base = complex_to_channels(x_u)
+    refinement = GatedRefinement(UNet(in_channels=2, out_channels=2, features=[4, 8, 8]), gate_init=0.0)
+    refinement.to(memory_format=torch.channels_last)
+    with torch.no_grad(), BF16:
+        refined, x_v = refinement(base)
+    assert x_v.dtype == torch.bfloat16  # V really ran in bf16
+    assert torch.equal(refined, base)
+
+
+def test_evaluation_masks_do_not_depend_on_autocast():
+    sampler = MaskSampler(acceleration=8, seed=3)
+    plain, _ = sampler.evaluation_mask("p01/003", (64, 64))
+    with BF16:
+        under_bf16, _ = sampler.evaluation_mask("p01/003", (64, 64))
+    assert torch.equal(plain, under_bf16)
+
+
+def test_channels_last_state_dict_loads_into_a_plain_network_and_back():
+    kspace, mask, x_u = _measured()
+    fast = RecNet(nf=8).to(memory_format=torch.channels_last)
+    assert fast.blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain_net = RecNet(nf=8)
+    plain_net.load_state_dict(fast.state_dict())
+    again = RecNet(nf=8).to(memory_format=torch.channels_last)
+    again.load_state_dict(plain_net.state_dict())
+    x = complex_to_channels(x_u)
+    with torch.no_grad():
+        torch.testing.assert_close(plain_net(x, kspace, mask), fast(x, kspace, mask), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(again(x, kspace, mask), fast(x, kspace, mask), rtol=0, atol=0)
+
+
+def test_training_run_records_its_precision(stage1_ckpt):
+    info = json.loads((stage1_ckpt.parent.parent / "run_info.json").read_text())
+    assert info["precision"] == precision.resolve_precision("auto", "auto")
