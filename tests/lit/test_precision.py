@@ -1,4 +1,4 @@
-"""Precision policy and what must stay exact under bf16-mixed: DC, the lambda = 0 gate, evaluation masks, state dicts."""
+"""Precision policy and what stays exact under bf16-mixed: DC, the lambda = 0 gate, eval masks, state dicts."""
 
 from __future__ import annotations
 
