@@ -18,13 +18,27 @@ each image and its k-space are divided by the zero-filled image's peak magnitude
 (and the result multiplied back), so ``th`` is relative to that peak; the same threshold is used during
 K-SVD training (the code's "sparsity and error" K-SVD variant) and for the final sparse coding.
 
+Parallelism: one slice is one long chain of tiny operations, run on one torch thread; the slices of a
+batch go to a process pool (``workers``; 1 = serial in-process). The pool uses the ``spawn`` start method:
+forking a process whose torch/OpenMP thread pools have been used can deadlock the child (a lock held by a
+thread that does not exist in the child), and ``spawn`` — a fresh interpreter that imports this module —
+is safe and available on every platform (``forkserver`` would also be safe, but not on Windows, and its
+faster start-up does not matter here: the pool is created once, lazily, and reused across batches; each
+slice takes tens of seconds). Every slice runs the same deterministic code on one thread in either mode,
+so pooled results are bitwise equal to serial ones. :meth:`DLMRI.close` (or ``with DLMRI(...)``, or
+garbage collection / interpreter exit) shuts the pool down.
+
 Conventions (:mod:`csmri.physics`): complex64 ``(B, H, W)`` images and centred orthonormal k-space,
 float 0/1 masks ``(B, H, W)``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import weakref
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -151,6 +165,24 @@ def _torch_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+def default_workers() -> int:
+    """CPU cores this process may use (its affinity mask where the OS has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
+
+
+def _reconstruct_slice(method: DLMRI, kspace: torch.Tensor, mask: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Pool task: one slice on CPU, with the method's thread setting (runs in a worker process)."""
+    with torch.no_grad(), _torch_threads(method.num_threads):
+        return method.reconstruct_image(kspace, mask, start)
+
+
+def _shutdown_pool(pool: ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 class DLMRI:
     """DLMRI reconstructor: ``reconstruct(batch) -> (B, H, W)`` complex64 on the batch's device.
 
@@ -174,6 +206,11 @@ class DLMRI:
             torch's setting. Default 1: DLMRI is a long chain of tiny operations (36 x 36 matrices,
             batched 14 x 14 solves) for which intra-op threads mostly add synchronisation — on a busy
             2-core machine 2 threads were ~25x slower than 1. Parallelise over slices instead.
+        workers: processes reconstructing the slices of a batch in parallel; ``None`` or ``0`` = the CPU
+            cores available (:func:`default_workers`), ``1`` = serial in this process. At most one per
+            slice of a batch. The pool (``spawn``) starts on the first batch with more than one slice and
+            more than one worker, is reused, and stops at :meth:`close`. Pooled slices run on CPU (the
+            result goes back to the batch's device); the results equal the serial ones bitwise.
     """
 
     def __init__(
@@ -191,6 +228,7 @@ class DLMRI:
         seed: int = 0,
         progress: bool = True,
         num_threads: int | None = 1,
+        workers: int | None = None,
     ) -> None:
         n = patch_size * patch_size
         self.patch_size = patch_size
@@ -206,6 +244,10 @@ class DLMRI:
         self.seed = seed
         self.progress = progress
         self.num_threads = num_threads
+        self.workers = default_workers() if not workers else int(workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_size = 0
+        self._finalizer: weakref.finalize | None = None
         self._validate()
 
     @staticmethod
@@ -229,6 +271,7 @@ class DLMRI:
             "stride >= 1": self.stride >= 1,
             "nu is None or >= 0": self.nu is None or self.nu >= 0,
             "num_threads is None or >= 1": self.num_threads is None or self.num_threads >= 1,
+            "workers >= 0 or None": self.workers >= 1,
         }
         failed = [name for name, ok in checks.items() if not ok]
         if failed:
@@ -249,10 +292,57 @@ class DLMRI:
         start = batch.get("zero_filled")
         start = ifft2c(kspace) if start is None else start
         mask = mask.expand_as(kspace.real)
-        bar = tqdm(total=kspace.shape[0] * self.outer_iters, desc="DLMRI", disable=not self.progress, leave=False)
-        with torch.no_grad(), bar, _torch_threads(self.num_threads):
-            images = [self.reconstruct_image(kspace[b], mask[b], start[b], bar) for b in range(kspace.shape[0])]
-        return torch.stack(images).to(torch.complex64)
+        n_images = kspace.shape[0]
+        bar = tqdm(total=n_images * self.outer_iters, desc="DLMRI", disable=not self.progress, leave=False)
+        with torch.no_grad(), bar:
+            if min(self.workers, n_images) <= 1:
+                with _torch_threads(self.num_threads):
+                    images = [self.reconstruct_image(kspace[b], mask[b], start[b], bar) for b in range(n_images)]
+            else:
+                images = self._reconstruct_pooled(kspace, mask, start, bar)
+        return torch.stack(images).to(device=kspace.device, dtype=torch.complex64)
+
+    def _reconstruct_pooled(
+        self, kspace: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, bar: tqdm
+    ) -> list[torch.Tensor]:
+        pool = self._get_pool(min(self.workers, kspace.shape[0]))
+        cpu = [t.detach().cpu() for t in (kspace, mask, start)]
+        futures: list[Future] = [
+            pool.submit(_reconstruct_slice, self, cpu[0][b].clone(), cpu[1][b].clone(), cpu[2][b].clone())
+            for b in range(kspace.shape[0])
+        ]
+        for future in futures:
+            future.add_done_callback(lambda _: bar.update(self.outer_iters))
+        return [future.result() for future in futures]
+
+    def _get_pool(self, size: int) -> ProcessPoolExecutor:
+        """The worker pool, started on first use; restarted larger if a later batch could use more workers."""
+        if self._pool is not None and self._pool_size < size:
+            self.close()
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=size, mp_context=context)
+            self._pool_size = size
+            self._finalizer = weakref.finalize(self, _shutdown_pool, self._pool)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker pool (if any); the method stays usable and starts a new pool when needed."""
+        if self._finalizer is not None:
+            self._finalizer()  # shuts the pool down once; a no-op at exit afterwards
+        self._pool, self._pool_size, self._finalizer = None, 0, None
+
+    def __enter__(self) -> DLMRI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled into pool tasks without the pool itself."""
+        state = self.__dict__.copy()
+        state.update(_pool=None, _pool_size=0, _finalizer=None)
+        return state
 
     def reconstruct_image(
         self, kspace: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, bar: tqdm | None = None
@@ -298,5 +388,5 @@ class DLMRI:
             f"max_atoms={self.max_atoms}, error_thresholds={self.error_thresholds}, "
             f"n_train_patches={self.n_train_patches}, ksvd_iters={self.ksvd_iters}, "
             f"outer_iters={self.outer_iters}, stride={self.stride}, nu={self.nu}, seed={self.seed}, "
-            f"num_threads={self.num_threads})"
+            f"num_threads={self.num_threads}, workers={self.workers})"
         )

@@ -7,7 +7,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from csmri.baselines import DLMRI, assemble_patches, extract_patches, ksvd, normalise_atoms, omp, patch_starts
+from csmri.baselines import (
+    DLMRI,
+    assemble_patches,
+    default_workers,
+    extract_patches,
+    ksvd,
+    normalise_atoms,
+    omp,
+    patch_starts,
+)
 from csmri.config import config_dir
 from csmri.data import MaskSampler
 from csmri.data.phantom import generate_patient
@@ -164,3 +173,28 @@ def test_dlmri_defaults_and_config() -> None:
     }
     with pytest.raises(ValueError, match="smaller than"):
         DLMRI(patch_size=8, progress=False).reconstruct(tiny)
+
+
+def test_dlmri_pool_equals_serial_bitwise() -> None:
+    batch = _phantom_batch([1, 2, 3], size=32)
+    settings = {"outer_iters": 2, "ksvd_iters": 2, "stride": 2, "progress": False}
+    serial = DLMRI(workers=1, **settings).reconstruct(batch)
+    with DLMRI(workers=2, **settings) as pooled_method:
+        pooled = pooled_method.reconstruct(batch)
+        pool = pooled_method._pool
+        assert pool is not None and pooled_method._pool_size == 2
+        again = pooled_method.reconstruct(batch)  # the pool is reused across batches
+        assert pooled_method._pool is pool
+    assert pooled_method._pool is None  # closed on exit
+    assert torch.equal(pooled, serial) and torch.equal(again, serial)
+
+
+def test_dlmri_workers_setting() -> None:
+    assert DLMRI(workers=None).workers == default_workers() >= 1
+    assert DLMRI(workers=0).workers == default_workers()
+    assert DLMRI(workers=3).workers == 3
+    with pytest.raises(ValueError):
+        DLMRI(workers=-1)
+    method = DLMRI(workers=4, outer_iters=1, ksvd_iters=1, stride=3, progress=False)
+    method.reconstruct(_phantom_batch([3], size=32))  # one slice: serial, no pool
+    assert method._pool is None
