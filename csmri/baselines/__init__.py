@@ -7,6 +7,7 @@ from csmri.baselines.dlmri import (
     assemble_patches,
     default_workers,
     extract_patches,
+    nu_from_noise,
     patch_coverage,
     patch_starts,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "initial_dictionary",
     "ksvd",
     "normalise_atoms",
+    "nu_from_noise",
     "omp",
     "patch_coverage",
     "patch_starts",

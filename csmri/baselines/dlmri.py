@@ -26,7 +26,16 @@ is safe and available on every platform (``forkserver`` would also be safe, but 
 faster start-up does not matter here: the pool is created once, lazily, and reused across batches; each
 slice takes tens of seconds). Every slice runs the same deterministic code on one thread in either mode,
 so pooled results are bitwise equal to serial ones. :meth:`DLMRI.close` (or ``with DLMRI(...)``, or
-garbage collection / interpreter exit) shuts the pool down.
+garbage collection / interpreter exit) shuts the pool down. As with any ``spawn`` pool, a *script* that
+reconstructs with ``workers != 1`` must guard its top level with ``if __name__ == "__main__":`` (the
+workers import the main module); ``csmri`` entry points, ``python -m`` modules with a guard and pytest are
+fine.
+
+Deviations from the released code, kept on purpose: K-SVD updates atoms in index order (the code: a random
+order) and has no "clear dictionary" step (replacing near-duplicate or rarely used atoms; unused atoms are
+replaced here too); the rank-1 atom update is a converged power iteration rather than an SVD; the iterate
+is normalised once by the zero-filled peak (the code renormalises it to peak 1 every iteration while its
+measured k-space stays at the ground-truth scale, and clips patch-averaged pixels with ``|x| > 1`` to 1).
 
 Conventions (:mod:`csmri.physics`): complex64 ``(B, H, W)`` images and centred orthonormal k-space,
 float 0/1 masks ``(B, H, W)``.
@@ -165,6 +174,23 @@ def _torch_threads(n: int | None) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+def nu_from_noise(noise_std: float, shape: tuple[int, int], peak: float = 1.0, lam: float = 140.0) -> float | None:
+    """The paper's DC weight ``ν = λ / σ`` for csmri's k-space noise; ``None`` (hard DC) when noiseless.
+
+    The released DLMRI code (``La2 = Lambda / sigma``, ``Lambda = 140``) measures ``σ`` as the std of the
+    complex noise in MATLAB's *unnormalised* ``fft2`` of the image scaled to peak magnitude 1. csmri's
+    ``noise_std`` (:class:`csmri.data.MaskSampler`) is the std per real component in the *orthonormal*
+    centred k-space of an image of peak magnitude ``peak``, so ``σ = √2 · noise_std · √(H W) / peak``. The
+    DC formula ``(k + ν y) / (1 + ν)`` is scale-free, so this ``ν`` is used as is.
+    """
+    if noise_std < 0 or peak <= 0 or lam <= 0:
+        raise ValueError(f"need noise_std >= 0, peak > 0, lam > 0; got {noise_std}, {peak}, {lam}")
+    if noise_std == 0:
+        return None
+    sigma = 2**0.5 * noise_std * (shape[0] * shape[1]) ** 0.5 / peak
+    return lam / sigma
+
+
 def default_workers() -> int:
     """CPU cores this process may use (its affinity mask where the OS has one), at least 1."""
     try:
@@ -198,7 +224,8 @@ class DLMRI:
         ksvd_iters: K-SVD iterations per outer iteration.
         outer_iters: DLMRI iterations (dictionary learning + sparse coding + DC).
         stride: patch stride (1 in the paper; the last patch of each row/column is always added).
-        nu: ``None`` for noiseless hard data consistency, else the weight of the weighted form.
+        nu: ``None`` for noiseless hard data consistency, else the weight of the weighted form; the paper's
+            ``ν = 140 / σ`` for csmri's noise units is :func:`nu_from_noise`.
         seed: seeds the training-subset draws; every image uses the same seed, so a result does not
             depend on the batch it was in.
         progress: show a tqdm bar over images × outer iterations.
