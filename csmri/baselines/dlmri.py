@@ -48,6 +48,7 @@ import os
 import weakref
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
@@ -340,7 +341,11 @@ class DLMRI:
         ]
         for future in futures:
             future.add_done_callback(lambda _: bar.update(self.outer_iters))
-        return [future.result() for future in futures]
+        try:
+            return [future.result() for future in futures]
+        except BrokenProcessPool:
+            self.close()  # a dead worker breaks the pool for good: the next batch starts a new one
+            raise
 
     def _get_pool(self, size: int) -> ProcessPoolExecutor:
         """The worker pool, started on first use; restarted larger if a later batch could use more workers."""
