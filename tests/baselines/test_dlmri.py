@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from csmri.baselines import DLMRI, assemble_patches, extract_patches, ksvd, normalise_atoms, omp, patch_starts
+from csmri.baselines import (
+    DLMRI,
+    assemble_patches,
+    default_workers,
+    extract_patches,
+    ksvd,
+    normalise_atoms,
+    omp,
+    patch_starts,
+)
 from csmri.config import config_dir
 from csmri.data import MaskSampler
 from csmri.data.sources.phantom import generate_patient
@@ -164,3 +174,157 @@ def test_dlmri_defaults_and_config() -> None:
     }
     with pytest.raises(ValueError, match="smaller than"):
         DLMRI(patch_size=8, progress=False).reconstruct(tiny)
+
+
+def test_dlmri_pool_equals_serial_bitwise() -> None:
+    batch = _phantom_batch([1, 2, 3], size=32)
+    settings = {"outer_iters": 2, "ksvd_iters": 2, "stride": 2, "progress": False}
+    serial = DLMRI(workers=1, **settings).reconstruct(batch)
+    with DLMRI(workers=2, **settings) as pooled_method:
+        pooled = pooled_method.reconstruct(batch)
+        pool = pooled_method._pool
+        assert pool is not None and pooled_method._pool_size == 2
+        again = pooled_method.reconstruct(batch)  # the pool is reused across batches
+        assert pooled_method._pool is pool
+    assert pooled_method._pool is None  # closed on exit
+    assert torch.equal(pooled, serial) and torch.equal(again, serial)
+
+
+def test_dlmri_workers_setting() -> None:
+    assert DLMRI(workers=None).workers == default_workers() >= 1
+    assert DLMRI(workers=0).workers == default_workers()
+    assert DLMRI(workers=3).workers == 3
+    with pytest.raises(ValueError):
+        DLMRI(workers=-1)
+    method = DLMRI(workers=4, outer_iters=1, ksvd_iters=1, stride=3, progress=False)
+    method.reconstruct(_phantom_batch([3], size=32))  # one slice: serial, no pool
+    assert method._pool is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Independent re-derivation of one DLMRI iteration in plain numpy (loops, exact SVD, lstsq)
+# --------------------------------------------------------------------------------------------------
+
+
+def _np_fft2c(x: np.ndarray) -> np.ndarray:
+    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x), norm="ortho"))
+
+
+def _np_ifft2c(k: np.ndarray) -> np.ndarray:
+    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k), norm="ortho"))
+
+
+def _np_omp(D: np.ndarray, Y: np.ndarray, max_atoms: int, tol: float) -> np.ndarray:
+    """Textbook error-thresholded OMP (Elad's OMPerr): add atoms while ||r||² > tol and < max_atoms."""
+    X = np.zeros((D.shape[1], Y.shape[1]), dtype=D.dtype)
+    for j in range(Y.shape[1]):
+        y, support = Y[:, j], []
+        r = y.copy()
+        while np.vdot(r, r).real > tol and len(support) < max_atoms:
+            scores = np.abs(D.conj().T @ r) ** 2
+            scores[support] = -1
+            support.append(int(np.argmax(scores)))
+            coef = np.linalg.lstsq(D[:, support], y, rcond=None)[0]
+            r = y - D[:, support] @ coef
+            X[support, j] = coef
+    return X
+
+
+def _np_ksvd(Y: np.ndarray, D: np.ndarray, sparsity: int, iters: int, tol: float) -> np.ndarray:
+    """K-SVD (sparsity-and-error OMP; exact rank-1 SVD per atom; unused atom <- worst-fit signal)."""
+    D = D / np.linalg.norm(D, axis=0, keepdims=True)
+    for _ in range(iters):
+        X = _np_omp(D, Y, sparsity, tol)
+        err = np.sum(np.abs(Y - D @ X) ** 2, axis=0)
+        for k in range(D.shape[1]):
+            users = np.nonzero(X[k])[0]
+            if users.size == 0:
+                worst = int(np.argmax(err))
+                D[:, k] = Y[:, worst] / np.linalg.norm(Y[:, worst])
+                err[worst] = -1
+                continue
+            E = Y[:, users] - D @ X[:, users] + np.outer(D[:, k], X[k, users])
+            U, S, Vh = np.linalg.svd(E, full_matrices=False)
+            D[:, k], X[k, users] = U[:, 0], S[0] * Vh[0]
+    return D
+
+
+def _np_dlmri_iteration(
+    kspace: np.ndarray, mask: np.ndarray, p: int, sparsity: int, ksvd_iters: int, th: float, nu: float | None
+) -> np.ndarray:
+    """One DLMRI iteration from the zero-filled image, all patches (stride 1), K = n (PCA init only)."""
+    zero_filled = _np_ifft2c(kspace * mask)
+    scale = np.abs(zero_filled).max()  # thresholds are relative to the (zero-filled) peak
+    image, measured = zero_filled / scale, kspace / scale
+    H, W = image.shape
+    n = p * p
+    positions = [(i, j) for i in range(H - p + 1) for j in range(W - p + 1)]
+    patches = np.stack([image[i : i + p, j : j + p].reshape(-1) for i, j in positions], axis=1)
+    means = patches.mean(axis=0, keepdims=True)
+    centred = patches - means
+    tol = th**2 * n
+    _, vectors = np.linalg.eigh(centred @ centred.conj().T)
+    D = _np_ksvd(centred, vectors[:, ::-1].copy(), sparsity, ksvd_iters, tol)
+    approx = D @ _np_omp(D, centred, 2 * sparsity, tol) + means
+    total, weight = np.zeros_like(image), np.zeros((H, W))
+    for (i, j), column in zip(positions, approx.T, strict=True):
+        total[i : i + p, j : j + p] += column.reshape(p, p)
+        weight[i : i + p, j : j + p] += 1
+    k = _np_fft2c(total / weight)
+    k = np.where(mask > 0, measured if nu is None else (k + nu * measured) / (1 + nu), k)
+    return _np_ifft2c(k) * scale
+
+
+def _tiny_complex_problem(size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth complex image with a non-trivial phase, its k-space and a random line mask."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    magnitude = 0.3 + (np.hypot(x - 0.5, y - 0.45) < 0.3) + 0.5 * (np.abs(x - 0.3) < 0.1) * (y > 0.5)
+    image = magnitude * np.exp(1j * (2.0 * x - 1.5 * y)) + 0.05 * rng.standard_normal((size, size))
+    mask = np.zeros((size, size))
+    mask[rng.choice(size, size // 2, replace=False)] = 1
+    mask[size // 2 - 1 : size // 2 + 1] = 1
+    return _np_fft2c(image) * mask, mask
+
+
+@pytest.mark.parametrize("nu", [None, 5.0])
+def test_one_dlmri_iteration_matches_a_numpy_rederivation(nu: float | None) -> None:
+    kspace, mask = _tiny_complex_problem()
+    p, sparsity, ksvd_iters, th = 4, 3, 3, 0.06
+    expected = _np_dlmri_iteration(kspace, mask, p, sparsity, ksvd_iters, th, nu)
+    method = DLMRI(
+        patch_size=p,
+        n_atoms=p * p,
+        sparsity=sparsity,
+        error_threshold=th,
+        n_train_patches=10**6,  # all patches train (the subset is then only a permutation)
+        ksvd_iters=ksvd_iters,
+        outer_iters=1,
+        nu=nu,
+        progress=False,
+    )
+    k = torch.from_numpy(kspace)
+    start = torch.from_numpy(_np_ifft2c(kspace))
+    assert torch.allclose(fft2c(start), k, atol=1e-12)  # same centred orthonormal convention
+    got = method.reconstruct_image(k, torch.from_numpy(mask), start).numpy()
+    assert np.abs(got - expected).max() < 1e-10 * np.abs(expected).max()
+    # The error threshold is relative to the zero-filled peak: scaling the data scales the result.
+    scaled = method.reconstruct_image(k * 7.0, torch.from_numpy(mask), start * 7.0).numpy()
+    assert np.abs(scaled - 7.0 * got).max() < 1e-10 * np.abs(scaled).max()
+    # The threshold matters here (the test would not see a wrong scaling otherwise).
+    looser = _np_dlmri_iteration(kspace, mask, p, sparsity, ksvd_iters, 2 * th, nu)
+    assert np.abs(looser - expected).max() > 1e-3 * np.abs(expected).max()
+
+
+def test_nu_from_noise_matches_the_released_code_units() -> None:
+    from csmri.baselines import nu_from_noise
+
+    assert nu_from_noise(0.0, (128, 128)) is None
+    # Noise of per-component std s in orthonormal k-space is complex std sqrt(2) s; MATLAB's fft2 is
+    # sqrt(H W) times larger, so sigma = sqrt(2) s * 128 for a 128 x 128 image of peak 1.
+    assert nu_from_noise(0.01, (128, 128)) == pytest.approx(140 / (2**0.5 * 0.01 * 128))
+    assert nu_from_noise(0.01, (128, 128), peak=2.0) == pytest.approx(2 * nu_from_noise(0.01, (128, 128)))
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(64, 64, dtype=torch.complex64, generator=g) * (0.01 * 2**0.5)  # as MaskSampler adds it
+    matlab_sigma = float(noise.std()) * 64  # the same noise in an unnormalised 64 x 64 DFT
+    assert 140 / matlab_sigma == pytest.approx(nu_from_noise(0.01, (64, 64)), rel=0.05)
