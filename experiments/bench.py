@@ -1,117 +1,51 @@
-"""Training throughput of stage 1 and stage 2, and the cost of on-the-fly undersampling.
+"""`make bench`: training throughput of csmri's real path against a naive eager fp32 reference, in one run.
 
-    python -m experiments.bench [--sizes 128 256] [--batch-size 8] [--steps 10] [--device cuda] [--stages 1 2]
+    python -m experiments.bench [--sizes 128 256] [--stage2-sizes 128] [--steps 10] [--device cuda] [--json PATH]
 
-Stage 1: for each image size it times full training steps (mask drawing + undersampling + RecNet
-forward/backward + Adam step, as the DataModule and stage-1 module do them) and, separately, the
-simulation alone (``MaskSampler.simulate``: mask drawing + FFT + masking + zero-filling), and prints
-slices/s and the simulation's share of a step (target: under 5 %).
+For each measurement both sides train the same networks on the same phantom slices in the same process:
 
-Stage 2: times ``RefinementModule.training_step`` (D step + V step with the paper's networks and a
-random-weight VGG-19, which costs the same as the ImageNet one) under a Lightning Trainer on random
-complex images, batch 5, and reports slices/s and peak memory (CUDA: max allocated; CPU: peak RSS of
-the process).
+- **csmri**: the DataModule, LightningModule and Trainer exactly as ``csmri train experiment=stage1|stage2`` builds
+  them (composed config, default precision = ``trainer.precision=auto``, channels-last, masks drawn per batch in
+  ``on_after_batch_transfer``); throughput = slices between the ends of the timed batches / wall time, so data
+  loading, mask drawing and the optimiser steps are all counted.
+- **naive**: the same network classes in a plain eager loop, fp32, NCHW, masks drawn and applied per step.
+
+Reported: slices/s of both and their ratio; the share of a step spent drawing masks and undersampling; peak memory
+(CUDA: max allocated per measurement; CPU: the process's peak RSS so far, cumulative); DLMRI seconds per slice,
+serial and pooled; the precision used. Absolute times on a shared machine are noise: read the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
 from rich.console import Console
 from rich.table import Table
 
-from csmri.models import RecNet
-from csmri.physics import MaskSampler, channels_to_complex, complex_to_channels
+from csmri.app.train import build_module, build_trainer
+from csmri.config import compose
+from csmri.data.sources.phantom import write_phantom_dataset
+from csmri.lit.precision import resolve_precision
+from csmri.models import PatchDiscriminator, RecNet, UNet, VGGFeatures
+from csmri.physics import MaskSampler, complex_to_channels, undersample, zero_filled
+from csmri.physics.mask import gaussian_line_mask
+
+STAGE1_BATCH, STAGE2_BATCH = 20, 5  # the paper's batch sizes
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _timed(fn, steps: int, warmup: int, device: torch.device) -> float:
-    """Seconds per call of ``fn`` after ``warmup`` untimed calls."""
-    for i in range(warmup):
-        fn(i)
-    _sync(device)
-    start = time.perf_counter()
-    for i in range(steps):
-        fn(warmup + i)
-    _sync(device)
-    return (time.perf_counter() - start) / steps
-
-
-def bench_size(size: int, batch_size: int, steps: int, device: torch.device) -> dict[str, float]:
-    g = torch.Generator(device=device).manual_seed(0)
-    target = torch.randn(batch_size, size, size, dtype=torch.complex64, device=device, generator=g)
-    sampler = MaskSampler(acceleration=8, seed=0)
-    net = RecNet().to(device)
-    optimiser = torch.optim.Adam(net.parameters(), lr=2e-4)
-
-    def simulate(step: int) -> dict:
-        return sampler.simulate({"target": target}, train=True, step=step)
-
-    def train_step(step: int) -> None:
-        batch = simulate(step)
-        recon = channels_to_complex(net(complex_to_channels(batch["zero_filled"]), batch["kspace"], batch["mask"]))
-        loss = torch.nn.functional.mse_loss(complex_to_channels(recon), complex_to_channels(batch["target"]))
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-
-    step_s = _timed(train_step, steps, warmup=3, device=device)
-    sim_s = _timed(simulate, steps * 5, warmup=3, device=device)
-    return {
-        "size": size,
-        "slices_per_s": batch_size / step_s,
-        "step_ms": step_s * 1e3,
-        "sim_ms": sim_s * 1e3,
-        "sim_share": sim_s / step_s,
-    }
-
-
-class _StepTimer(L.Callback):
-    """Wall time of every training batch after ``warmup`` batches."""
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.times, self._start = warmup, [], 0.0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        _sync(pl_module.device)
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        _sync(pl_module.device)
-        if batch_idx >= self.warmup:
-            self.times.append(time.perf_counter() - self._start)
-
-
-class _RandomSlices(torch.utils.data.Dataset):
-    def __init__(self, n: int, size: int) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.images = torch.randn(n, size, size, dtype=torch.complex64, generator=g)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"target": self.images[i] / self.images[i].abs().max(), "key": f"bench/{i:03d}"}
-
-
-class _BenchData(L.LightningDataModule):
-    def __init__(self, n: int, size: int, batch_size: int) -> None:
-        super().__init__()
-        self.dataset, self.batch_size, self.sampler = _RandomSlices(n, size), batch_size, MaskSampler(8)
-
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size)
-
-    def on_after_batch_transfer(self, batch, dataloader_idx):
-        return self.sampler.simulate(batch, train=True, step=0)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -120,75 +54,267 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def bench_stage2(size: int, steps: int, device: torch.device, batch_size: int = 5) -> dict[str, float]:
-    from csmri.lit import RefinementModule
-
+def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    net = {
-        "refine": {"net": {"_target_": "csmri.models.UNet"}},
-        "discriminator": {"net": {"_target_": "csmri.models.PatchDiscriminator"}},
-        "perceptual": {"_target_": "csmri.models.VGGFeatures", "weights": "random"},
-    }
-    module = RefinementModule(net, loss={}, log_images_every_n_steps=0, recon_net={"_target_": "csmri.models.RecNet"})
-    warmup = 2
-    timer = _StepTimer(warmup)
-    trainer = L.Trainer(
-        accelerator=device.type,
-        devices=1,
-        max_epochs=1,
-        limit_train_batches=steps + warmup,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[timer],
-    )
-    trainer.fit(module, datamodule=_BenchData((steps + warmup) * batch_size, size, batch_size))
-    step_s = sum(timer.times) / len(timer.times)
-    return {
-        "size": size,
-        "slices_per_s": batch_size / step_s,
-        "step_ms": step_s * 1e3,
-        "peak_mb": _peak_memory_mb(device),
-    }
 
 
-def main(argv: list[str] | None = None) -> None:
+def phantom(size: int, cache: Path) -> Path:
+    """A small phantom dataset (8 patients x 20 slices) at ``size``, written once under ``cache``."""
+    root = cache / f"phantom_{size}"
+    if not (root / "meta.json").is_file():
+        write_phantom_dataset(root, n_patients=8, size=size, n_slices=20, seed=0, progress=False)
+    return root
+
+
+def training_slices(root: Path, n: int, device: torch.device) -> torch.Tensor:
+    """``n`` fully-sampled training slices, complex ``(n, H, W)`` (max magnitude 1), cycled if the split is short."""
+    from csmri.data.dataset import SliceDataset
+
+    dataset = SliceDataset(root, "train")
+    return torch.stack([dataset[i % len(dataset)]["target"] for i in range(n)]).to(device)
+
+
+# -- csmri's real training path ---------------------------------------------------------------------------------
+class _BatchClock(L.Callback):
+    """Wall-clock time at the end of every training batch; stops training after ``batches`` batches (``max_steps``
+    would count both optimisers of the GAN stages)."""
+
+    def __init__(self, batches: int) -> None:
+        self.batches, self.ends = batches, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        _sync(pl_module.device)
+        self.ends.append(time.perf_counter())
+        if len(self.ends) >= self.batches:
+            trainer.should_stop = True
+
+
+def csmri_path(experiment: str, root: Path, batch: int, steps: int, device: torch.device, *extra: str) -> dict:
+    """Throughput of ``csmri train experiment=...`` (composed config, default precision) over ``steps`` batches."""
+    warmup = 3
+    overrides = [
+        f"experiment={experiment}",
+        f"data.root={root}",
+        f"data.batch_size={batch}",
+        "data.acceleration=8",
+        "logger=none",
+        f"trainer.accelerator={'gpu' if device.type == 'cuda' else 'cpu'}",
+        "trainer.max_epochs=1000",
+        "+trainer.limit_val_batches=0",
+        "+trainer.num_sanity_val_steps=0",
+        "+trainer.enable_checkpointing=false",
+        "trainer.enable_progress_bar=false",
+        "+trainer.enable_model_summary=false",
+        *extra,
+    ]
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose("train", [*overrides, f"paths.output_dir={out}"])
+        datamodule = instantiate(cfg.data)
+        module = build_module(cfg)
+        clock = _BatchClock(warmup + steps)
+        trainer = build_trainer(cfg, [clock], [])
+        _reset_peak(device)
+        trainer.fit(module, datamodule=datamodule)
+    timed = clock.ends[warmup - 1 :]
+    seconds = (timed[-1] - timed[0]) / (len(timed) - 1)
+    return {"slices_per_s": batch / seconds, "step_ms": 1e3 * seconds, "precision": str(trainer.precision)}
+
+
+# -- naive eager fp32 references ----------------------------------------------------------------------------------
+def _throughput(step, steps: int, batch: int, device: torch.device, warmup: int = 3) -> dict:
+    for i in range(warmup):
+        step(i)
+    _sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(warmup + i)
+    _sync(device)
+    seconds = (time.perf_counter() - start) / steps
+    return {"slices_per_s": batch / seconds, "step_ms": 1e3 * seconds}
+
+
+def _masked(images: torch.Tensor, step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    start = (step * batch) % (len(images) - batch + 1)
+    target = images[start : start + batch]
+    g = torch.Generator(device=images.device).manual_seed(step)
+    mask = gaussian_line_mask(batch, tuple(target.shape[-2:]), 8, generator=g, device=images.device)
+    kspace = undersample(target, mask)
+    return target, kspace, mask
+
+
+def naive_stage1(images: torch.Tensor, batch: int, steps: int) -> dict:
+    """RecNet + MSE + Adam in a plain fp32 loop (masks drawn per step, as in training)."""
+    net = RecNet().to(images.device)
+    optimiser = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.5, 0.999))
+
+    def step(i: int) -> None:
+        target, kspace, mask = _masked(images, i, batch)
+        output = net(complex_to_channels(zero_filled(kspace)), kspace, mask)
+        loss = F.mse_loss(output, complex_to_channels(target))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    return _throughput(step, steps, batch, images.device)
+
+
+def naive_stage2(images: torch.Tensor, batch: int, steps: int) -> dict:
+    """Frozen R, refinement U-Net V with its gate, PatchGAN D and a VGG-19 (relu5_4) in a plain fp32 loop:
+    one D step and one V step per batch with the paper's four loss terms."""
+    device = images.device
+    recon = RecNet().to(device).eval().requires_grad_(False)
+    refiner, gate = UNet().to(device), torch.zeros((), device=device, requires_grad=True)
+    disc = PatchDiscriminator().to(device)
+    vgg = VGGFeatures(weights="random").to(device)
+    opt_v = torch.optim.Adam([*refiner.parameters(), gate], lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce = F.binary_cross_entropy_with_logits
+
+    def step(i: int) -> None:
+        target, kspace, mask = _masked(images, i, batch)
+        with torch.no_grad():
+            base = recon(complex_to_channels(zero_filled(kspace)), kspace, mask)
+        scale = base.abs().amax(dim=(1, 2, 3), keepdim=True)
+        x_v = refiner(base / scale)
+        refined = base + scale * gate * x_v
+        real, fake = target.abs().unsqueeze(1), refined.norm(dim=1, keepdim=True)
+        real_logits, real_feats = disc(real)
+        fake_logits, _ = disc(fake.detach())
+        loss_d = bce(real_logits, torch.full_like(real_logits, 0.9)) + bce(fake_logits, torch.zeros_like(fake_logits))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        fake_logits, fake_feats = disc(fake)
+        adv = bce(fake_logits, torch.ones_like(fake_logits))
+        feat = sum(F.l1_loss(f, r.detach()) for f, r in zip(fake_feats, real_feats, strict=True))
+        with torch.no_grad():
+            vgg_real = vgg(real[:, 0])
+        loss_v = 0.5 * (adv + feat) + F.mse_loss(vgg(fake[:, 0]), vgg_real) + 0.1 * x_v.abs().mean()
+        opt_v.zero_grad()
+        loss_v.backward()
+        opt_v.step()
+
+    return _throughput(step, steps, batch, device)
+
+
+def mask_share(images: torch.Tensor, batch: int, step_ms: float) -> dict:
+    """Time of ``MaskSampler.simulate`` (mask drawing + FFT + masking + zero-filling) for one training batch."""
+    sampler = MaskSampler(acceleration=8, seed=0)
+    target = images[:batch]
+    r = _throughput(lambda i: sampler.simulate({"target": target}, train=True, step=i), 20, batch, images.device)
+    return {"sim_ms": r["step_ms"], "sim_share": r["step_ms"] / step_ms}
+
+
+def _stage1_checkpoint(path: Path) -> Path:
+    """A stage-1 checkpoint of the default RecNet (random weights): what stage 2 loads as R."""
+    net_cfg = {"_target_": "csmri.models.RecNet"}
+    state = {f"net.{k}": v for k, v in RecNet().state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": {"net": net_cfg}, "csmri_module": "reconstruction"}, path)
+    return path
+
+
+def bench_dlmri(images: torch.Tensor, workers: int) -> dict:
+    """DLMRI (default settings) on ``workers`` slices: seconds per slice serially and through the process pool."""
+    from csmri.baselines.dlmri import DLMRI
+
+    n = max(2, workers)
+    target = images[:n].cpu()
+    g = torch.Generator().manual_seed(0)
+    mask = gaussian_line_mask(n, tuple(target.shape[-2:]), 8, generator=g)
+    kspace = undersample(target, mask)
+    batch = {"kspace": kspace, "mask": mask, "zero_filled": zero_filled(kspace), "target": target}
+    timings = {}
+    for name, w in (("serial", 1), ("pooled", workers)):
+        method = DLMRI(workers=w, progress=False)
+        start = time.perf_counter()
+        out = method.reconstruct(batch)
+        timings[name] = (time.perf_counter() - start) / n
+        timings.setdefault("outputs", []).append(out)
+        method.close()
+    same = torch.equal(*timings.pop("outputs"))
+    return {"serial_s": timings["serial"], "pooled_s": timings["pooled"], "workers": workers, "identical": same}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256], help="stage-1 image sizes")
+    parser.add_argument("--stage2-sizes", type=int, nargs="*", default=[128])
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per measurement")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    parser.add_argument("--dlmri-workers", type=int, default=None, help="pool size (default: CPU cores); 0 = skip")
+    parser.add_argument("--cache", default=".bench", help="where the benchmark's phantom data is kept")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    hardware = (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    )
+    precision = resolve_precision("auto", "gpu" if device.type == "cuda" else "cpu")
+    results: dict[str, Any] = {"device": hardware, "precision": precision, "stage1": [], "stage2": []}
     console = Console()
-    if 1 in args.stages:
-        table = Table(title=f"Stage 1 (RecNet nc=3 nd=3 nf=32) training, batch {args.batch_size}, acc 8 — {name}")
-        for column in ("size", "slices/s", "step (ms)", "mask+undersample (ms)", "share of step"):
+    console.print(f"[bold]csmri bench[/bold] — {hardware}; default precision here: {precision}")
+
+    for size in args.sizes:
+        root = phantom(size, cache)
+        images = training_slices(root, 4 * STAGE1_BATCH, device)
+        ours = csmri_path("stage1", root, STAGE1_BATCH, args.steps, device)
+        peak = _peak_memory_mb(device)
+        _reset_peak(device)
+        naive = naive_stage1(images, STAGE1_BATCH, args.steps)
+        row = {"size": size, "csmri": ours, "naive": naive, "ratio": ours["slices_per_s"] / naive["slices_per_s"]}
+        row.update(mask_share(images, STAGE1_BATCH, ours["step_ms"]), peak_mb=peak)
+        results["stage1"].append(row)
+    for size in args.stage2_sizes:
+        root = phantom(size, cache)
+        images = training_slices(root, 4 * STAGE2_BATCH, device)
+        ckpt = _stage1_checkpoint(cache / "stage1_random.ckpt")
+        extra = [f"model.recon_ckpt={ckpt}", "model.perceptual.weights=random", "module.log_images_every_n_steps=0"]
+        ours = csmri_path("stage2", root, STAGE2_BATCH, max(3, args.steps // 2), device, *extra)
+        peak = _peak_memory_mb(device)
+        _reset_peak(device)
+        naive = naive_stage2(images, STAGE2_BATCH, max(3, args.steps // 2))
+        row = {"size": size, "csmri": ours, "naive": naive, "ratio": ours["slices_per_s"] / naive["slices_per_s"]}
+        results["stage2"].append({**row, "peak_mb": peak})
+    workers = args.dlmri_workers if args.dlmri_workers is not None else (torch.multiprocessing.cpu_count() or 1)
+    if workers and args.sizes:
+        results["dlmri_128"] = bench_dlmri(training_slices(phantom(128, cache), workers, torch.device("cpu")), workers)
+
+    _print(console, results, args.steps)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        console.print(f"wrote {args.json}")
+    return results
+
+
+def _print(console: Console, results: dict[str, Any], steps: int) -> None:
+    for stage, title in (
+        ("stage1", "Stage 1 (RecNet), batch 20"),
+        ("stage2", "Stage 2 (V + PatchGAN + VGG-19), batch 5"),
+    ):
+        if not results[stage]:
+            continue
+        table = Table(title=f"{title}: csmri ({results['precision']}) vs naive eager fp32, {steps} timed steps")
+        columns = ["size", "csmri slices/s", "naive slices/s", "ratio", "peak MiB"]
+        if stage == "stage1":
+            columns += ["mask+undersample ms", "share of step"]
+        for column in columns:
             table.add_column(column, justify="right")
-        for size in args.sizes:
-            r = bench_size(size, args.batch_size, args.steps, device)
-            table.add_row(
-                f"{size}²",
-                f"{r['slices_per_s']:.1f}",
-                f"{r['step_ms']:.1f}",
-                f"{r['sim_ms']:.2f}",
-                f"{100 * r['sim_share']:.2f} %",
-            )
+        for r in results[stage]:
+            cells = [f"{r['size']}²", f"{r['csmri']['slices_per_s']:.1f}", f"{r['naive']['slices_per_s']:.1f}"]
+            cells += [f"{r['ratio']:.2f}×", f"{r['peak_mb']:.0f}"]
+            if stage == "stage1":
+                cells += [f"{r['sim_ms']:.2f}", f"{100 * r['sim_share']:.2f} %"]
+            table.add_row(*cells)
         console.print(table)
-    if 2 in args.stages:
-        table = Table(title=f"Stage 2 (V + PatchGAN + VGG-19 relu5_4) training, batch 5 — {name}")
-        for column in ("size", "slices/s", "step (ms)", "peak memory (MiB)"):
-            table.add_column(column, justify="right")
-        for size in args.sizes:
-            r = bench_stage2(size, max(2, args.steps // 2), device)
-            table.add_row(f"{size}²", f"{r['slices_per_s']:.2f}", f"{r['step_ms']:.0f}", f"{r['peak_mb']:.0f}")
-        console.print(table)
+    if "dlmri_128" in results:
+        d = results["dlmri_128"]
+        console.print(
+            f"DLMRI (default settings), 128²: {d['serial_s']:.1f} s/slice serial, {d['pooled_s']:.1f} s/slice with "
+            f"{d['workers']} workers; outputs identical: {d['identical']}"
+        )
 
 
 if __name__ == "__main__":

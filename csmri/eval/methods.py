@@ -84,6 +84,6 @@ class CheckpointMethod:
         """The perceptual backbone the method was trained with ("" when it had none)."""
         return self.module.trained_perceptual_backbone
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.module.reconstruct(batch)

@@ -80,7 +80,7 @@ class _Collector:
             self.pred_labels[method][key] = pred.to(torch.uint8).cpu().numpy()
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def run_evaluation(
     datamodule: MRIDataModule,
     methods: Mapping[str, Reconstructor],
@@ -217,7 +217,12 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         segnet = load_module(cfg.segnet.ckpt, "segnet.ckpt").to(device)
     if segnet is None:
         log.warning("SIS and Dice %s", sis_note)
-    results = run_evaluation(datamodule, methods, segnet, cfg.split, cfg.batch_size, device, keep_images=True)
+    try:
+        results = run_evaluation(datamodule, methods, segnet, cfg.split, cfg.batch_size, device, keep_images=True)
+    finally:  # e.g. DLMRI's worker pool
+        for method in methods.values():
+            if hasattr(method, "close"):
+                method.close()
 
     names = list(methods)
     rows = summarise_methods(
