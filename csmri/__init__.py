@@ -2,11 +2,17 @@
 
 Package map (each folder has one job):
 
-- ``physics``  FFT, masks, undersampling, data consistency (pure torch)
-- ``data``     phantom generator, datasets, the LightningDataModule
-- ``models``   RecNet and other networks
-- ``lit``      LightningModules (one per training stage)
-- ``metrics``  image-quality metrics
+- ``app``        entry points: the ``csmri`` dispatcher and one module per command (train, eval, reproduce, ...)
+- ``conf``       Hydra configs (package data); ``config`` composes them and owns the resolvers
+- ``physics``    FFT, complex helpers, masks and their sampler, undersampling, data consistency (pure torch)
+- ``data``       the dataset contract (``layout``), datasets, the LightningDataModule, sources (phantom, folders)
+- ``models``     RecNet, U-Nets, PatchGAN, VGG features, DAGAN generator, segmentation U-Net
+- ``losses``     adversarial, perceptual, feature matching, penalty, normalisation, DAGAN's terms
+- ``lit``        LightningModules on one base, optimisers, precision policy, checkpoints, callbacks
+- ``metrics``    image metrics, Dice and SIS, statistics
+- ``baselines``  DLMRI and other non-learned methods
+- ``eval``       evaluation runner, methods, tables, figure, recons I/O, the reader-study kit
+- ``reporting``  markdown tables and strict JSON shared by reports
 """
 
 __version__ = "0.1.0"

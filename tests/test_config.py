@@ -54,3 +54,15 @@ def test_typo_inside_a_config_file_is_an_error(tmp_path):
     cfg = compose_config("train", ["+data.batchsize=3"], tmp_path)
     with pytest.raises(Exception, match="batchsize"):
         instantiate(cfg.data)
+
+
+def test_a_users_own_experiment_file_extends_a_shipped_one(tmp_path):
+    from csmri.config import compose
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "my_stage1.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - stage1\nexperiment_name: my_stage1\nmodel: {nf: 48}\n"
+    )
+    cfg = compose("train", ["experiment=my_stage1"], config_dirs=[tmp_path])
+    assert cfg.experiment_name == "my_stage1" and cfg.model.nf == 48
+    assert cfg.module._target_ == "csmri.lit.ReconstructionModule" and cfg.model.nc == 3

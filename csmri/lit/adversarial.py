@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csmri.config import plain
 from csmri.lit._config import build
 from csmri.lit.gan import AdversarialReconstructionBase
+from csmri.lit.optim import plain_configs
 from csmri.losses.dagan import dagan_freq, dagan_nmse
 from csmri.physics import complex_to_channels
 
@@ -65,9 +65,7 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        net, loss = plain(net), plain(loss)
-        optimizer = self.optimizer_config(optimizer, default_lr=1e-4)
-        scheduler = plain(scheduler) if scheduler is not None else None
+        net, loss, optimizer, scheduler = plain_configs(net, loss, optimizer, scheduler, default_lr=1e-4)
         self.save_hyperparameters()
         self.generator = build(net["generator"], "generator")
         self._build_adversary(net["discriminator"], net.get("perceptual"), loss)

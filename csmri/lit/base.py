@@ -14,9 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from csmri.config import plain
 from csmri.lit.images import log_sample_images
-from csmri.lit.optim import adam
 from csmri.lit.speed import NetworkSpeedMixin
 from csmri.metrics.image import PSNR, SSIM, magnitude
 from csmri.physics import channels_to_complex
@@ -33,11 +31,6 @@ class ReconstructionBase(NetworkSpeedMixin, L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.val_psnr, self.val_ssim = PSNR(), SSIM()
-
-    @staticmethod
-    def optimizer_config(optimizer: Mapping[str, Any] | None, default_lr: float) -> dict[str, Any]:
-        """The module's optimiser config as a plain dict (Adam at ``default_lr`` when unset)."""
-        return plain(optimizer) if optimizer is not None else adam(default_lr)
 
     # -- to be provided by subclasses ---------------------------------------------------------------
     def generate(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from csmri.config import instantiate_or_raise_cause
+from csmri.config import instantiate_or_raise_cause, plain
 
 
 def adam(lr: float, betas: Iterable[float] = (0.5, 0.999), weight_decay: float = 0.0) -> dict[str, Any]:
@@ -24,6 +24,19 @@ def adam(lr: float, betas: Iterable[float] = (0.5, 0.999), weight_decay: float =
         "betas": list(betas),
         "weight_decay": weight_decay,
     }
+
+
+def plain_configs(
+    net: Mapping[str, Any],
+    loss: Mapping[str, Any],
+    optimizer: Mapping[str, Any] | None,
+    scheduler: Mapping[str, Any] | None,
+    default_lr: float,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+    """A module's ``net``/``loss``/``optimizer``/``scheduler`` configs as plain dicts for its hyper-parameters
+    (Adam at ``default_lr``, betas (0.5, 0.999), when ``optimizer`` is unset)."""
+    optimizer = plain(optimizer) if optimizer is not None else adam(default_lr)
+    return plain(net), plain(loss), optimizer, plain(scheduler) if scheduler is not None else None
 
 
 def _partial(config: Mapping[str, Any], what: str) -> Any:

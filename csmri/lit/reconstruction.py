@@ -8,10 +8,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from csmri.config import plain
 from csmri.lit._config import build
 from csmri.lit.base import ReconstructionBase
-from csmri.lit.optim import build_optimizer, build_scheduler
+from csmri.lit.optim import build_optimizer, build_scheduler, plain_configs
 from csmri.metrics.image import PSNR, SSIM, magnitude
 from csmri.physics import channels_to_complex, complex_to_channels
 
@@ -50,9 +49,7 @@ class ReconstructionModule(ReconstructionBase):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        net, loss = plain(net), plain(loss)
-        optimizer = self.optimizer_config(optimizer, default_lr=2e-4)
-        scheduler = plain(scheduler) if scheduler is not None else None
+        net, loss, optimizer, scheduler = plain_configs(net, loss, optimizer, scheduler, default_lr=2e-4)
         self.save_hyperparameters()
         self.net = build(net, "net")
         self.loss_fn: nn.Module = build(loss, "loss")

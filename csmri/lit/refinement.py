@@ -24,6 +24,7 @@ from csmri.config import plain
 from csmri.lit._config import build
 from csmri.lit.checkpoints import load_reconstruction_net
 from csmri.lit.gan import AdversarialReconstructionBase
+from csmri.lit.optim import plain_configs
 from csmri.losses.perceptual import refinement_penalty
 from csmri.metrics.image import PSNR, magnitude
 from csmri.models.refinement import GatedRefinement
@@ -62,9 +63,7 @@ class RefinementModule(AdversarialReconstructionBase):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        net, loss = plain(net), plain(loss)
-        optimizer = self.optimizer_config(optimizer, default_lr=2e-4)
-        scheduler = plain(scheduler) if scheduler is not None else None
+        net, loss, optimizer, scheduler = plain_configs(net, loss, optimizer, scheduler, default_lr=2e-4)
         recon_net = plain(recon_net) if recon_net is not None else None
         self.recon = self._frozen_recon(net.get("recon_ckpt"), recon_net)
         self.save_hyperparameters(ignore=["recon_net"])
