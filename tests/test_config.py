@@ -66,3 +66,27 @@ def test_a_users_own_experiment_file_extends_a_shipped_one(tmp_path):
     cfg = compose("train", ["experiment=my_stage1"], config_dirs=[tmp_path])
     assert cfg.experiment_name == "my_stage1" and cfg.model.nf == 48
     assert cfg.module._target_ == "csmri.lit.ReconstructionModule" and cfg.model.nc == 3
+
+
+def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
+    import torch
+
+    stage1 = compose_config("train", ["experiment=stage1", f"data.root={tmp_path}"])
+    assert list(stage1.module.optimizer.betas) == [0.5, 0.999] and stage1.module.optimizer.lr == 2e-4
+    module = build_module(stage1)
+    (optimizer,) = [module.configure_optimizers()]
+    assert optimizer.defaults["betas"] == (0.5, 0.999)
+
+    dagan = compose_config("train", ["experiment=dagan", f"data.root={tmp_path}"])
+    assert dagan.data.batch_size == 25 and dagan.monitor.metric == "val/nmse" and dagan.monitor.mode == "min"
+    assert dagan.callbacks.early_stopping.monitor == "val/nmse"
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-4)
+    from csmri.lit.optim import build_scheduler
+
+    scheduler = build_scheduler(dagan.module.scheduler, opt)
+    lrs = []
+    for _ in range(11):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        scheduler.step()
+    assert lrs[0] == lrs[4] == 1e-4 and lrs[5] == lrs[9] == 5e-5 and lrs[10] == 2.5e-5  # halved every 5 epochs

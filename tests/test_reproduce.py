@@ -58,3 +58,21 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
     assert pipeline.status("stage1") == "resume"
     assert f"ckpt_path={ckpt}" in pipeline.train_command("stage1")
     assert any(a.startswith("model.recon_ckpt=") for a in pipeline.train_command("stage2"))
+
+
+@pytest.mark.parametrize("name", ["quick", "paper", "smoke"])
+def test_gan_stages_are_evaluated_as_the_paper_does(name, tmp_path):
+    pipeline = Pipeline(load_profile([f"profile={name}", f"work_dir={tmp_path}"]))
+    assert pipeline.eval_ckpt("stage2").name == "last.ckpt"  # the end of training
+    assert pipeline.eval_ckpt("dagan").name == "best.ckpt"  # DAGAN's protocol: best val NMSE
+
+
+def test_paper_profile_refuses_to_start_without_imagenet_vgg(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
+    pipeline = Pipeline(load_profile(["profile=paper", f"work_dir={tmp_path}"]))
+    with pytest.raises(SystemExit, match=r"vgg19-dcbb9e9d\.pth.*vgg16-397923af\.pth.*vgg_standin=true"):
+        pipeline.check_perceptual_weights()
+    assert "model.perceptual.allow_random_fallback=false" in pipeline.train_command("stage2")
+    opted_in = Pipeline(load_profile(["profile=paper", f"work_dir={tmp_path}", "vgg_standin=true"]))
+    opted_in.check_perceptual_weights()  # no error: the stand-in was asked for
+    assert "model.perceptual.allow_random_fallback=false" not in opted_in.train_command("stage2")

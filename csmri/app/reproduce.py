@@ -138,6 +138,8 @@ class Pipeline:
             ]
         if name == "stage2":
             args.append(f"model.recon_ckpt={self.eval_ckpt('stage1')}")
+        if name in ("stage2", "dagan") and not self.p.get("vgg_standin", True):
+            args.append("model.perceptual.allow_random_fallback=false")
         args += [*self.p.train_overrides, *stage.overrides]
         if self.status(name) == "resume":
             args.append(f"ckpt_path={self._resume_ckpt(name)}")
@@ -177,8 +179,28 @@ class Pipeline:
         remaining = sum(s.estimate_s for s in self.steps if s.status != "done" and s not in done)
         return _minutes(remaining * (spent / estimated if spent else 1.0))
 
+    def check_perceptual_weights(self) -> None:
+        """With ``vgg_standin: false`` (the paper profile) refuse to start without the ImageNet VGG files the
+        perceptual losses need: a random-weight stand-in would silently change what the table measures."""
+        if self.p.get("vgg_standin", True):
+            return
+        from csmri.models.vgg import imagenet_weights_file
+
+        missing = [
+            imagenet_weights_file(arch) for arch in ("vgg19", "vgg16") if not imagenet_weights_file(arch).is_file()
+        ]
+        if missing:
+            raise SystemExit(
+                f"csmri reproduce profile={self.p.name}: the ImageNet VGG weights are missing: "
+                + ", ".join(str(m) for m in missing)
+                + ". Put the torchvision files there (they download there once with internet, or copy them from a "
+                "machine that has them), or accept a random-weight stand-in explicitly with vgg_standin=true "
+                "(recorded in results/README.md)."
+            )
+
     def run(self) -> Path:
         start = time.time()
+        self.check_perceptual_weights()
         self.print_plan()
         self.data_root.parent.mkdir(parents=True, exist_ok=True)
         ran: list[Step] = []

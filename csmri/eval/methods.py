@@ -62,7 +62,27 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
         overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
     module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides).eval()
     module.trained_perceptual_backbone = checkpoint.get("perceptual_backbone", "")
+    module.checkpoint_provenance = checkpoint_provenance(path, checkpoint)
     return module
+
+
+def checkpoint_provenance(path: str | Path, checkpoint: Mapping[str, Any]) -> str:
+    """Which weights a checkpoint holds, for the table's footnote: e.g. ``last.ckpt, epoch 29 (end of training)`` or
+    ``best.ckpt, epoch 12 (best val/nmse on the validation split)``."""
+    name, epoch = Path(path).name, checkpoint.get("epoch")
+    where = f"{name}, epoch {epoch}" if epoch is not None else name
+    monitor = next(
+        (
+            state["monitor"]
+            for key, state in checkpoint.get("callbacks", {}).items()
+            if "ModelCheckpoint" in str(key)
+            and isinstance(state, Mapping)
+            and state.get("monitor")
+            and Path(str(state.get("best_model_path", ""))).name == name
+        ),
+        None,
+    )
+    return f"{where} ({'best ' + monitor + ' on the validation split' if monitor else 'end of training'})"
 
 
 class CheckpointMethod:
@@ -83,6 +103,12 @@ class CheckpointMethod:
     def description(self) -> str:
         """The perceptual backbone the method was trained with ("" when it had none)."""
         return self.module.trained_perceptual_backbone
+
+    @property
+    def provenance(self) -> str:
+        """Which checkpoint is evaluated and how it was chosen, with the perceptual backbone where there is one."""
+        backbone = f"; perceptual backbone {self.description}" if self.description else ""
+        return self.module.checkpoint_provenance + backbone
 
     @torch.inference_mode()
     def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:

@@ -233,7 +233,8 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         labels=OmegaConf.to_container(cfg.labels),
     )
     write_per_slice_csv(results.records, out / "per_slice.csv")
-    write_table(rows, out / "table.md", out / "table.json")
+    provenance = {n: m.provenance for n, m in methods.items() if getattr(m, "provenance", "")}
+    write_table(rows, out / "table.md", out / "table.json", provenance=provenance)
     if results.images:
         save_recons(out / RECONS_FILE, {m: results.images[m] for m in [GROUND_TRUTH, *names]}, results.labels)
         keys = [r["key"] for r in results.records if r["method"] == names[0]]
@@ -251,6 +252,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         n_slices=len(results.structure),
         sis=sis_note,
         perceptual_backbones=backbones,
+        checkpoints=provenance,
         data_root=str(datamodule.layout_dir),
     )
     log_to_wandb(cfg, out, rows)

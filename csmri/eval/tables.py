@@ -284,7 +284,7 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return table
 
 
-def _footnote(rows: Sequence[Mapping[str, Any]]) -> str:
+def _footnote(rows: Sequence[Mapping[str, Any]], provenance: Mapping[str, str] | None = None) -> str:
     gt = next((r for r in rows if r.get("kind") == "ground_truth"), None)
     ref = next((r for r in rows if r.get("is_reference")), None)
     n = f" over {gt['n_slices']} test slices ({gt['n_structure']} containing the structure)" if gt else ""
@@ -299,11 +299,22 @@ def _footnote(rows: Sequence[Mapping[str, Any]]) -> str:
             f" p: two-sided paired Wilcoxon signed-rank test against {ref.get('label', ref['method'])} "
             "(paired by slice); significance at p < 0.01 as in the paper."
         )
+    if provenance:
+        labels = {r["method"]: r.get("label", r["method"]) for r in rows}
+        text += " Evaluated weights: " + "; ".join(f"{labels.get(m, m)}: {p}" for m, p in provenance.items()) + "."
     return text
 
 
-def write_table(rows: Sequence[Mapping[str, Any]], md_path: str | Path, json_path: str | Path) -> tuple[Path, Path]:
+def write_table(
+    rows: Sequence[Mapping[str, Any]],
+    md_path: str | Path,
+    json_path: str | Path,
+    provenance: Mapping[str, str] | None = None,
+) -> tuple[Path, Path]:
     """Write the markdown table (see :func:`format_table`) and the full-precision JSON.
+
+    ``provenance`` (method -> which checkpoint, how it was chosen, its perceptual backbone) goes into the footnote
+    and the JSON.
 
     JSON layout: ``{"reference": method | null, "columns": [...], "rows": [row, ...]}``; non-finite
     numbers (nan, inf) are written as ``null`` so the file is strict JSON.
@@ -312,12 +323,13 @@ def write_table(rows: Sequence[Mapping[str, Any]], md_path: str | Path, json_pat
     table = format_table(rows)
     align = ["left"] + ["right"] * (len(table[0]) - 1)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows) + "\n")
+    md_path.write_text(markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows, provenance) + "\n")
     ref = next((r["method"] for r in rows if r.get("is_reference")), None)
     payload = {
         "reference": ref,
         "columns": table[0],
         "rows": [dict(r) for r in rows],
+        "provenance": dict(provenance or {}),
     }
     return md_path, write_strict_json(json_path, payload)
 

@@ -76,5 +76,9 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
     def generator_parameters(self) -> Iterator[nn.Parameter]:
         return self.generator.parameters()
 
+    def log_validation_extras(self, batch, output, extras, target) -> None:  # type: ignore[override]
+        """``val/nmse``: DAGAN's per-image root NMSE (its model-selection metric), averaged over images."""
+        self.log("val/nmse", dagan_nmse(output, batch["target"]), sync_dist=True, batch_size=target.shape[0])
+
     def extra_terms(self, batch, output, extras, target) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return image_terms(output, target, set(self.normalizer.term_names))

@@ -31,6 +31,10 @@ def test_eval_zero_filled_and_recnet(phantom_root, stage1_ckpt, tmp_path):
     }
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["sis"].startswith("skipped")
+    # the footnote says which weights were evaluated and how they were chosen (stage 1: best val/loss, epoch 0)
+    footnote = (tmp_path / "table.md").read_text()
+    assert "RecNet: best.ckpt, epoch 0 (best val/loss on the validation split)" in footnote
+    assert info["checkpoints"]["recnet"].startswith("best.ckpt, epoch 0")
 
 
 def test_methods_see_identical_inputs(phantom_root, stage1_ckpt, tmp_path):
