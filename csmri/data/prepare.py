@@ -34,7 +34,7 @@ def add_prepare_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "prepare",
         help="convert a raw data source (data=folder, la2018, acdc, ...) into the csmri layout once",
-        description=f"Convert a configured data source into the {FORMAT} layout once (see the README's 'Bring your own data').",
+        description=f"Convert a configured data source into the {FORMAT} layout once (README: Bring your own data).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
