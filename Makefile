@@ -8,7 +8,7 @@ DATA    ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format bench reproduce phantom clean sync-wandb
+.PHONY: help venv test lint format bench reproduce study phantom clean sync-wandb
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ phantom: venv  ## write the default phantom dataset to data/phantom
 
 reproduce: venv  ## the main job: data -> stage 1 -> ... -> results/ (PROFILE=quick|paper, DATA=dir)
 	$(VENV)/bin/csmri reproduce profile=$(PROFILE) $(if $(DATA),data.root=$(DATA)) $(if $(RESULTS),results=$(RESULTS))
+
+study: venv  ## the alpha / loss-weight study of stage 2 (validation split) -> results/study/
+	$(VENV)/bin/csmri study
 
 sync-wandb: venv  ## upload offline W&B runs
 	$(VENV)/bin/wandb sync --sync-all outputs

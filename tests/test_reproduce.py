@@ -37,6 +37,25 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert again.returncode == 0
     assert again.stdout.count("finished earlier, skipped") == 5
 
+    # the alpha / loss-weight study on the same work dir: reuses stage 1, segnet and DAGAN, then resumes
+    study = [
+        "study",
+        "profile=smoke",
+        f"profile_overrides=['work_dir={tmp_path / 'work'}']",
+        f"results={tmp_path / 'study'}",
+        "alpha_targets=[0.1,100]",
+        "vgg_weights=[1.0,4.0]",
+    ]
+    first = run_csmri(*study, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    table = json.loads((tmp_path / "study" / "table.json").read_text())
+    assert [r["name"] for r in table["runs"]] == ["alpha/0", "alpha/1", "weights/0"]
+    assert {r["alpha_target"] for r in table["runs"]} == {0.1, 100} and table["runs"][2]["vgg_weight"] == 4.0
+    assert set(table["references"]) == {"RecNet", "DAGAN"} and (tmp_path / "study" / "figure.png").is_file()
+    assert "validation" in (tmp_path / "study" / "table.md").read_text()
+    rerun = run_csmri(*study, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
+    assert rerun.returncode == 0 and "Epoch" not in rerun.stdout + rerun.stderr  # nothing trained again
+
 
 def test_profiles_load_and_typos_fail():
     for name in ("quick", "paper", "smoke"):

@@ -4,6 +4,7 @@ csmri train [hydra overrides...]        train a stage (see csmri/conf/train.yaml
 csmri eval [hydra overrides...]         evaluate methods on the test split (see csmri/conf/eval.yaml)
 csmri reproduce [profile=quick|paper|smoke] [key=value...]
                                         the whole study, resumable, into results/
+csmri study [key=value...]              the alpha / loss-weight study of stage 2 into results/study/
 csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
 csmri data prepare data=NAME data.root=DIR [--out DIR]
                                         convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         from csmri.app.reproduce import main as reproduce
 
         return reproduce(rest)
+    if command == "study":
+        from csmri.app.study import main as study
+
+        return study(rest)
     if command == "data":
         from csmri.app.data import main as data
 

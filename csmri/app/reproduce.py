@@ -123,6 +123,7 @@ class Pipeline:
             f"data={d.config}",
             f"data.root={self.data_root}",
             f"data.acceleration={d.acceleration}",
+            f"data.sample_n={d.sample_n if d.get('sample_n') is not None else 'null'}",
             f"seed={self.p.seed}",
         ]
 

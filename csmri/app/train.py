@@ -7,8 +7,10 @@ Every run directory (``hydra.run.dir``) holds ``.hydra/config.yaml`` (the resolv
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -62,6 +64,16 @@ def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if torch.as_tensor(v).numel() == 1}
 
 
+def finished_score(output_dir: str) -> float | None:
+    """The recorded score of a finished run in ``output_dir`` (NaN if it recorded none), else ``None``."""
+    path = Path(output_dir) / "run_info.json"
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    if info.get("status") != "finished" or not (Path(output_dir) / "checkpoints" / "last.ckpt").is_file():
+        return None
+    score = info.get("best_score")
+    return float(score) if score is not None else float("nan")
+
+
 def check_launch(cfg: DictConfig) -> None:
     """Refuse DDP inside a local Hydra multirun: Lightning relaunches the script for each rank, which
     conflicts with Hydra's in-process sweep. A SLURM launcher runs each sweep point as its own job."""
@@ -82,8 +94,12 @@ def check_launch(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers)."""
     check_launch(cfg)
-    L.seed_everything(cfg.seed, workers=True)
     output_dir = cfg.paths.output_dir
+    finished = finished_score(output_dir) if cfg.get("skip_finished") else None
+    if finished is not None:
+        log.info("%s finished earlier (skip_finished=true): not trained again", output_dir)
+        return finished
+    L.seed_everything(cfg.seed, workers=True)
     info = RunInfo(output_dir, cfg.seed, experiment=cfg.experiment_name) if rank_zero_only.rank == 0 else None
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)
@@ -108,7 +124,13 @@ def train(cfg: DictConfig) -> float | None:
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         metrics = _float_metrics(trainer.callback_metrics)
         if info is not None:
-            info.update(status=status, best_checkpoint=best, final_metrics=metrics)
+            score = getattr(trainer.checkpoint_callback, "best_model_score", None)
+            info.update(
+                status=status,
+                best_checkpoint=best,
+                best_score=float(score) if score is not None else None,
+                final_metrics=metrics,
+            )
         if any(isinstance(logger, WandbLogger) for logger in loggers):
             import wandb
 

@@ -1,0 +1,228 @@
+"""`csmri study` / `make study`: the α / loss-weight study of stage 2, on the quick setting.
+
+    csmri study [key=value ...]          # keys of csmri/conf/study.yaml, e.g. alpha_targets=[0.01,1,100]
+
+1. Makes sure the reproduce profile's stage 1, segmentation net and DAGAN exist (runs them like `csmri reproduce`
+   would, in the same work dir, so a finished `make reproduce` is reused).
+2. Runs Hydra multiruns of stage 2 (``csmri train -m``): one over ``loss.alpha_target`` (α such that α·L_pen equals
+   it at the first step: small = the refinement dominates, large = the penalty switches it off) and one over the
+   perceptual/adversarial balance ``loss.weights.vgg`` at the default α. Every point is a fixed folder, and a point
+   whose run finished is not trained again (``skip_finished=true``), so the study resumes where it stopped; add
+   ``hydra/launcher=slurm`` through ``train_overrides`` to run the points on a cluster.
+3. Evaluates RecNet, DAGAN and every point's last checkpoint on the **validation** split (settings are chosen on
+   it, never on the test split) with the same fixed per-slice masks, and writes ``results/study/``: ``table.md``,
+   ``table.json`` and ``figure.png`` (SIS against PSNR, one point per run, λ at the end of training annotated,
+   RecNet and DAGAN as reference points).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+
+from csmri.app.reproduce import Pipeline, load_profile
+from csmri.config import compose
+from csmri.reporting import markdown_table, write_strict_json
+
+console = Console()
+CSMRI = [sys.executable, "-m", "csmri"]
+
+
+def load_study(argv: list[str]) -> DictConfig:
+    """``csmri/conf/study.yaml`` with ``key=value`` overrides (a key not in the file is an error)."""
+    from hydra.errors import HydraException
+
+    try:
+        return compose("study", argv)
+    except HydraException as err:
+        raise SystemExit(f"csmri study: bad override: {err}") from err
+
+
+class Study:
+    """The points of the study and their evaluation; see the module docstring."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.pipeline = Pipeline(load_profile([f"profile={cfg.profile}", *cfg.profile_overrides]))
+        self.work = Path(self.pipeline.work) / "study"
+        self.results = Path(cfg.results)
+
+    # -- the sweeps ---------------------------------------------------------------------------------------------
+    def sweeps(self) -> dict[str, tuple[str, list[Any]]]:
+        """Sweep name -> (swept key, values)."""
+        return {
+            "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
+            "weights": ("loss.weights.vgg", [v for v in self.cfg.vgg_weights if v != self.cfg.default_vgg_weight]),
+        }
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every run of the study: its folder and swept settings (job folders are numbered in sweep order)."""
+        points = []
+        for sweep, (key, values) in self.sweeps().items():
+            for i, value in enumerate(values):
+                settings = {"alpha_target": self.cfg.default_alpha_target, "vgg_weight": self.cfg.default_vgg_weight}
+                settings["alpha_target" if key == "loss.alpha_target" else "vgg_weight"] = value
+                points.append({"name": f"{sweep}/{i}", "dir": self.work / sweep / str(i), **settings})
+        return points
+
+    def ensure_prerequisites(self) -> None:
+        """Stage 1, the segmentation net and DAGAN of the profile (trained only if not finished)."""
+        for name in ("stage1", "segnet", "dagan"):
+            if self.pipeline.status(name) != "done":
+                console.rule(f"study: {name} of profile {self.cfg.profile}")
+                subprocess.run(self.pipeline.train_command(name), check=True)
+
+    def train_command(self, sweep: str) -> list[str]:
+        key, values = self.sweeps()[sweep]
+        stage2 = self.pipeline.train_command("stage2")
+        stage2 = [a for a in stage2[4:] if not a.startswith(("hydra.run.dir=", "ckpt_path="))]  # after `-m csmri train`
+        fixed = [
+            f"loss.alpha_target={self.cfg.default_alpha_target}",
+            f"loss.weights.vgg={self.cfg.default_vgg_weight}",
+        ]
+        fixed = [f for f in fixed if not f.startswith(key + "=")]
+        return [
+            *CSMRI,
+            "train",
+            "-m",
+            *stage2,
+            *fixed,
+            *self.cfg.train_overrides,
+            f"{key}={','.join(str(v) for v in values)}",
+            "skip_finished=true",
+            f"hydra.sweep.dir={self.work / sweep}",
+            "hydra.sweep.subdir=${hydra.job.num}",
+        ]
+
+    # -- evaluation ---------------------------------------------------------------------------------------------
+    def evaluate(self, name: str, method: str, ckpt: Path) -> dict[str, Any]:
+        """``csmri eval`` of one checkpoint on the validation split; reused while newer than the checkpoint."""
+        out = self.work / "eval" / name.replace("/", "_")
+        table = out / "table.json"
+        if not (table.is_file() and table.stat().st_mtime > ckpt.stat().st_mtime):
+            args = [
+                *self.pipeline.data_overrides(),
+                f"hydra.run.dir={out}",
+                f"split={self.cfg.split}",
+                f"methods=[{method}]",
+                f"reference={method}",
+                f"{method}.ckpt={ckpt}",
+                f"segnet.ckpt={self.pipeline.eval_ckpt('segnet')}",
+                "figure.max_rows=2",
+                "wandb.enabled=false",
+            ]
+            subprocess.run([*CSMRI, "eval", *args], check=True)
+        rows = json.loads(table.read_text())["rows"]
+        return next(r for r in rows if r["method"] == method)
+
+    def run(self) -> Path:
+        self.ensure_prerequisites()
+        for sweep in self.sweeps():
+            console.rule(f"study: stage-2 sweep over {self.sweeps()[sweep][0]}")
+            subprocess.run(self.train_command(sweep), check=True)
+        references = {
+            "RecNet": self.evaluate("recnet", "recnet", self.pipeline.eval_ckpt("stage1")),
+            "DAGAN": self.evaluate("dagan", "dagan", self.pipeline.eval_ckpt("dagan")),
+        }
+        rows = []
+        for point in self.points():
+            ckpt = point["dir"] / "checkpoints" / "last.ckpt"
+            row = self.evaluate(point["name"], "refinement", ckpt)
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+            rows.append({**point, "dir": str(point["dir"]), "lambda": float(state["refinement.gate"]), **_metrics(row)})
+        return self.write(rows, {k: _metrics(v) for k, v in references.items()})
+
+    def write(self, rows: list[dict[str, Any]], references: dict[str, dict[str, Any]]) -> Path:
+        self.results.mkdir(parents=True, exist_ok=True)
+        header = ["run", "α target", "w_vgg", "λ (end)", "PSNR (dB)", "SSIM", "SIS"]
+        body = [
+            [name, "", "", "", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", _fmt(r["sis"])] for name, r in references.items()
+        ]
+        for r in rows:
+            body.append(
+                [
+                    r["name"],
+                    f"{r['alpha_target']:g}",
+                    f"{r['vgg_weight']:g}",
+                    f"{r['lambda']:+.3f}",
+                    f"{r['psnr']:.2f}",
+                    f"{r['ssim']:.3f}",
+                    _fmt(r["sis"]),
+                ]
+            )
+        note = (
+            f"\n\n{self.cfg.split} split of profile `{self.cfg.profile}` (settings are chosen on it, never on the test "
+            "split); every refinement run evaluated at its last checkpoint; same fixed per-slice masks for every run.\n"
+        )
+        (self.results / "table.md").write_text(markdown_table(header, body) + note)
+        write_strict_json(self.results / "table.json", {"references": references, "runs": rows})
+        figure = sis_psnr_figure(rows, references, self.results / "figure.png")
+        console.print(f"[bold green]study results in {self.results}/[/bold green] ({figure.name})")
+        return self.results
+
+
+def _metrics(row: dict[str, Any]) -> dict[str, Any]:
+    return {"psnr": row.get("psnr_mean"), "ssim": row.get("ssim_mean"), "sis": row.get("sis")}
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, Any]], path: Path) -> Path:
+    """SIS against PSNR: one point per run (α sweep and weight sweep), λ annotated; RecNet and DAGAN as references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for sweep, marker, colour in (("alpha", "o", "tab:blue"), ("weights", "s", "tab:orange")):
+        points = [r for r in rows if r["name"].startswith(sweep) and r["sis"] is not None]
+        if points:
+            label = "refinement, α target swept" if sweep == "alpha" else "refinement, w_vgg swept"
+            ax.scatter([p["psnr"] for p in points], [p["sis"] for p in points], marker=marker, c=colour, label=label)
+        for p in points:
+            tag = f"α·L_pen={p['alpha_target']:g}" if sweep == "alpha" else f"w_vgg={p['vgg_weight']:g}"
+            ax.annotate(
+                f"{tag}\nλ={p['lambda']:+.3f}",
+                (p["psnr"], p["sis"]),
+                fontsize=7,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
+    for (name, ref), marker in zip(references.items(), ("*", "X"), strict=False):
+        if ref["sis"] is not None:
+            ax.scatter([ref["psnr"]], [ref["sis"]], marker=marker, s=140, c="black", label=name)
+    ax.set_xlabel("PSNR (dB)")
+    ax.set_ylabel("SIS")
+    ax.set_title("Stage-2 study: SIS against PSNR (validation split)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in {"-h", "--help"}:
+        print(__doc__)
+        return 0
+    cfg = load_study(argv)
+    OmegaConf.set_struct(cfg, True)
+    Study(cfg).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
