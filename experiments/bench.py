@@ -22,6 +22,7 @@ import json
 import resource
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -279,8 +280,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         root = phantom(size, cache)
         images = training_slices(root, 4 * STAGE1_BATCH, device)
         ours, naive, peak = _alternate(
-            lambda: csmri_path("stage1", root, STAGE1_BATCH, args.steps, device),
-            lambda: naive_stage1(images, STAGE1_BATCH, args.steps),
+            partial(csmri_path, "stage1", root, STAGE1_BATCH, args.steps, device),
+            partial(naive_stage1, images, STAGE1_BATCH, args.steps),
             args.repeats,
             device,
         )
@@ -294,8 +295,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         extra = [f"model.recon_ckpt={ckpt}", "model.perceptual.weights=random", "module.log_images_every_n_steps=0"]
         steps = max(3, args.steps // 2)
         ours, naive, peak = _alternate(
-            lambda: csmri_path("stage2", root, STAGE2_BATCH, steps, device, *extra),
-            lambda: naive_stage2(images, STAGE2_BATCH, steps),
+            partial(csmri_path, "stage2", root, STAGE2_BATCH, steps, device, *extra),
+            partial(naive_stage2, images, STAGE2_BATCH, steps),
             args.repeats,
             device,
         )
