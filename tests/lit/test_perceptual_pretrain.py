@@ -1,0 +1,36 @@
+"""The offline perceptual backbone: VGG-19 trained as an autoencoder, exported as weights VGGFeatures loads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from csmri.app.train import train
+from csmri.models.vgg import LAYERS, VGGFeatures
+from tests.helpers import compose_config
+
+
+@pytest.mark.slow
+def test_autoencoder_trains_and_exports_weights_the_perceptual_loss_loads(phantom_root, tmp_path):
+    overrides = [
+        "experiment=vgg_autoencoder",
+        f"data.root={phantom_root}",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "logger=csv",
+        "model.layer=relu2_2",  # a shallow encoder keeps the test fast; relu5_4 by default
+        "model.decoder_channels=[16]",
+    ]
+    train(compose_config("train", overrides, tmp_path))
+    weights = tmp_path / "vgg19_autoencoder.pth"
+    assert weights.is_file()
+    state = torch.load(weights, weights_only=True)
+    untrained = VGGFeatures(weights="random", layer="relu2_2", seed=0)  # the same seeded initialisation
+    trained = VGGFeatures(weights=str(weights), layer="relu2_2")
+    assert trained.backbone == "vgg19-file:vgg19_autoencoder.pth"
+    conv = f"features.{LAYERS['relu2_2'] - 1}.weight"  # the last conv of the encoder moved during training
+    assert not torch.equal(state[conv], untrained.features[LAYERS["relu2_2"] - 1].weight)
+    x = torch.rand(2, 64, 64)
+    assert trained(x).shape == untrained(x).shape
