@@ -23,12 +23,14 @@ class ReplayBuffer(nn.Module):
         self.p = p
         self.register_buffer("images", torch.empty(0))
         self.register_buffer("count", torch.tensor(0))
+        self._filled: int | None = None  # a host-side copy of ``count``: no device sync per image
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[override]
         # the stored images' shape is only known from the checkpoint: resize before loading
         key = f"{prefix}images"
         if key in state_dict:
             self.images = torch.empty_like(state_dict[key], device=self.images.device)
+        self._filled = None  # re-read from the loaded ``count``
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
@@ -41,11 +43,14 @@ class ReplayBuffer(nn.Module):
             self.images = torch.zeros(self.capacity, *batch.shape[1:], dtype=batch.dtype, device=batch.device)
         out = batch.clone()
         device = generator.device if generator is not None else torch.device("cpu")
+        if self._filled is None:
+            self._filled = int(self.count)
         for i, image in enumerate(batch):
-            n = int(self.count)
+            n = self._filled
             if n < self.capacity:
                 self.images[n] = image
                 self.count += 1
+                self._filled = n + 1
             elif torch.rand((), generator=generator, device=device) < self.p:
                 j = int(torch.randint(self.capacity, (), generator=generator, device=device))
                 out[i] = self.images[j]
