@@ -92,8 +92,10 @@ class LossNormalizer(nn.Module):
 
     def forward(self, terms: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and the normalised terms (``<term>_norm``, and ``pen_weighted``)."""
-        if not bool(self.initialised):
-            raise RuntimeError("LossNormalizer used before initialise() on the first training step")
+        if not getattr(self, "_checked", False):  # checked once: bool() of a device tensor syncs with the host
+            if not bool(self.initialised):
+                raise RuntimeError("LossNormalizer used before initialise() on the first training step")
+            self._checked = True
         self._values(terms)
         normalised = {f"{k}_norm": terms[k] / self.scales[i] for i, k in enumerate(self.names)}
         total = sum(self.weights[k] * normalised[f"{k}_norm"] for k in self.names)
