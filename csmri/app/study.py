@@ -73,8 +73,8 @@ class Study:
         return points
 
     def ensure_prerequisites(self) -> None:
-        """Stage 1, the segmentation net and DAGAN of the profile (trained only if not finished)."""
-        for name in ("stage1", "segnet", "dagan"):
+        """Stage 1, the segmentation net and (as a reference) DAGAN of the profile, trained only if not finished."""
+        for name in ("stage1", "segnet", *(["dagan"] if "dagan" in self.cfg.references else [])):
             if self.pipeline.status(name) != "done":
                 console.rule(f"study: {name} of profile {self.cfg.profile}")
                 subprocess.run(self.pipeline.train_command(name), check=True)
@@ -127,9 +127,9 @@ class Study:
         for sweep in self.sweeps():
             console.rule(f"study: stage-2 sweep over {self.sweeps()[sweep][0]}")
             subprocess.run(self.train_command(sweep), check=True)
+        stages = {"recnet": ("RecNet", "stage1"), "dagan": ("DAGAN", "dagan")}
         references = {
-            "RecNet": self.evaluate("recnet", "recnet", self.pipeline.eval_ckpt("stage1")),
-            "DAGAN": self.evaluate("dagan", "dagan", self.pipeline.eval_ckpt("dagan")),
+            stages[m][0]: self.evaluate(m, m, self.pipeline.eval_ckpt(stages[m][1])) for m in self.cfg.references
         }
         rows = []
         for point in self.points():
