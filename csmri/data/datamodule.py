@@ -75,6 +75,7 @@ class MRIDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.cache = cache
         self.datasets: dict[str, SliceDataset] = {}
+        self.image_size: list[int] | None = None  # (H, W), known after setup()
 
     # -- data on disk -------------------------------------------------------------------------------
     @property
@@ -90,6 +91,7 @@ class MRIDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         meta = read_meta(self.layout_dir)
         self.sampler.check_shape(tuple(meta["size"]))
+        self.image_size = [int(n) for n in meta["size"]]
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
             stage, ("train", "val", "test")
         )
@@ -128,8 +130,8 @@ class MRIDataModule(L.LightningDataModule):
 
     @property
     def acquisition(self) -> dict[str, Any]:
-        """Mask type, acceleration, centre lines, noise and seed of the simulated acquisition."""
-        return self.sampler.settings
+        """Mask type, acceleration, centre lines, noise and seed of the simulated acquisition; image ``size``."""
+        return {**self.sampler.settings, "size": self.image_size}
 
     # -- undersampling on the device ----------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
