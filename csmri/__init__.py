@@ -13,6 +13,16 @@ Package map (each folder has one job):
 - ``baselines``  DLMRI and other non-learned methods
 - ``eval``       evaluation runner, methods, tables, figure, recons I/O, the reader-study kit
 - ``reporting``  markdown tables and strict JSON shared by reports
+- ``inference``  ``csmri.load(ckpt).reconstruct(kspace, mask)``: a trained model on user data
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """Lazy attributes: ``csmri.load`` (:func:`csmri.inference.load`) imports torch only when used."""
+    if name == "load":
+        from csmri.inference import load
+
+        return load
+    raise AttributeError(f"module 'csmri' has no attribute {name!r}")

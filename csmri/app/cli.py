@@ -8,6 +8,10 @@ csmri study [key=value...]              the alpha / loss-weight study of stage 2
 csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
 csmri data prepare data=NAME data.root=DIR [--out DIR]
                                         convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
+csmri reconstruct --ckpt CKPT --input FILE --out FILE [--acceleration 8] [--seed 0] [--mask MASK.npy] [--complex]
+                                        reconstruct your own image or k-space with a trained model
+csmri export --ckpt CKPT --format onnx|torchscript --out PATH [--size H W]
+                                        a trained network as ONNX / TorchScript (FFTs over real tensors)
 csmri compare RUN_DIR... [--metric val/psnr]   final metrics side by side + a metric-over-steps plot
 csmri readers export --eval-dir DIR --out DIR   blinded reader-study kit from an evaluation
 csmri readers score RATINGS.csv --key KEY.json  un-blind ratings: MOS per method + Wilcoxon
@@ -62,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         from csmri.app.data import main as data
 
         return data(rest)
+    if command == "reconstruct":
+        from csmri.app.reconstruct import main as reconstruct
+
+        return reconstruct(rest)
+    if command == "export":
+        from csmri.app.export import main as export
+
+        return export(rest)
     if command == "compare":
         from csmri.app.compare import main as compare
 

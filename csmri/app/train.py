@@ -108,6 +108,7 @@ def train(cfg: DictConfig) -> float | None:
     trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
     metadata = {
         "precision": str(trainer.precision),
+        "acquisition": getattr(datamodule, "acquisition", None),  # mask type, acceleration, ... (csmri reconstruct)
         **(module.run_metadata() if hasattr(module, "run_metadata") else {}),
     }
     if info is not None:

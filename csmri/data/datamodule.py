@@ -38,6 +38,11 @@ class MRIDataModule(L.LightningDataModule):
         cache: load every slice into RAM once instead of reading HDF5 per item.
         source: a :class:`csmri.data.sources.DatasetSource` (or its ``_target_`` config) that prepares
             the layout from ``root`` when missing, e.g. the phantom generator or a folder of NIfTI files.
+        mask, center_fraction: mask type (``gaussian`` | ``random`` | ``equispaced``) and fastMRI's fraction of
+            centre lines, see :class:`MaskSampler`. The acquisition settings (:attr:`acquisition`) are stored in
+            every checkpoint as ``csmri_acquisition``.
+
+    ``predict_dataloader`` serves the test split with the fixed evaluation masks (``Trainer.predict``).
     """
 
     def __init__(
@@ -52,6 +57,8 @@ class MRIDataModule(L.LightningDataModule):
         seed: int = 0,
         cache: bool = False,
         source: DatasetSource | Mapping[str, Any] | None = None,
+        mask: str = "gaussian",
+        center_fraction: float | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -62,12 +69,13 @@ class MRIDataModule(L.LightningDataModule):
             raise TypeError(f"source must implement layout_dir() and prepare(), got {type(source).__name__}")
         self.source = source
         self.root = Path(root)
-        self.sampler = MaskSampler(acceleration, sample_n, noise_std, seed)
+        self.sampler = MaskSampler(acceleration, sample_n, noise_std, seed, mask, center_fraction)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.cache = cache
         self.datasets: dict[str, SliceDataset] = {}
+        self.image_size: list[int] | None = None  # (H, W), known after setup()
 
     # -- data on disk -------------------------------------------------------------------------------
     @property
@@ -83,7 +91,10 @@ class MRIDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         meta = read_meta(self.layout_dir)
         self.sampler.check_shape(tuple(meta["size"]))
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ("train", "val", "test"))
+        self.image_size = [int(n) for n in meta["size"]]
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(
+            stage, ("train", "val", "test")
+        )
         for split in wanted:
             self.dataset(split)
 
@@ -112,6 +123,15 @@ class MRIDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split, undersampled with the fixed evaluation masks."""
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    @property
+    def acquisition(self) -> dict[str, Any]:
+        """Mask type, acceleration, centre lines, noise and seed of the simulated acquisition; image ``size``."""
+        return {**self.sampler.settings, "size": self.image_size}
 
     # -- undersampling on the device ----------------------------------------------------------------
     def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:

@@ -72,5 +72,13 @@ class ReconstructionBase(NetworkSpeedMixin, L.LightningModule):
     def log_samples(self, stage: str, batch: Mapping[str, Any], output: torch.Tensor) -> None:
         log_sample_images(self, f"{stage}/step{self.global_step:07d}", self.sample_columns(batch, output))
 
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """``Trainer.predict``: ``{"reconstruction": complex (B, H, W) fp32, "key": [slice keys]}``."""
+        return {"reconstruction": channels_to_complex(self.generate(batch)[0].float()), "key": batch.get("key")}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["csmri_module"] = self.csmri_module
+        # the acquisition the network was trained for (mask type, acceleration, ...): csmri reconstruct reuses it
+        acquisition = getattr(getattr(self._trainer, "datamodule", None), "acquisition", None)
+        if acquisition is not None:
+            checkpoint["csmri_acquisition"] = dict(acquisition)

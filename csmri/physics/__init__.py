@@ -15,11 +15,19 @@ Conventions used everywhere in csmri:
 from csmri.physics.complex import channels_to_complex, complex_to_channels
 from csmri.physics.consistency import DataConsistency, data_consistency
 from csmri.physics.fft import fft2c, ifft2c
-from csmri.physics.mask import default_sample_n, gaussian_line_density, gaussian_line_mask, lines_to_mask
+from csmri.physics.mask import (
+    MASK_TYPES,
+    default_sample_n,
+    gaussian_line_density,
+    gaussian_line_mask,
+    line_mask,
+    lines_to_mask,
+)
 from csmri.physics.sampling import MaskSampler
 from csmri.physics.undersample import undersample, zero_filled
 
 __all__ = [
+    "MASK_TYPES",
     "DataConsistency",
     "MaskSampler",
     "channels_to_complex",
@@ -30,6 +38,7 @@ __all__ = [
     "gaussian_line_density",
     "gaussian_line_mask",
     "ifft2c",
+    "line_mask",
     "lines_to_mask",
     "undersample",
     "zero_filled",

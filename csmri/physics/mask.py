@@ -118,3 +118,118 @@ def gaussian_line_mask(
         raise ValueError(f"mask width must be >= 1, got {width}")
     lines = gaussian_line_lines(batch_size, height, acceleration, sample_n, generator, device)
     return lines_to_mask(lines, width)
+
+
+# -- fastMRI-style masks: a fraction of centre lines plus uniform random or equispaced lines -----------------------
+
+MASK_TYPES = ("gaussian", "random", "equispaced")
+
+
+def centre_line_count(n: int, sample_n: int | None = None, center_fraction: float | None = None) -> int:
+    """Always-sampled centre lines: ``sample_n`` if set, else ``round(N * center_fraction)`` if set, else
+    :func:`default_sample_n`. Setting both is an error."""
+    if sample_n is not None and center_fraction is not None:
+        raise ValueError(f"set sample_n ({sample_n}) or center_fraction ({center_fraction}), not both")
+    if center_fraction is not None:
+        if not 0 <= center_fraction <= 1:
+            raise ValueError(f"center_fraction must be in [0, 1], got {center_fraction}")
+        return int(round(n * center_fraction))
+    return default_sample_n(n) if sample_n is None else sample_n
+
+
+def random_line_lines(
+    batch_size: int,
+    n: int,
+    acceleration: float,
+    sample_n: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """fastMRI ``RandomMaskFunc`` lines ``(batch_size, n)`` (bool): the ``sample_n`` centre lines plus lines drawn
+    uniformly at random outside the centre.
+
+    fastMRI keeps each outer line with probability ``(N/acc - centre) / (N - centre)``, so its line count varies;
+    csmri draws exactly that expected number ``floor(N/acc) - sample_n`` without replacement, so the acceleration
+    is exact, as for the Gaussian mask.
+    """
+    n_sampled = validate_mask_parameters(n, acceleration, sample_n)
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    lines = torch.zeros(batch_size, n, dtype=torch.bool, device=device)
+    centre = centre_slice(n, sample_n)
+    lines[:, centre] = True
+    n_random = n_sampled - sample_n
+    if n_random > 0:
+        density = torch.ones(n, dtype=torch.float32, device=device)
+        density[centre] = 0.0
+        drawn = torch.multinomial(density.expand(batch_size, n), n_random, replacement=False, generator=generator)
+        lines.scatter_(1, drawn, True)
+    return lines
+
+
+def equispaced_spacing(n: int, acceleration: float, sample_n: int) -> int:
+    """Line spacing of the equispaced mask, fastMRI's ``EquispacedMaskFractionFunc``: the acceleration adjusted so
+    that centre + equispaced lines total about ``N / acc``: ``round(acc (L - N) / (L acc - N))`` for ``L`` centre
+    lines (``round(acc)`` when ``L = 0``), at least 1."""
+    validate_mask_parameters(n, acceleration, sample_n)
+    if sample_n == 0:
+        return max(1, round(acceleration))
+    denominator = sample_n * acceleration - n
+    if denominator >= 0:  # the centre alone reaches the acceleration
+        return n
+    return max(1, round(acceleration * (sample_n - n) / denominator))
+
+
+def equispaced_line_lines(
+    batch_size: int,
+    n: int,
+    acceleration: float,
+    sample_n: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """fastMRI ``EquispacedMaskFractionFunc`` lines ``(batch_size, n)`` (bool): the ``sample_n`` centre lines plus
+    every ``s``-th line (:func:`equispaced_spacing`) from a random offset in ``[0, s)``, one offset per row."""
+    spacing = equispaced_spacing(n, acceleration, sample_n)
+    if device is None:
+        device = generator.device if generator is not None else torch.device("cpu")
+    offsets = torch.randint(0, spacing, (batch_size, 1), generator=generator, device=device)
+    index = torch.arange(n, device=device)
+    lines = (index.unsqueeze(0) - offsets) % spacing == 0
+    lines[:, centre_slice(n, sample_n)] = True
+    return lines
+
+
+def line_mask(
+    kind: str,
+    batch_size: int,
+    shape: tuple[int, int],
+    acceleration: float,
+    sample_n: int | None = None,
+    center_fraction: float | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Masks ``(batch_size, H, W)`` (float32 0/1) of type ``kind`` in :data:`MASK_TYPES`.
+
+    ``gaussian`` is :func:`gaussian_line_mask` (bit-identical to calling it; ``center_fraction``, if set, gives
+    its ``sample_n``); ``random`` and ``equispaced`` follow fastMRI (see :func:`random_line_lines`,
+    :func:`equispaced_line_lines`). Centre lines: :func:`centre_line_count`.
+    """
+    if kind not in MASK_TYPES:
+        raise ValueError(f"unknown mask type {kind!r}; choose one of {', '.join(MASK_TYPES)}")
+    height, width = shape
+    if width < 1:
+        raise ValueError(f"mask width must be >= 1, got {width}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if kind == "gaussian":
+        sample_n = (
+            None
+            if sample_n is None and center_fraction is None
+            else centre_line_count(height, sample_n, center_fraction)
+        )
+        return gaussian_line_mask(batch_size, shape, acceleration, sample_n, generator, device)
+    n_centre = centre_line_count(height, sample_n, center_fraction)
+    draw = random_line_lines if kind == "random" else equispaced_line_lines
+    return lines_to_mask(draw(batch_size, height, acceleration, n_centre, generator, device), width)

@@ -8,6 +8,8 @@ Mask seeding rules (the reason this module exists):
 - **evaluation**: one fixed mask per slice, seeded by ``(seed, "eval", key)`` only, drawn on the CPU
   (a 1-D line pattern, negligible cost) and moved to the device — identical whatever the batch size,
   worker count, order, DDP rank or device type, so every method is evaluated on identical inputs.
+
+The same rules hold for every mask type (gaussian, random, equispaced; see :func:`csmri.physics.mask.line_mask`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import torch
 
-from csmri.physics.mask import default_sample_n, gaussian_line_mask, validate_mask_parameters
+from csmri.physics.mask import MASK_TYPES, centre_line_count, line_mask, validate_mask_parameters
 from csmri.physics.seeding import seeded_generator
 from csmri.physics.undersample import undersample, zero_filled
 
@@ -30,22 +32,56 @@ class MaskSampler:
         sample_n: always-sampled centre lines; ``None`` = :func:`csmri.physics.default_sample_n`.
         noise_std: std of complex Gaussian k-space noise per real component (0 = noiseless).
         seed: base seed of every mask and noise draw.
+        mask: ``gaussian`` (the paper's), ``random`` or ``equispaced`` (fastMRI's), see :func:`line_mask`.
+        center_fraction: fraction of always-sampled centre lines (instead of ``sample_n``; fastMRI's setting).
     """
 
     def __init__(
-        self, acceleration: float = 8.0, sample_n: int | None = None, noise_std: float = 0.0, seed: int = 0
+        self,
+        acceleration: float = 8.0,
+        sample_n: int | None = None,
+        noise_std: float = 0.0,
+        seed: int = 0,
+        mask: str = "gaussian",
+        center_fraction: float | None = None,
     ) -> None:
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        if mask not in MASK_TYPES:
+            raise ValueError(f"unknown mask type {mask!r}; choose one of {', '.join(MASK_TYPES)}")
+        if sample_n is not None and center_fraction is not None:
+            raise ValueError(f"set sample_n ({sample_n}) or center_fraction ({center_fraction}), not both")
         self.acceleration = acceleration
         self.sample_n = sample_n
         self.noise_std = noise_std
         self.seed = seed
+        self.mask = mask
+        self.center_fraction = center_fraction
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The acquisition settings (recorded in checkpoints and ``run_info.json``; used by ``csmri reconstruct``)."""
+        return {
+            "mask": self.mask,
+            "acceleration": self.acceleration,
+            "sample_n": self.sample_n,
+            "center_fraction": self.center_fraction,
+            "noise_std": self.noise_std,
+            "seed": self.seed,
+        }
+
+    def _draw(
+        self, batch_size: int, shape: tuple[int, int], generator: torch.Generator, device: torch.device | None = None
+    ) -> torch.Tensor:
+        return line_mask(
+            self.mask, batch_size, shape, self.acceleration, self.sample_n, self.center_fraction, generator, device
+        )
 
     def check_shape(self, shape: tuple[int, int]) -> None:
         """Raise ``ValueError`` early if masks cannot be drawn for images of ``shape = (H, W)``."""
-        sample_n = default_sample_n(shape[0]) if self.sample_n is None else self.sample_n
-        validate_mask_parameters(shape[0], self.acceleration, sample_n)
+        validate_mask_parameters(
+            shape[0], self.acceleration, centre_line_count(shape[0], self.sample_n, self.center_fraction)
+        )
 
     def training_masks(
         self, batch_size: int, shape: tuple[int, int], step: int, rank: int, device: torch.device
@@ -55,13 +91,13 @@ class MaskSampler:
         Also returns the generator (advanced past the masks) for the noise draw of the same batch.
         """
         generator = seeded_generator(self.seed, "train", rank, step, device=device)
-        masks = gaussian_line_mask(batch_size, shape, self.acceleration, self.sample_n, generator, device)
+        masks = self._draw(batch_size, shape, generator, device)
         return masks, generator
 
     def evaluation_mask(self, key: str, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Generator]:
         """The fixed CPU mask ``(H, W)`` of slice ``key`` and its (advanced) CPU generator."""
         generator = seeded_generator(self.seed, "eval", key)
-        mask = gaussian_line_mask(1, shape, self.acceleration, self.sample_n, generator)[0]
+        mask = self._draw(1, shape, generator)[0]
         return mask, generator
 
     def simulate(

@@ -1,0 +1,62 @@
+"""`csmri export`: ONNX (onnxruntime) and TorchScript files of RecNet, the stage-2 model and DAGAN match PyTorch."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from csmri.app.export import INPUT_NAMES, OUTPUT_NAMES, example_inputs, export, main, reference, run_onnx
+from csmri.inference import TrainedReconstructor
+
+pytest.importorskip("onnxruntime")
+
+
+def _load_torchscript(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_export_matches_pytorch(stage, fmt, stage1_ckpt, request, tmp_path):
+    ckpt = stage1_ckpt if stage == "stage1" else request.getfixturevalue("stage2_ckpt")
+    out = tmp_path / f"model.{'onnx' if fmt == 'onnx' else 'pt'}"
+    error = export(ckpt, fmt, out)  # size: the training size recorded in the checkpoint (64 x 64)
+    assert error < 1e-4 and out.is_file()
+    model = TrainedReconstructor(ckpt, device="cpu")
+    inputs = example_inputs(64, 64, model.acquisition, batch=4, seed=5)
+    inputs = (inputs[0] * 30, inputs[1] * 30, inputs[2])  # any intensity scale
+    expected = reference(model, *inputs)
+    actual = run_onnx(out, *inputs) if fmt == "onnx" else _load_torchscript(out)(*inputs)
+    assert actual.shape == (4, 2, 64, 64)
+    assert float((actual - expected).abs().max()) < 1e-4 * 30
+
+
+def test_onnx_interface_and_other_size(stage1_ckpt, tmp_path):
+    import onnx
+
+    out = tmp_path / "r.onnx"
+    assert main(["--ckpt", str(stage1_ckpt), "--format", "onnx", "--out", str(out), "--size", "48", "32"]) == 0
+    graph = onnx.load(str(out)).graph
+    assert [i.name for i in graph.input] == INPUT_NAMES and [o.name for o in graph.output] == OUTPUT_NAMES
+    dims = [d.dim_value or d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 48, 32]
+
+
+def test_export_dagan(dagan_ckpt, tmp_path):
+    assert export(dagan_ckpt, "onnx", tmp_path / "dagan.onnx") < 1e-4
+
+
+def test_export_errors(dagan_ckpt, tmp_path, capsys):
+    seg = tmp_path / "seg.ckpt"
+    torch.save({"csmri_module": "segmentation", "state_dict": {}, "hyper_parameters": {}}, seg)
+    assert main(["--ckpt", str(seg), "--format", "onnx", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert "seg.ckpt is a segmentation checkpoint" in capsys.readouterr().err
+    args = ["--ckpt", str(dagan_ckpt), "--format", "torchscript", "--out", str(tmp_path / "d.pt"), "--size", "32", "32"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "do not fit" in err and err.count("\n") == 0
+    assert not any(p.suffix in (".onnx", ".pt") for p in tmp_path.iterdir())
