@@ -41,8 +41,8 @@ def sample_panel(columns: Mapping[str, torch.Tensor], path: Path) -> Path:
 def log_sample_images(module: L.LightningModule, tag: str, columns: Mapping[str, torch.Tensor]) -> None:
     """Write ``<run dir>/samples/<tag>.png`` (rank 0) and log it to W&B when a W&B logger is attached."""
     trainer = module.trainer
-    if trainer is None or trainer.global_rank != 0 or trainer.sanity_checking:
-        return
+    if trainer is None or trainer.global_rank != 0 or trainer.sanity_checking or not trainer.loggers:
+        return  # no logger (e.g. a bare Trainer(logger=False).validate): nothing is written into the working directory
     path = sample_panel(columns, Path(trainer.default_root_dir) / "samples" / f"{tag.replace('/', '_')}.png")
     for logger in trainer.loggers:
         if type(logger).__name__ == "WandbLogger":
