@@ -157,8 +157,9 @@ class Study:
                     _fmt(r["sis"]),
                 ]
             )
+        split = "validation split (`val`)" if self.cfg.split == "val" else f"`{self.cfg.split}` split"
         note = (
-            f"\n\n{self.cfg.split} split of profile `{self.cfg.profile}` (settings are chosen on it, never on the test "
+            f"\n\n{split} of profile `{self.cfg.profile}` (settings are chosen on it, never on the test "
             "split); every refinement run evaluated at its last checkpoint; same fixed per-slice masks for every run.\n"
         )
         (self.results / "table.md").write_text(markdown_table(header, body) + note)
