@@ -86,6 +86,15 @@ def image_size(root: str, fallback: int | None = None) -> int:
     return int(fallback)
 
 
+def check_no_missing(cfg: DictConfig) -> None:
+    """Raise :class:`csmri.errors.MissingValueError` for the first required value (``???``) left unset."""
+    from csmri.errors import MissingValueError
+
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        raise MissingValueError(missing[0])
+
+
 def instantiate_or_raise_cause(config: Any, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` that re-raises the target's own error (e.g. a ValueError with advice)
     instead of Hydra's generic ``InstantiationException`` wrapper."""
