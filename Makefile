@@ -41,8 +41,8 @@ phantom: venv  ## write the default phantom dataset to data/phantom
 reproduce: venv  ## the main job: data -> stage 1 -> ... -> results/ (PROFILE=quick|paper, DATA=dir)
 	$(VENV)/bin/csmri reproduce profile=$(PROFILE) $(if $(DATA),data.root=$(DATA)) $(if $(RESULTS),results=$(RESULTS))
 
-sync-wandb: venv  ## upload offline W&B runs
-	$(VENV)/bin/wandb sync --sync-all outputs
+sync-wandb: venv  ## upload the offline W&B runs under outputs/ (needs `wandb login`)
+	$(PY) -m csmri.app.sync_wandb outputs
 
 clean:  ## remove caches (keeps .venv, data and outputs)
 	rm -rf .pytest_cache .ruff_cache $$(find . -name __pycache__ -not -path './.venv/*')

@@ -101,6 +101,11 @@ def user_error(err: BaseException) -> CsmriError | None:
     """
     if isinstance(err, CsmriError):
         return err
+    cause, seen = err.__cause__ or err.__context__, 0
+    while cause is not None and seen < 10:  # e.g. a resolver's or target's error wrapped by OmegaConf/Hydra
+        if isinstance(cause, CsmriError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
     from csmri.data.scan_files import BadInputError
 
     if isinstance(err, BadInputError):

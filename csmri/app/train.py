@@ -156,8 +156,7 @@ def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
     if info is not None:
         info.update(**metadata)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    for logger in loggers:
-        logger.log_hyperparams({"config": resolved, **metadata})
+    trainer.callbacks.append(LogConfigAtTrainStart({"config": resolved, **metadata}))
 
     status, error = "failed", None
     try:
@@ -174,7 +173,7 @@ def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
             extra = {"error": error} if error else {}
             info.update(
                 status=status, best_checkpoint=best, best_score=score, monitor=cfg.monitor.metric,
-                final_metrics=metrics, **extra,
+                monitor_mode=cfg.monitor.mode, final_metrics=metrics, **extra,
             )  # fmt: skip
             if best:
                 print(f"best checkpoint: {best} ({cfg.monitor.metric} = {score:.6g})")
@@ -182,8 +181,26 @@ def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
         if any(isinstance(logger, WandbLogger) for logger in loggers):
             import wandb
 
+            run_dir = wandb.run.dir if wandb.run is not None else None
             wandb.finish(exit_code=0 if status == "finished" else 1)
+            if status == "failed" and trainer.global_step == 0 and run_dir and "offline-run-" in run_dir:
+                import shutil
+                from pathlib import Path
+
+                shutil.rmtree(Path(run_dir).parent, ignore_errors=True)  # no W&B run for a run that never trained
     return score if score is not None else metrics.get(cfg.monitor.metric)
+
+
+class LogConfigAtTrainStart(L.Callback):
+    """Logs the resolved config once training starts, so a run that fails while preparing data creates
+    no W&B run (the W&B logger creates its run on first use)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.params)
 
 
 def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, float | None]:
