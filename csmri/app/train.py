@@ -129,12 +129,13 @@ def train(cfg: DictConfig) -> float | None:
     ``run_info.json`` ends with ``status`` ``finished``, ``interrupted`` or ``failed`` (and ``error``, one line),
     ``best_checkpoint`` and ``best_score`` (the monitored metric); both are also printed at the end.
     """
-    check_no_missing(cfg)
-    check_launch(cfg)
     output_dir = cfg.paths.output_dir
     check_output_dir(output_dir)
-    info = RunInfo(output_dir, cfg.seed, experiment=cfg.experiment_name) if rank_zero_only.rank == 0 else None
+    experiment = cfg.get("experiment_name") if not OmegaConf.is_missing(cfg, "experiment_name") else None
+    info = RunInfo(output_dir, cfg.seed, experiment=experiment) if rank_zero_only.rank == 0 else None
     try:
+        check_no_missing(cfg)
+        check_launch(cfg)
         return _fit(cfg, info)
     except BaseException as err:
         if info is not None and info.data.get("status") == "running":
