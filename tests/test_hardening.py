@@ -230,3 +230,38 @@ def test_gan_divergence_is_a_warning(caplog):
             Trainer.global_step = step
             health.on_train_batch_end(Trainer, None, None, None, step)
     assert sum("GAN divergence" in r.message for r in caplog.records) == 1
+
+
+# -- tools --------------------------------------------------------------------------------------------
+
+
+def test_sync_wandb_finds_offline_runs_and_needs_credentials(tmp_path, monkeypatch, capsys):
+    from csmri.app import sync_wandb
+
+    assert sync_wandb.main([str(tmp_path)]) == 0 and "nothing to upload" in capsys.readouterr().out
+    (tmp_path / "stage1" / "run" / "wandb" / "offline-run-2024").mkdir(parents=True)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    assert sync_wandb.offline_runs([tmp_path]) == [tmp_path / "stage1" / "run" / "wandb" / "offline-run-2024"]
+    assert sync_wandb.main([str(tmp_path)]) == 2 and "wandb login" in capsys.readouterr().err
+
+
+def test_optuna_sweep_is_seeded_and_resumable(tmp_path):
+    from csmri.config import compose
+
+    sweep_dir = tmp_path / "sweep"
+    cfg = compose(
+        "train", ["experiment=stage2", "sweep=optuna", f"hydra.sweep.dir={sweep_dir}"], return_hydra_config=True
+    )
+    assert cfg.hydra.sweeper.sampler.seed == 0
+    assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep_dir}/optuna.db"
+
+
+def test_help_lists_only_the_apps_groups():
+    result = run_csmri("eval", "--help")
+    groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    assert "data:" in groups and "experiment:" not in groups and "method" not in groups
+    completion = run_csmri("train", "--shell-completion", "install=bash")
+    assert completion.returncode == 0 and completion.stdout.rstrip().endswith("hydra_bash_completion csmri")
+    query = run_csmri("-sc", "query=bash", COMP_LINE="csmri train experiment=st")
+    assert "experiment=stage1" in query.stdout.split()

@@ -94,3 +94,41 @@ class WandbRunId(L.Callback):
         for logger in trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 checkpoint["wandb_run_id"] = logger.version
+
+
+class RngStateInCheckpoint(L.Callback):
+    """Stores the global random states (Python, NumPy, torch CPU and CUDA) in every checkpoint and restores them
+    on resume, so a resumed run draws what the uninterrupted run drew: the next epoch's shuffle, the replay
+    buffer's choices, dropout. (Lightning restores model, optimiser and loop state but not these.)"""
+
+    KEY = "csmri_rng_states"
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+
+        kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 (the global state itself)
+        checkpoint[self.KEY] = {
+            "python": list(random.getstate()[1]) + [random.getstate()[0]],
+            "python_gauss": random.getstate()[2],
+            "numpy": [kind, torch.as_tensor(keys.astype("int64")), int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+
+        states = checkpoint.get(self.KEY)
+        if not states:
+            return
+        python = states["python"]
+        random.setstate((python[-1], tuple(python[:-1]), states["python_gauss"]))
+        kind, keys, pos, has_gauss, cached = states["numpy"]
+        np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))  # noqa: NPY002
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
