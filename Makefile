@@ -44,8 +44,8 @@ reproduce: venv  ## the main job: data -> stage 1 -> ... -> results/ (PROFILE=qu
 study: venv  ## the alpha / loss-weight study of stage 2 (validation split) -> results/study/
 	$(VENV)/bin/csmri study
 
-sync-wandb: venv  ## upload offline W&B runs
-	$(VENV)/bin/wandb sync --sync-all outputs
+sync-wandb: venv  ## upload the offline W&B runs under outputs/ (needs `wandb login`)
+	$(PY) -m csmri.app.sync_wandb outputs
 
 clean:  ## remove caches (keeps .venv, data and outputs)
 	rm -rf .pytest_cache .ruff_cache $$(find . -name __pycache__ -not -path './.venv/*')

@@ -6,17 +6,19 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 
 from tests.helpers import CSMRI, SUBPROCESS_ENV, run_csmri
 
 
 def _args(phantom_root, run_dir, *extra):
+    stage2 = any(e.startswith("model.recon_ckpt=") for e in extra)
     return [
         "train",
-        "experiment=stage1",
+        "experiment=stage2" if stage2 else "experiment=stage1",
         f"data.root={phantom_root}",
-        "model.nf=4",
+        *([] if stage2 else ["model.nf=4"]),
         "data.batch_size=2",
         "data.acceleration=4",
         "trainer.max_epochs=4",
@@ -25,6 +27,9 @@ def _args(phantom_root, run_dir, *extra):
         "callbacks.last_checkpoint.every_n_train_steps=2",
         *extra,
     ]
+
+
+QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
 def test_sigkill_then_resume_reaches_the_same_final_step(phantom_root, tmp_path):
@@ -48,3 +53,68 @@ def test_sigkill_then_resume_reaches_the_same_final_step(phantom_root, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = torch.load(last, weights_only=True)
     assert final["global_step"] == 4 * 6 and final["epoch"] == 3
+
+
+def _state(path):
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def _all_checkpoints_load(run):
+    files = sorted((run / "checkpoints").glob("*.ckpt"))
+    for f in files:
+        torch.load(f, weights_only=True)  # raises for a half-written file
+    return len(files)
+
+
+def _kill_when(process, ready, deadline_s=300):
+    deadline = time.time() + deadline_s
+    while time.time() < deadline and process.poll() is None and not ready():
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def _epoch_of(last):
+    try:
+        return torch.load(last, weights_only=True)["epoch"] if last.is_file() else -1
+    except Exception:
+        return -1
+
+
+DETERMINISTIC = ["trainer.deterministic=true", "trainer.precision=32-true", "trainer.accelerator=cpu"]
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_killed_runs_resume_bit_for_bit(stage, phantom_root, stage1_ckpt, tmp_path):
+    """SIGKILL after an epoch's checkpoint and again inside a (slowed-down) checkpoint write: every checkpoint
+    left on disk loads with weights_only=True, and resuming reaches exactly the weights (and, for stage 2,
+    lambda, the normaliser constants and the replay buffer) of an uninterrupted run."""
+    from tests.conftest import TINY_STAGE2
+
+    extra = [*DETERMINISTIC, "trainer.max_epochs=3", "callbacks.last_checkpoint.every_n_train_steps=null"]
+    if stage == "stage2":
+        extra += [f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2, "data.batch_size=4"]
+    reference = tmp_path / "reference"
+    result = run_csmri(*_args(phantom_root, reference, *extra))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    process = subprocess.Popen([*CSMRI, *_args(phantom_root, run, *extra)], env=SUBPROCESS_ENV, **QUIET)
+    _kill_when(process, lambda: _epoch_of(last) >= 0)  # after the first epoch's checkpoint
+    assert _all_checkpoints_load(run) >= 1
+
+    # second kill: inside the write of the next checkpoint (slowed down half-way through the file)
+    slowed = {**SUBPROCESS_ENV, "CSMRI_TEST_SAVE_DELAY_S": "30"}
+    args = _args(phantom_root, run, *extra, f"ckpt_path={last}")
+    process = subprocess.Popen([*CSMRI, *args], env=slowed, **QUIET)
+    _kill_when(process, lambda: any((run / "checkpoints").glob(".*.tmp-*")))
+    assert _all_checkpoints_load(run) >= 1
+
+    result = run_csmri(*_args(phantom_root, run, *extra, f"ckpt_path={last}"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected, actual = _state(reference / "checkpoints" / "last.ckpt"), _state(last)
+    assert expected.keys() == actual.keys()
+    different = [k for k in expected if not torch.equal(expected[k], actual[k])]
+    assert not different, different[:5]

@@ -15,6 +15,10 @@ csmri export --ckpt CKPT --format onnx|torchscript --out PATH [--size H W]
 csmri compare RUN_DIR... [--metric val/psnr]   final metrics side by side + a metric-over-steps plot
 csmri readers export --eval-dir DIR --out DIR   blinded reader-study kit from an evaluation
 csmri readers score RATINGS.csv --key KEY.json  un-blind ratings: MOS per method + Wilcoxon
+csmri --version                         the installed version
+
+Errors a user can fix end with one line and a hint (exit status 2); CSMRI_DEBUG=1 shows the traceback.
+Tab completion of the Hydra apps: eval "$(csmri train --shell-completion install=bash)"
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ USAGE = __doc__
 
 HYDRA_APP_ENV = "CSMRI_HYDRA_APP"
 HYDRA_APPS = {"train": "train", "eval": "evaluate"}
+COMMANDS = ("train", "eval", "reproduce", "data", "compare", "readers")
+COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 
 def _hydra(module: str, argv: list[str]) -> int:
@@ -39,16 +45,51 @@ def _hydra(module: str, argv: list[str]) -> int:
 
     app = importlib.import_module(f"csmri.app.{module}")
     os.environ[HYDRA_APP_ENV] = module
-    sys.argv = [app.__file__, *argv]
+    # shell completion names the installed command (Hydra's script completes `csmri`, not a .py file)
+    completing = any(a in COMPLETION_FLAGS or a.startswith("--shell-completion=") for a in argv)
+    sys.argv = ["csmri" if completing else app.__file__, *argv]
     app.main()
     return 0
 
 
+def _complete(argv: list[str]) -> int:
+    """``csmri -sc query=bash`` from the completion script: complete the command word, or hand the line
+    (without ``csmri <command>``) to that command's Hydra app."""
+    words = os.environ.get("COMP_LINE", "").split()
+    if len(words) >= 2 and words[1] in HYDRA_APPS and (len(words) > 2 or os.environ["COMP_LINE"].endswith(" ")):
+        os.environ["COMP_LINE"] = " ".join(["csmri", *words[2:]]) + (" " if os.environ["COMP_LINE"][-1:] == " " else "")
+        return _hydra(HYDRA_APPS[words[1]], argv)
+    if any(a.startswith("query=") for a in argv):
+        prefix = words[1] if len(words) == 2 and not os.environ.get("COMP_LINE", "").endswith(" ") else ""
+        print(" ".join(c for c in COMMANDS if c.startswith(prefix)))
+        return 0
+    return _hydra("train", argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(argv)
+    except Exception as err:
+        from csmri.app.guard import report
+
+        status = report(err)
+        if status is None:
+            raise
+        return status
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(USAGE)
         return 0
+    if argv[0] in {"--version", "-V", "version"}:
+        from csmri import __version__
+
+        print(f"csmri {__version__}")
+        return 0
+    if argv[0] in COMPLETION_FLAGS:
+        return _complete(argv)
     command, rest = argv[0], argv[1:]
     if command in HYDRA_APPS:
         return _hydra(HYDRA_APPS[command], rest)

@@ -1,6 +1,7 @@
 """`csmri compare RUN_DIR... [--metric val/psnr] [--out compare.png]`: runs side by side without W&B.
 
-Prints a table of each run's status, experiment and final metrics (from ``run_info.json``) and plots
+Prints a table of each run's status (with the error of a failed run), experiment, best monitored score and
+final metrics (from ``run_info.json``) and plots
 one metric over training steps for every run (from the CSV logger's ``csv/metrics.csv``).
 """
 
@@ -22,6 +23,21 @@ def read_run(run_dir: Path) -> dict:
     return json.loads(info_path.read_text())
 
 
+def run_status(info: dict) -> str:
+    """``finished`` / ``interrupted`` / ``failed: <error>``; a run still marked running whose process is gone
+    cannot be told from a live one here, so it is shown as ``running?``."""
+    status = str(info.get("status", "unknown"))
+    if status == "failed" and info.get("error"):
+        return f"failed: {info['error']}"
+    return "running?" if status == "running" else status
+
+
+def best_score(info: dict) -> str:
+    """``<monitor> <score>`` of the run's best checkpoint, or empty."""
+    score = info.get("best_score")
+    return f"{info.get('monitor', '')} {score:.4f}".strip() if isinstance(score, int | float) else ""
+
+
 def metric_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     """``(steps, values)`` of ``metric`` in the run's CSV log (empty when absent)."""
     path = run_dir / "csv" / "metrics.csv"
@@ -38,13 +54,13 @@ def compare(run_dirs: list[Path], metric: str, out: Path) -> Path:
     runs = {d: read_run(d) for d in run_dirs}
     names = sorted({k for info in runs.values() for k in info.get("final_metrics", {}) if k.startswith("val/")})
     table = Table(title="csmri runs")
-    for column in ("run", "experiment", "status", *names):
+    for column in ("run", "experiment", "status", "best score", *names):
         table.add_column(column)
     for d, info in runs.items():
         finals = info.get("final_metrics", {})
         cells = [f"{finals[n]:.4f}" if n in finals else "" for n in names]
-        table.add_row(str(d), str(info.get("experiment", "")), str(info.get("status", "")), *cells)
-    Console().print(table)
+        table.add_row(str(d), str(info.get("experiment", "")), run_status(info), best_score(info), *cells)
+    Console(width=max(Console().width, 200)).print(table)
 
     import matplotlib
 

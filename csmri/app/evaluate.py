@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from csmri.app.guard import guarded
 from csmri.config import CONFIG_SEARCH_PATH
 
 
@@ -12,7 +13,7 @@ from csmri.config import CONFIG_SEARCH_PATH
 def main(cfg: DictConfig) -> None:
     from csmri.eval.runner import evaluate
 
-    evaluate(cfg)
+    guarded(evaluate, cfg)
 
 
 if __name__ == "__main__":

@@ -125,18 +125,17 @@ class Pipeline:
             f"data.acceleration={d.acceleration}",
             f"data.sample_n={d.sample_n if d.get('sample_n') is not None else 'null'}",
             f"seed={self.p.seed}",
+            # the phantom's settings for every step (training and eval): a phantom is checked against them
+            *(
+                [f"data.source.size={d.size}", f"data.source.patients={d.patients}", f"data.source.slices={d.slices}"]
+                if d.config == "phantom"
+                else []
+            ),
         ]
 
     def train_command(self, name: str) -> list[str]:
         stage = self.p.stages[name]
         args = [f"experiment={stage.experiment}", *self.data_overrides(), f"hydra.run.dir={self.stage_dir(name)}"]
-        if self.p.data.config == "phantom":
-            d = self.p.data
-            args += [
-                f"data.source.size={d.size}",
-                f"data.source.patients={d.patients}",
-                f"data.source.slices={d.slices}",
-            ]
         if name == "stage2":
             args.append(f"model.recon_ckpt={self.eval_ckpt('stage1')}")
         if name in ("stage2", "dagan") and not self.p.get("vgg_standin", True):

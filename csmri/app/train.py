@@ -21,8 +21,10 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from csmri.config import CONFIG_SEARCH_PATH, instantiate_or_raise_cause
-from csmri.lit.checkpoints import read_checkpoint
+from csmri.app.guard import guarded
+from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_raise_cause
+from csmri.errors import ConfigError, TrainingError, did_you_mean, user_error
+from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint
 from csmri.lit.precision import configure_matmul, resolve_precision
 from csmri.run_info import RunInfo
 
@@ -47,10 +49,43 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
     """The configured Trainer with ``trainer.precision`` resolved (``auto`` -> see :mod:`csmri.lit.precision`)."""
+    check_trainer_keys(cfg.trainer)
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
     precision = resolve_precision(cfg.trainer.precision, accelerator)
     configure_matmul(precision, accelerator)
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision)
+    plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision, plugins=plugins)
+
+
+def check_trainer_keys(trainer_cfg: DictConfig) -> None:
+    """Every ``trainer.<key>`` must be a ``lightning.Trainer`` argument (a typo is an error, not a TypeError)."""
+    import inspect
+
+    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    for key in trainer_cfg:
+        if key != "_target_" and key not in accepted:
+            raise ConfigError(
+                f"unknown trainer option `trainer.{key}`{did_you_mean(str(key), accepted, prefix='trainer.')}",
+                "trainer.* keys are the arguments of lightning.Trainer (csmri/conf/trainer/default.yaml); "
+                "drop the `+` and fix the name",
+            )
+
+
+def check_output_dir(path: str) -> None:
+    """Create the run folder and make sure files can be written into it, before any work starts."""
+    from pathlib import Path
+
+    folder = Path(path)
+    probe = folder / ".csmri_write_test"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise TrainingError(
+            f"cannot write into the run folder {folder}: {err.strerror or err}",
+            "choose a writable folder with hydra.run.dir=DIR (or paths.log_dir=DIR)",
+        ) from err
 
 
 def build_module(cfg: DictConfig) -> L.LightningModule:
@@ -91,17 +126,42 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
+def one_line(err: BaseException) -> str:
+    """The error's one line for run records: the user-facing message, or ``Type: first line``."""
+    user = user_error(err)
+    if user is not None:
+        return user.message
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
 def train(cfg: DictConfig) -> float | None:
-    """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers)."""
-    check_launch(cfg)
+    """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers).
+
+    ``run_info.json`` ends with ``status`` ``finished``, ``interrupted`` or ``failed`` (and ``error``, one line),
+    ``best_checkpoint`` and ``best_score`` (the monitored metric); both are also printed at the end.
+    """
     output_dir = cfg.paths.output_dir
     finished = finished_score(output_dir) if cfg.get("skip_finished") else None
     if finished is not None:
         log.info("%s finished earlier (skip_finished=true): not trained again", output_dir)
         return finished
-    L.seed_everything(cfg.seed, workers=True)
-    info = RunInfo(output_dir, cfg.seed, experiment=cfg.experiment_name) if rank_zero_only.rank == 0 else None
+    check_output_dir(output_dir)
+    experiment = cfg.get("experiment_name") if not OmegaConf.is_missing(cfg, "experiment_name") else None
+    info = RunInfo(output_dir, cfg.seed, experiment=experiment) if rank_zero_only.rank == 0 else None
+    try:
+        check_no_missing(cfg)
+        check_launch(cfg)
+        return _fit(cfg, info)
+    except BaseException as err:
+        if info is not None and info.data.get("status") == "running":
+            interrupted = isinstance(err, KeyboardInterrupt)
+            info.update(status="interrupted" if interrupted else "failed", error=one_line(err))
+        raise
 
+
+def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
+    L.seed_everything(cfg.seed, workers=True)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     loggers = build_loggers(cfg)
@@ -114,35 +174,64 @@ def train(cfg: DictConfig) -> float | None:
     if info is not None:
         info.update(**metadata)
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    for logger in loggers:
-        logger.log_hyperparams({"config": resolved, **metadata})
+    trainer.callbacks.append(LogConfigAtTrainStart({"config": resolved, **metadata}))
 
-    status = "failed"
+    status, error = "failed", None
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         status = "interrupted" if trainer.interrupted else "finished"
+    except BaseException as err:
+        status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+        error = one_line(err)
+        raise
     finally:
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        best, score = best_checkpoint(trainer)
         metrics = _float_metrics(trainer.callback_metrics)
         if info is not None:
-            score = getattr(trainer.checkpoint_callback, "best_model_score", None)
+            extra = {"error": error} if error else {}
             info.update(
-                status=status,
-                best_checkpoint=best,
-                best_score=float(score) if score is not None else None,
-                final_metrics=metrics,
-            )
+                status=status, best_checkpoint=best, best_score=score, monitor=cfg.monitor.metric,
+                monitor_mode=cfg.monitor.mode, final_metrics=metrics, **extra,
+            )  # fmt: skip
+            if best:
+                print(f"best checkpoint: {best} ({cfg.monitor.metric} = {score:.6g})")
+            print(f"run {status}: {cfg.paths.output_dir}")
         if any(isinstance(logger, WandbLogger) for logger in loggers):
             import wandb
 
+            run_dir = wandb.run.dir if wandb.run is not None else None
             wandb.finish(exit_code=0 if status == "finished" else 1)
-    score = getattr(trainer.checkpoint_callback, "best_model_score", None)
-    return float(score) if score is not None else metrics.get(cfg.monitor.metric)
+            if status == "failed" and trainer.global_step == 0 and run_dir and "offline-run-" in run_dir:
+                import shutil
+                from pathlib import Path
+
+                shutil.rmtree(Path(run_dir).parent, ignore_errors=True)  # no W&B run for a run that never trained
+    return score if score is not None else metrics.get(cfg.monitor.metric)
+
+
+class LogConfigAtTrainStart(L.Callback):
+    """Logs the resolved config once training starts, so a run that fails while preparing data creates
+    no W&B run (the W&B logger creates its run on first use)."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams(self.params)
+
+
+def best_checkpoint(trainer: L.Trainer) -> tuple[str | None, float | None]:
+    """The best checkpoint path and its monitored score (``None`` when no checkpoint was selected)."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") or None
+    score = getattr(callback, "best_model_score", None)
+    return path, (float(score) if score is not None and path else None)
 
 
 @hydra.main(config_path=CONFIG_SEARCH_PATH, config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg)
+    return guarded(train, cfg)
 
 
 if __name__ == "__main__":

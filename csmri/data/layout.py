@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from csmri.errors import DataError, DatasetNotFoundError
+
 if TYPE_CHECKING:
     import h5py
 
@@ -85,18 +87,23 @@ def read_meta(root: str | Path) -> dict[str, Any]:
     """Read and validate ``<root>/meta.json``; raises ``FileNotFoundError``/``ValueError`` with the path."""
     path = Path(root) / META_FILE
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no dataset at {Path(root)} (missing {path.name}); write the phantom there with "
-            f"`csmri data phantom --out {root}`, convert raw scans with `csmri data prepare data=<name> "
-            f"data.root=RAW --out {root}`, or train with a data config whose data.source prepares it on first "
-            "use (data=phantom, folder, la2018, acdc, fastmri_singlecoil)"
+        where = "does not exist" if not Path(root).exists() else f"has no {path.name}"
+        raise DatasetNotFoundError(
+            f"no dataset at {Path(root)} (the folder {where})",
+            f"for a folder of your own scans use data=folder data.root={root}; write the phantom with "
+            f"`csmri data phantom --out {root}`; or convert scans with `csmri data prepare data=<name> "
+            f"data.root=RAW --out {root}`",
         )
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: unsupported dataset format {meta.get('format')!r}, expected {FORMAT!r}")
-    missing = [s for s in SPLITS if s not in meta.get("splits", {})]
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: unreadable ({err})", "prepare the dataset again (it is damaged)") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise DataError(f"{path}: unsupported dataset format {found!r}, expected {FORMAT!r}")
+    missing = [s for s in SPLITS if s not in (meta.get("splits") or {})]
     if missing:
-        raise ValueError(f"{path}: splits {missing} are missing")
+        raise DataError(f"{path}: splits {missing} are missing", "prepare the dataset again (it is damaged)")
     return meta
 
 
@@ -139,19 +146,28 @@ def open_case_file(path: str | Path) -> h5py.File:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"dataset file listed in meta.json is missing: {path}")
+        raise DatasetNotFoundError(
+            f"dataset file listed in meta.json is missing: {path}", "prepare the dataset again (it is incomplete)"
+        )
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise OSError(f"cannot read dataset file {path}: {err}") from err
+        raise DataError(
+            f"cannot read dataset file {path}: {str(err).splitlines()[0]}",
+            "the file is truncated or damaged: prepare the dataset again",
+        ) from err
     for name in CASE_DATASETS:
         if name not in f:
             f.close()
-            raise ValueError(f"{path}: missing dataset {name!r}")
+            raise DataError(f"{path}: missing dataset {name!r}", "prepare the dataset again")
     if f["image"].shape != f["label"].shape or f["image"].shape[0] != f["keys"].shape[0]:
         shapes = (f["image"].shape, f["label"].shape, f["keys"].shape)
         f.close()
-        raise ValueError(f"{path}: inconsistent image/label/keys shapes {shapes}")
+        raise DataError(f"{path}: inconsistent image/label/keys shapes {shapes}", "prepare the dataset again")
+    if f["image"].ndim != 3 or not np.issubdtype(f["image"].dtype, np.complexfloating):
+        found = (f["image"].dtype, f["image"].shape)
+        f.close()
+        raise DataError(f"{path}: `image` must be complex (S, H, W), found {found}", "prepare the dataset again")
     return f
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import lightning as L
 import torch
 
+from csmri.errors import ConfigError
 from csmri.lit.checkpoints import read_checkpoint
 from csmri.lit.optim import upgrade_legacy_hparams
 
@@ -52,7 +53,10 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
     checkpoint = read_checkpoint(path, what)
     tag = checkpoint.get("csmri_module")
     if tag not in MODULES:
-        raise ValueError(f"{what} {path} was not written by a csmri training stage (module tag {tag!r})")
+        raise ConfigError(
+            f"{what} {path} was not written by a csmri training stage (module tag {tag!r})",
+            "use checkpoints/best.ckpt or last.ckpt of a `csmri train` run",
+        )
     module_path, name = MODULES[tag].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_path), name)
     hparams = checkpoint.get("hyper_parameters", {})
@@ -90,10 +94,13 @@ class CheckpointMethod:
 
     def __init__(self, ckpt: str | None = None, name: str = "checkpoint") -> None:
         if not ckpt:
-            raise ValueError(f"method {name!r} needs a checkpoint: set {name}.ckpt=PATH")
+            raise ConfigError(
+                f"method `{name}` needs a checkpoint: set {name}.ckpt=PATH",
+                "checkpoints/best.ckpt of the matching `csmri train` run, or drop it from methods",
+            )
         self.module = load_module(ckpt, f"{name}.ckpt")
         if not hasattr(self.module, "reconstruct"):
-            raise ValueError(f"{name}.ckpt={ckpt} is a {type(self.module).__name__}, not a reconstruction method")
+            raise ConfigError(f"{name}.ckpt={ckpt} is a {type(self.module).__name__}, not a reconstruction method")
 
     def to(self, device: torch.device) -> CheckpointMethod:
         self.module.to(device)

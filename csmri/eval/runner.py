@@ -25,6 +25,7 @@ from tqdm import tqdm
 from csmri.config import instantiate_or_raise_cause
 from csmri.data.datamodule import MRIDataModule
 from csmri.data.dataset import read_meta
+from csmri.errors import ConfigError, did_you_mean
 from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, load_module
 from csmri.eval.recons import GROUND_TRUTH, RECONS_FILE, save_recons
@@ -42,15 +43,40 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def configured_methods(cfg: DictConfig) -> list[str]:
+    """Names of the config blocks that are reconstruction methods (not ``data`` or other instantiable blocks)."""
+    prefixes = ("csmri.eval.methods.", "csmri.baselines.")
+    return sorted(
+        k for k, v in cfg.items() if isinstance(v, DictConfig) and str(v.get("_target_", "")).startswith(prefixes)
+    )
+
+
+def reference_method(cfg: DictConfig) -> str:
+    """``cfg.reference``, by default the last of ``cfg.methods`` (the proposed method is listed last)."""
+    methods = [str(m) for m in cfg.methods]
+    reference = cfg.get("reference") or (methods[-1] if methods else None)
+    if reference not in methods:
+        raise ConfigError(
+            f"reference `{reference}` is not among methods [{', '.join(methods)}]",
+            f"add it to methods, or set reference to one of them (default: the last, {methods[-1]})"
+            if methods
+            else "set methods=[...]",
+        )
+    return reference
+
+
 def build_methods(cfg: DictConfig, device: torch.device) -> dict[str, Reconstructor]:
     """Instantiate every method named in ``cfg.methods`` from its config block of the same name."""
     if not cfg.methods:
-        raise ValueError("no methods to evaluate: set methods=[zero_filled,recnet,...]")
+        raise ConfigError("no methods to evaluate", "set methods=[zero_filled,recnet,...]")
     methods = {}
     for name in cfg.methods:
-        if name not in cfg:
-            known = [k for k, v in cfg.items() if isinstance(v, DictConfig) and "_target_" in v]
-            raise ValueError(f"unknown method {name!r}; configured methods: {sorted(known)}")
+        if name not in configured_methods(cfg):
+            known = configured_methods(cfg)
+            raise ConfigError(
+                f"unknown method `{name}`{did_you_mean(str(name), known)}; configured methods: {', '.join(known)}",
+                "methods are the blocks of csmri/conf/eval.yaml made from csmri/conf/method/*.yaml",
+            )
         method = instantiate_or_raise_cause(cfg[name])
         if not isinstance(method, Reconstructor):
             raise TypeError(f"method {name!r} ({type(method).__name__}) has no reconstruct(batch)")
@@ -203,7 +229,8 @@ def log_to_wandb(cfg: DictConfig, out: Path, rows: list[dict[str, Any]]) -> None
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """Run ``csmri eval`` for a composed ``conf/eval.yaml``; returns the table rows."""
     out = Path(cfg.paths.output_dir)
-    info = RunInfo(out, cfg.seed, task="eval", methods=list(cfg.methods))
+    reference = reference_method(cfg)
+    info = RunInfo(out, cfg.seed, task="eval", methods=list(cfg.methods), reference=reference)
     device = resolve_device(cfg.device)
     datamodule: MRIDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -228,7 +255,7 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     rows = summarise_methods(
         results.records,
         results.dice_gt,
-        reference=cfg.reference if cfg.reference in methods else None,
+        reference=reference,
         methods_order=names,
         labels=OmegaConf.to_container(cfg.labels),
     )

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from csmri.data import MRIDataModule, SliceDataset
+from csmri.errors import DataError
 from csmri.physics import fft2c
 
 
@@ -96,7 +97,7 @@ def test_corrupt_file_names_the_file(tmp_path, phantom_root):
     shutil.copytree(phantom_root, root)
     victim = next((root / "val").glob("*.h5"))
     victim.write_bytes(b"not an hdf5 file")
-    with pytest.raises(OSError, match=victim.name):
+    with pytest.raises(DataError, match=victim.name):
         SliceDataset(root, "val")
     victim.unlink()
     with h5py.File(victim, "w") as f:

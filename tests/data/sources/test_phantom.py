@@ -212,7 +212,10 @@ def test_dataset_meta(dataset_root):
         "noise_std",
         "splits",
         "label_names",
+        "generator",
+        "written_by",
     }
+    assert meta["generator"] == {"patients": 5, "size": 32, "slices": 4, "seed": 3, "noise_std": 0.0}
     assert meta["format"] == "csmri-slices-v1" and meta["source"] == "phantom"
     assert meta["size"] == [32, 32] and meta["n_slices_per_patient"] == 4
     assert meta["seed"] == 3 and meta["noise_std"] == 0.0

@@ -18,6 +18,7 @@ from csmri.data.sources.folder.convert import load_case
 from csmri.data.sources.folder.discovery import Case, CaseFinder, Discovery, fingerprint
 from csmri.data.sources.folder.options import FolderOptions
 from csmri.data.sources.folder.summary import CaseRecord, format_summary, summarise_preparation
+from csmri.errors import DatasetFolderError
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +85,21 @@ class FolderSource:
             return False
         if not has_layout(out):
             if any(out.iterdir()):
-                raise FileExistsError(f"{out} exists and is not a csmri dataset; refusing to write into it")
+                raise DatasetFolderError(
+                    f"{out} exists and is not a csmri dataset; refusing to write into it",
+                    "set data.source.out (or --out) to a new or empty folder",
+                )
             return False
         meta = json.loads((out / layout.META_FILE).read_text())
         if meta.get("source") != "folder" or meta.get("options_hash") != self.options_hash():
-            raise FileExistsError(
-                f"{out} already holds a dataset prepared from other options or another source; "
-                "choose another out directory or delete it"
+            raise DatasetFolderError(
+                f"{out} already holds a dataset prepared from other options or another source",
+                f"delete {out} to prepare it again with these settings, or set data.source.out to another folder",
             )
         if meta.get("raw_root") != str(root.resolve()):
-            raise FileExistsError(
-                f"{out} holds a dataset prepared from {meta.get('raw_root')}, not {root.resolve()}; "
-                "choose another out directory or delete it"
+            raise DatasetFolderError(
+                f"{out} holds a dataset prepared from {meta.get('raw_root')}, not {root.resolve()}",
+                f"delete {out} to prepare it again, or set data.source.out to another folder",
             )
         if meta.get("inputs_fingerprint") != inputs:
             log.warning("the raw files changed since %s was prepared: preparing it again", out)

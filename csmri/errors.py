@@ -1,0 +1,140 @@
+"""User-facing errors: mistakes a user can fix (a wrong path, a missing config value, a bad input file).
+
+The ``csmri`` command (:mod:`csmri.app.cli`) prints them as one line plus a hint and exits with status 2;
+``HYDRA_FULL_ERROR=1`` or ``CSMRI_DEBUG=1`` shows the full traceback instead. Every other exception is a bug
+and keeps its traceback. The subclasses also derive from the builtin they replace (``ValueError``,
+``FileNotFoundError``, ...), so ``except ValueError`` written against earlier versions still catches them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "CsmriError",
+    "DataError",
+    "DatasetFolderError",
+    "DatasetNotFoundError",
+    "MissingValueError",
+    "TrainingError",
+    "debug_enabled",
+    "did_you_mean",
+    "format_error",
+    "user_error",
+]
+
+DEBUG_ENV = ("CSMRI_DEBUG", "HYDRA_FULL_ERROR")
+EXIT_USER_ERROR = 2
+
+# what to set for the required (???) values of the shipped configs
+MISSING_HINTS = {
+    "model.recon_ckpt": "a stage-1 checkpoint, e.g. model.recon_ckpt=outputs/stage1/<run>/checkpoints/best.ckpt",
+    "data.root": "your dataset folder, e.g. data.root=DIR (a prepared dataset, or raw scans with data=folder)",
+    "module": "an experiment, e.g. experiment=stage1 (csmri/conf/experiment/*.yaml)",
+    "experiment_name": "an experiment, e.g. experiment=stage1 (csmri/conf/experiment/*.yaml)",
+}
+
+
+class CsmriError(Exception):
+    """A mistake the user can fix; ``hint`` says how (printed on its own line)."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(f"{message}; {hint}" if hint else message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(CsmriError, ValueError):
+    """A configuration value that cannot work (unknown key or method, inconsistent settings)."""
+
+
+class MissingValueError(ConfigError):
+    """A required config value (``???``) was not set."""
+
+    def __init__(self, key: str, hint: str | None = None) -> None:
+        self.key = key
+        what = hint or MISSING_HINTS.get(key) or f"a value on the command line, e.g. {key}=..."
+        super().__init__(f"missing required value `{key}`: set it to {what}")
+
+
+class DataError(CsmriError, ValueError):
+    """A dataset or data folder that cannot be used as configured."""
+
+
+class DatasetNotFoundError(DataError, FileNotFoundError):
+    """No prepared dataset (or file of one) where the config points."""
+
+
+class DatasetFolderError(DataError, FileExistsError):
+    """A folder that a data source refuses to write into (it holds something else)."""
+
+
+class CheckpointError(CsmriError, FileNotFoundError, ValueError):
+    """A checkpoint that is missing or unreadable."""
+
+
+class TrainingError(CsmriError, RuntimeError):
+    """Training cannot go on (a non-finite loss, an unwritable output folder)."""
+
+
+def debug_enabled() -> bool:
+    """True when ``CSMRI_DEBUG`` or ``HYDRA_FULL_ERROR`` asks for full tracebacks."""
+    return any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_ENV)
+
+
+def did_you_mean(name: str, candidates: Iterable[str], prefix: str = "") -> str:
+    """`` (did you mean `x`?)`` for the closest candidate, else ``""``."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean `{prefix}{close[0]}`?)" if close else ""
+
+
+def user_error(err: BaseException) -> CsmriError | None:
+    """``err`` as a :class:`CsmriError` when it is a user mistake csmri recognises, else ``None``.
+
+    Besides csmri's own errors: bad input files (:class:`csmri.data.scan_files.BadInputError`), missing
+    ``???`` config values and Hydra's composition errors (an unknown config group or key).
+    """
+    if isinstance(err, CsmriError):
+        return err
+    cause, seen = err.__cause__ or err.__context__, 0
+    while cause is not None and seen < 10:  # e.g. a resolver's or target's error wrapped by OmegaConf/Hydra
+        if isinstance(cause, CsmriError):
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    from csmri.data.scan_files import BadInputError
+
+    if isinstance(err, BadInputError):
+        return DataError(str(err), "check the file, or skip bad inputs with data.source.skip_bad=true")
+    try:
+        from hydra.errors import ConfigCompositionException, MissingConfigException
+        from omegaconf.errors import MissingMandatoryValue
+    except ImportError:  # pragma: no cover - hydra is a dependency
+        return None
+    if isinstance(err, MissingMandatoryValue):
+        key = getattr(err, "full_key", "") or ""
+        return MissingValueError(key) if key else ConfigError(str(err).splitlines()[0])
+    if isinstance(err, ConfigCompositionException | MissingConfigException):
+        lines = [line for line in str(err).splitlines() if line.strip()]
+        return ConfigError(lines[0] if lines else type(err).__name__, " ".join(lines[1:3]))
+    return None
+
+
+def format_error(err: CsmriError, prog: str = "csmri") -> str:
+    """``csmri: error: <message>`` and, when there is one, ``  hint: <hint>`` on the next line."""
+    text = f"{prog}: error: {err.message}"
+    if err.hint:
+        text += f"\n  hint: {err.hint}"
+    return text
+
+
+def path_hint(path: str | Path) -> str:
+    """The nearest existing parent of ``path`` (to tell the user where the path stops existing)."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return str(p)
