@@ -22,20 +22,18 @@ from typing import Any
 
 import torch
 
+from csmri.errors import DataError
 from csmri.physics.fft import ifft2c
 
 PRECISIONS = ("32", "bf16")
 
 
-class InferenceError(ValueError):
+class InferenceError(DataError):
     """A checkpoint or input that cannot be reconstructed; the message names it and says what to do (one line).
 
-    ``csmri reconstruct`` / ``csmri export`` print it without a traceback and exit with status 2.
+    A :class:`csmri.errors.DataError` (so a ``ValueError``): ``csmri reconstruct`` / ``csmri export`` and the
+    ``csmri`` command print it without a traceback and exit with status 2.
     """
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message}; {hint}" if hint else message)
-        self.message, self.hint = message, hint
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
