@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from csmri.data.phantom import generate_patient
+from csmri.data.sources.phantom import generate_patient
 
 from csmri.baselines import DEFAULT_ERROR_THRESHOLDS, DLMRI, FAST_SETTINGS, nu_from_noise
 from csmri.metrics.image import magnitude, psnr, ssim
