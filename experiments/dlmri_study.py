@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from csmri.data.sources.phantom import generate_patient
 
 from csmri.baselines import DEFAULT_ERROR_THRESHOLDS, DLMRI, FAST_SETTINGS, nu_from_noise
+from csmri.data.sources.phantom import generate_patient
 from csmri.metrics.image import magnitude, psnr, ssim
 from csmri.physics import fft2c, ifft2c
 from csmri.physics.mask import gaussian_line_mask
