@@ -31,7 +31,17 @@ USAGE = __doc__
 
 HYDRA_APP_ENV = "CSMRI_HYDRA_APP"
 HYDRA_APPS = {"train": "train", "eval": "evaluate"}
-COMMANDS = ("train", "eval", "reproduce", "data", "compare", "readers")
+# the argparse-style tools: command -> "module:function" taking the remaining arguments, returning the exit status
+TOOLS = {
+    "reproduce": "csmri.app.reproduce:main",
+    "study": "csmri.app.study:main",
+    "data": "csmri.app.data:main",
+    "reconstruct": "csmri.app.reconstruct:main",
+    "export": "csmri.app.export:main",
+    "compare": "csmri.app.compare:main",
+    "readers": "csmri.eval.reader_study:readers_main",
+}
+COMMANDS = (*HYDRA_APPS, *TOOLS)
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 
@@ -95,34 +105,11 @@ def _dispatch(argv: list[str]) -> int:
         return _hydra(HYDRA_APPS[command], rest)
     if os.environ.get(HYDRA_APP_ENV) and "=" in command:  # a DDP worker relaunched by Lightning
         return _hydra(os.environ[HYDRA_APP_ENV], argv)
-    if command == "reproduce":
-        from csmri.app.reproduce import main as reproduce
+    if command in TOOLS:
+        import importlib
 
-        return reproduce(rest)
-    if command == "study":
-        from csmri.app.study import main as study
-
-        return study(rest)
-    if command == "data":
-        from csmri.app.data import main as data
-
-        return data(rest)
-    if command == "reconstruct":
-        from csmri.app.reconstruct import main as reconstruct
-
-        return reconstruct(rest)
-    if command == "export":
-        from csmri.app.export import main as export
-
-        return export(rest)
-    if command == "compare":
-        from csmri.app.compare import main as compare
-
-        return compare(rest)
-    if command == "readers":
-        from csmri.eval.reader_study import readers_main
-
-        return readers_main(rest)
+        module, function = TOOLS[command].split(":")
+        return getattr(importlib.import_module(module), function)(rest)
     print(f"csmri: unknown command {command!r}\n{USAGE}", file=sys.stderr)
     return 2
 
