@@ -384,10 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = reconstruct(args)
-    except (InferenceError, BadInputError) as err:
-        print(f"csmri reconstruct: error: {err}", file=sys.stderr)
-        return 2
-    except ImportError as err:
+    except (InferenceError, BadInputError, ImportError) as err:  # ImportError: an optional reader is not installed
         print(f"csmri reconstruct: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {out} and {mask_path(out)}")
