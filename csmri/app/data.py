@@ -18,6 +18,9 @@ def main(argv: list[str]) -> int:
     phantom.add_argument("--slices", type=int, default=20, help="slices per patient")
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--noise-std", type=float, default=0.0, help="complex image noise std")
+    phantom.add_argument(
+        "--resolution", type=float, default=1.0, help="acquired fraction of the k-space extent (1 = the grid's)"
+    )
     phantom.add_argument("--examples", metavar="PNG", help="also write a PNG grid of example slices")
     from csmri.data.prepare import add_prepare_parser, run_prepare
 
@@ -36,6 +39,7 @@ def main(argv: list[str]) -> int:
             n_slices=args.slices,
             seed=args.seed,
             noise_std=args.noise_std,
+            resolution=args.resolution,
         )
     except ValueError as err:
         parser.error(str(err))

@@ -73,7 +73,9 @@ class Pipeline:
         self.work = Path(profile.work_dir)
         self.results = Path(profile.results)
         data_dir = Path(os.environ.get("CSMRI_DATA_DIR", "data"))
-        self.data_root = Path(profile.data.root) if profile.data.root else data_dir / f"phantom_{profile.data.size}"
+        resolution = float(profile.data.get("resolution", 1.0))
+        default_root = data_dir / (f"phantom_{profile.data.size}" + (f"_res{resolution:g}" if resolution < 1 else ""))
+        self.data_root = Path(profile.data.root) if profile.data.root else default_root
         self.steps = [Step(name, 60 * profile.stages[name].estimate_min) for name in TRAIN_STAGES]
         self.steps.append(Step("eval", 60 * profile.eval.estimate_min))
 
@@ -127,7 +129,12 @@ class Pipeline:
             f"seed={self.p.seed}",
             # the phantom's settings for every step (training and eval): a phantom is checked against them
             *(
-                [f"data.source.size={d.size}", f"data.source.patients={d.patients}", f"data.source.slices={d.slices}"]
+                [
+                    f"data.source.size={d.size}",
+                    f"data.source.patients={d.patients}",
+                    f"data.source.slices={d.slices}",
+                    f"data.source.resolution={d.get('resolution', 1.0)}",
+                ]
                 if d.config == "phantom"
                 else []
             ),

@@ -16,14 +16,23 @@ from csmri.physics.mask import gaussian_line_mask
 BF16 = torch.autocast("cpu", dtype=torch.bfloat16)
 
 
-def test_auto_picks_bf16_only_with_native_support(monkeypatch):
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
-    assert precision.resolve_precision("auto", "cpu") == "bf16-mixed"
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
-    assert precision.resolve_precision("auto", "cpu") == "32-true"
+@pytest.mark.parametrize(
+    ("flags", "auto", "explicit_bf16_allowed"),
+    [
+        ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bf16-mixed", True),  # AMX: bf16 is faster
+        ({"avx512f", "avx512_bf16"}, "32-true", True),  # native bf16, measured no faster than fp32
+        ({"avx2"}, "32-true", False),  # emulated bf16
+    ],
+)
+def test_auto_picks_bf16_only_where_it_is_faster(monkeypatch, flags, auto, explicit_bf16_allowed):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert precision.resolve_precision("auto", "cpu") == auto
     assert precision.resolve_precision("32-true", "cpu") == "32-true"
-    with pytest.raises(ValueError, match="no native bf16 support.*trainer.precision=32-true"):
-        precision.resolve_precision("bf16-mixed", "cpu")
+    if explicit_bf16_allowed:
+        assert precision.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    else:
+        with pytest.raises(ValueError, match="no native bf16 support.*trainer.precision=32-true"):
+            precision.resolve_precision("bf16-mixed", "cpu")
 
 
 def _measured(size=32, batch=2, seed=0):

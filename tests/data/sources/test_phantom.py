@@ -163,9 +163,35 @@ def test_noise_is_complex_gaussian_with_the_given_std():
     np.testing.assert_array_equal(noisy.label, clean.label)
 
 
+def test_lower_acquired_resolution_empties_outer_k_space_and_keeps_the_label():
+    full = generate_patient(2, size=SIZE, n_slices=4)
+    half = generate_patient(2, size=SIZE, n_slices=4, resolution=0.5)
+    np.testing.assert_array_equal(half.label, full.label)
+    assert np.abs(half.image).max() == pytest.approx(1.0, abs=1e-6)
+    # centred orthonormal k-space of each slice, computed here with numpy
+    k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(half.image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    radius = np.abs(np.arange(SIZE) - SIZE // 2)
+    outside = (radius[:, None] > SIZE // 4) | (radius[None, :] > SIZE // 4)  # beyond half the extent per axis
+    assert np.abs(k[:, outside]).max() < 1e-5 * np.abs(k).max()
+    # inside 0.8 of the band (the flat part of the window) the spectrum is the full image's, up to one scale
+    k_full = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(full.image, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    flat = (radius[:, None] < 0.4 * SIZE // 2) & (radius[None, :] < 0.4 * SIZE // 2)
+    scale = np.abs(k[:, flat]).sum() / np.abs(k_full[:, flat]).sum()
+    np.testing.assert_allclose(k[:, flat], scale * k_full[:, flat], atol=1e-4 * np.abs(k_full).max())
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"size": 63}, {"size": 30}, {"size": 1026}, {"n_slices": 0}, {"noise_std": -0.1}, {"index": -1}],
+    [
+        {"size": 63},
+        {"size": 30},
+        {"size": 1026},
+        {"n_slices": 0},
+        {"noise_std": -0.1},
+        {"index": -1},
+        {"resolution": 0.0},
+        {"resolution": 1.5},
+    ],
 )
 def test_generate_patient_rejects_bad_arguments(kwargs):
     arguments = {"index": 0, "size": SIZE, "n_slices": 4} | kwargs

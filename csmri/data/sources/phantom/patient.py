@@ -31,7 +31,9 @@ def phantom_patient_id(index: int) -> str:
     return f"phantom_{index:03d}"
 
 
-def check_volume_args(index: int, size: int, n_slices: int, seed: int, noise_std: float) -> None:
+def check_volume_args(
+    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: float = 1.0
+) -> None:
     if not isinstance(size, (int, np.integer)) or size % 2 or not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be an even integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
     if n_slices < 1:
@@ -40,6 +42,39 @@ def check_volume_args(index: int, size: int, n_slices: int, seed: int, noise_std
         raise ValueError(f"index and seed must be >= 0, got index={index}, seed={seed}")
     if not noise_std >= 0:  # also rejects NaN
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    if not 0.1 <= resolution <= 1.0:  # also rejects NaN
+        raise ValueError(f"resolution (acquired fraction of the k-space extent) must be in [0.1, 1], got {resolution}")
+
+
+def acquisition_window(size: int, resolution: float) -> Array:
+    """Separable k-space window ``(size, size)`` float32 of a scan acquired at ``resolution`` of the grid's.
+
+    1 over the central ``resolution`` of each k-space axis, apart from a raised-cosine roll-off over its outer
+    fifth (against Gibbs ringing), 0 beyond: the zero-filled interpolation with which scanners reconstruct
+    e.g. LGE volumes acquired at 1.25 mm onto a 0.625 mm grid (the paper's data). ``resolution = 1`` is all ones.
+    Centred convention (zero frequency at index ``size // 2``), as :mod:`csmri.physics.fft`.
+    """
+    if resolution >= 1.0:
+        return np.ones((size, size), dtype=np.float32)
+    k = np.abs(np.arange(size) - size // 2) / (size / 2)  # |k| / k_max in [0, 1]
+    edge, flat = resolution, 0.8 * resolution
+    ramp = np.clip((edge - k) / (edge - flat), 0.0, 1.0)
+    line = (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
+    return line[:, None] * line[None, :]
+
+
+def band_limit(image: Array, resolution: float) -> Array:
+    """``image`` complex (S, H, W) as a scan at ``resolution`` of the grid's would show it (see
+    :func:`acquisition_window`), complex64."""
+    if resolution >= 1.0:
+        return image
+    window = acquisition_window(image.shape[-1], resolution)
+    axes = (-2, -1)
+    kspace = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(image, axes=axes), axes=axes, norm="ortho"), axes=axes)
+    limited = np.fft.fftshift(
+        np.fft.ifft2(np.fft.ifftshift(kspace * window, axes=axes), axes=axes, norm="ortho"), axes=axes
+    )
+    return limited.astype(np.complex64)
 
 
 def _patient_rngs(index: int, seed: int) -> tuple[np.random.Generator, ...]:
@@ -48,9 +83,11 @@ def _patient_rngs(index: int, seed: int) -> tuple[np.random.Generator, ...]:
     return tuple(np.random.default_rng(child) for child in children)
 
 
-def _synthesise(index: int, size: int, n_slices: int, seed: int, noise_std: float) -> tuple[PhantomVolume, Canvas]:
+def _synthesise(
+    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: float = 1.0
+) -> tuple[PhantomVolume, Canvas]:
     """The volume and the canvas holding its tissue fractions."""
-    check_volume_args(index, size, n_slices, seed, noise_std)
+    check_volume_args(index, size, n_slices, seed, noise_std, resolution)
     anatomy_rng, texture_rng, noise_rng = _patient_rngs(index, seed)
     grid = Grid(int(size), int(n_slices))
     anatomy = sample_anatomy(anatomy_rng, grid.n_slices)
@@ -60,8 +97,11 @@ def _synthesise(index: int, size: int, n_slices: int, seed: int, noise_std: floa
     image = np.empty(magnitude.shape, dtype=np.complex64)
     image.real = magnitude * np.cos(phase)
     image.imag = magnitude * np.sin(phase)
-    if noise_std > 0:
-        image += _complex_noise(noise_rng, image.shape, noise_std)
+    if resolution < 1.0:
+        image = band_limit(image, resolution)
+        image /= max(float(np.abs(image).max()), 1e-12)
+    if noise_std > 0:  # acquired noise: band-limited like the signal
+        image += band_limit(_complex_noise(noise_rng, image.shape, noise_std), resolution)
     atrium = canvas.fraction["la_wall"] + canvas.fraction["la_cavity"]
     label = (atrium >= 0.5).astype(np.uint8)
     return PhantomVolume(image=image, label=label, patient_id=phantom_patient_id(index)), canvas
@@ -76,14 +116,16 @@ def _complex_noise(rng: np.random.Generator, shape: tuple[int, ...], std: float)
 
 
 def generate_patient(
-    index: int, size: int = 128, n_slices: int = 20, seed: int = 0, noise_std: float = 0.0
+    index: int, size: int = 128, n_slices: int = 20, seed: int = 0, noise_std: float = 0.0, resolution: float = 1.0
 ) -> PhantomVolume:
     """Synthesise patient ``index``: complex64 image and uint8 LA label, both (n_slices, size, size).
 
-    Deterministic in (index, size, n_slices, seed, noise_std); different patients differ. The anatomy
-    depends on (seed, index, n_slices) only, not on ``size``.
+    ``resolution`` < 1 band-limits the image (and its noise) to the central fraction of k-space, as a scan
+    acquired at that fraction of the grid's resolution and zero-filled to it (:func:`acquisition_window`);
+    the label keeps the grid's resolution. Deterministic in (index, size, n_slices, seed, noise_std,
+    resolution); different patients differ. The anatomy depends on (seed, index, n_slices) only, not on ``size``.
     """
-    return _synthesise(index, size, n_slices, seed, noise_std)[0]
+    return _synthesise(index, size, n_slices, seed, noise_std, resolution)[0]
 
 
 def generate_patient_tissues(index: int, size: int = 128, n_slices: int = 20, seed: int = 0) -> dict[str, Array]:

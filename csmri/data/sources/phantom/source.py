@@ -48,20 +48,21 @@ def write_phantom_dataset(
     n_slices: int = 20,
     seed: int = 0,
     noise_std: float = 0.0,
+    resolution: float = 1.0,
     progress: bool = True,
     written_by: str = "csmri data phantom",
 ) -> Path:
     """Write ``n_patients`` phantom patients to ``out`` as a prepared dataset
     (:mod:`csmri.data.layout`); return the root.
 
-    Patient ``i`` is ``generate_patient(i, size, n_slices, seed, noise_std)``. The dataset is written into a
+    Patient ``i`` is ``generate_patient(i, size, n_slices, seed, noise_std, resolution)``. The dataset is written into a
     temporary sibling folder and renamed to ``out`` when complete, so an interrupted run leaves no dataset
     (and an earlier phantom in ``out`` intact). ``out`` must be new, empty or hold an earlier phantom
     (:class:`csmri.errors.DatasetFolderError` otherwise: it never writes into a folder of other files).
     ``meta.json`` records the settings (``generator``) and ``written_by``.
     Raises ``ValueError`` for an odd size, a size outside [32, 1024], ``n_patients < 3`` or ``n_slices < 1``.
     """
-    check_volume_args(0, size, n_slices, seed, noise_std)
+    check_volume_args(0, size, n_slices, seed, noise_std, resolution)
     indices = layout.split_indices(n_patients, seed)  # raises for n_patients < 3
     splits = {name: [phantom_patient_id(i) for i in ids] for name, ids in indices.items()}
     root = Path(out)
@@ -78,7 +79,7 @@ def write_phantom_dataset(
 
         jobs = tqdm(jobs, desc=f"phantom {size}x{size}", unit="patient")
     for name, index in jobs:
-        volume = generate_patient(index, size, n_slices, seed, noise_std)
+        volume = generate_patient(index, size, n_slices, seed, noise_std, resolution)
         layout.write_case_file(
             staging / name / f"{volume.patient_id}.h5", volume.patient_id, volume.image, volume.label
         )
@@ -90,7 +91,7 @@ def write_phantom_dataset(
         noise_std=float(noise_std),
         splits=splits,
         label_names={"1": "left_atrium"},
-        generator=phantom_settings(n_patients, size, n_slices, seed, noise_std),
+        generator=phantom_settings(n_patients, size, n_slices, seed, noise_std, resolution),
         written_by=written_by,
     )
     layout.write_meta(staging, meta)
@@ -98,15 +99,21 @@ def write_phantom_dataset(
     return root
 
 
-def phantom_settings(patients: int, size: int, slices: int, seed: int, noise_std: float) -> dict[str, float | int]:
-    """The settings that determine a phantom dataset's content (recorded in meta.json as ``generator``)."""
-    return {
+def phantom_settings(
+    patients: int, size: int, slices: int, seed: int, noise_std: float, resolution: float = 1.0
+) -> dict[str, float | int]:
+    """The settings that determine a phantom dataset's content (recorded in meta.json as ``generator``;
+    ``resolution`` only when < 1, so phantoms written before it existed keep matching)."""
+    settings: dict[str, float | int] = {
         "patients": int(patients),
         "size": int(size),
         "slices": int(slices),
         "seed": int(seed),
         "noise_std": float(noise_std),
     }
+    if resolution < 1.0:
+        settings["resolution"] = float(resolution)
+    return settings
 
 
 def _swap_into_place(staging: Path, root: Path) -> None:
@@ -127,15 +134,22 @@ class PhantomSource:
     """Generates the synthetic LGE-cardiac phantom into ``root`` (a :class:`csmri.data.sources.DatasetSource`)."""
 
     def __init__(
-        self, patients: int = 37, size: int = 128, slices: int = 20, seed: int = 0, noise_std: float = 0.0
+        self,
+        patients: int = 37,
+        size: int = 128,
+        slices: int = 20,
+        seed: int = 0,
+        noise_std: float = 0.0,
+        resolution: float = 1.0,
     ) -> None:
-        self.patients, self.size, self.slices, self.seed, self.noise_std = patients, size, slices, seed, noise_std
+        self.patients, self.size, self.slices, self.seed = patients, size, slices, seed
+        self.noise_std, self.resolution = noise_std, resolution
 
     def layout_dir(self, root: Path) -> Path:
         return Path(root)
 
     def settings(self) -> dict[str, float | int]:
-        return phantom_settings(self.patients, self.size, self.slices, self.seed, self.noise_std)
+        return phantom_settings(self.patients, self.size, self.slices, self.seed, self.noise_std, self.resolution)
 
     def prepare(self, root: Path) -> Path:
         """Use the dataset at ``root``, or generate the phantom into a new or empty ``root``.
@@ -168,5 +182,6 @@ class PhantomSource:
             n_slices=self.slices,
             seed=self.seed,
             noise_std=self.noise_std,
+            resolution=self.resolution,
             written_by=WRITTEN_BY_SOURCE,
         )
