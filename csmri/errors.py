@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,7 +21,9 @@ __all__ = [
     "DataError",
     "DatasetFolderError",
     "DatasetNotFoundError",
+    "MissingPackageError",
     "MissingValueError",
+    "OutputError",
     "TrainingError",
     "debug_enabled",
     "did_you_mean",
@@ -78,6 +81,14 @@ class CheckpointError(CsmriError, FileNotFoundError, ValueError):
     """A checkpoint that is missing or unreadable."""
 
 
+class OutputError(CsmriError, OSError):
+    """An output file or folder that cannot be written (unwritable, disk full, a file or folder in the way)."""
+
+
+class MissingPackageError(CsmriError, ImportError):
+    """An optional package a feature needs is not installed; the hint says what to ``pip install``."""
+
+
 class TrainingError(CsmriError, RuntimeError):
     """Training cannot go on (a non-finite loss, an unwritable output folder)."""
 
@@ -97,7 +108,8 @@ def user_error(err: BaseException) -> CsmriError | None:
     """``err`` as a :class:`CsmriError` when it is a user mistake csmri recognises, else ``None``.
 
     Besides csmri's own errors: bad input files (:class:`csmri.data.scan_files.BadInputError`), missing
-    ``???`` config values and Hydra's composition errors (an unknown config group or key).
+    ``???`` config values, overrides Hydra cannot parse and Hydra's composition errors (an unknown config group
+    or key).
     """
     if isinstance(err, CsmriError):
         return err
@@ -109,27 +121,46 @@ def user_error(err: BaseException) -> CsmriError | None:
     from csmri.data.scan_files import BadInputError
 
     if isinstance(err, BadInputError):
-        return DataError(str(err), "check the file, or skip bad inputs with data.source.skip_bad=true")
+        return DataError(str(err), err.hint or "check the file, or skip bad inputs with data.source.skip_bad=true")
     try:
-        from hydra.errors import ConfigCompositionException, MissingConfigException
+        from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
         from omegaconf.errors import MissingMandatoryValue
     except ImportError:  # pragma: no cover - hydra is a dependency
         return None
     if isinstance(err, MissingMandatoryValue):
         key = getattr(err, "full_key", "") or ""
         return MissingValueError(key) if key else ConfigError(str(err).splitlines()[0])
+    if isinstance(err, OverrideParseException):  # a command-line override Hydra cannot parse
+        return ConfigError(
+            f"cannot parse the override `{err.override}` ({str(err).splitlines()[0]})",
+            "quote values with special characters, e.g. 'key=\"(a|b)\"' "
+            "(https://hydra.cc/docs/advanced/override_grammar/basic)",
+        )
     if isinstance(err, ConfigCompositionException | MissingConfigException):
-        lines = [line for line in str(err).splitlines() if line.strip()]
-        return ConfigError(lines[0] if lines else type(err).__name__, " ".join(lines[1:3]))
+        unknown = re.match(r"Could not override '([^']+)'", str(err))
+        if unknown and "not in struct" in str(err.__cause__ or ""):  # Hydra's advice would be to add the key
+            key = unknown.group(1)
+            return ConfigError(
+                f"unknown config key `{key}`",
+                f"check its spelling against the configs in csmri/conf (+{key}=... adds a new key on purpose)",
+            )
+        text = str(err).split("Config search path:")[0]  # keep e.g. the available options, not the search path
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return ConfigError(lines[0] if lines else type(err).__name__, " ".join(lines[1:]))
     return None
 
 
 def format_error(err: CsmriError, prog: str = "csmri") -> str:
-    """``csmri: error: <message>`` and, when there is one, ``  hint: <hint>`` on the next line."""
-    text = f"{prog}: error: {err.message}"
+    """``csmri: error: <message>`` and, when there is one, ``  hint: <hint>`` on the next line (each one line, even
+    when the text quotes a library's multi-line message)."""
+    text = f"{prog}: error: {_one_line(err.message)}"
     if err.hint:
-        text += f"\n  hint: {err.hint}"
+        text += f"\n  hint: {_one_line(err.hint)}"
     return text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
 def path_hint(path: str | Path) -> str:

@@ -22,17 +22,18 @@ from typing import Any
 
 import torch
 
-from csmri.errors import DataError
+from csmri.errors import CheckpointError, DataError
 from csmri.physics.fft import ifft2c
 
 PRECISIONS = ("32", "bf16")
 
 
 class InferenceError(DataError):
-    """A checkpoint or input that cannot be reconstructed; the message names it and says what to do (one line).
+    """A checkpoint or input that cannot be reconstructed; the message names it, the hint says what to do.
 
-    A :class:`csmri.errors.DataError` (so a ``ValueError``): ``csmri reconstruct`` / ``csmri export`` and the
-    ``csmri`` command print it without a traceback and exit with status 2.
+    A :class:`csmri.errors.CsmriError` (a :class:`csmri.errors.DataError`, so a ``ValueError``): raised by
+    ``csmri reconstruct`` / ``csmri export``, it is printed by the ``csmri`` command's one top-level handler as
+    ``csmri <command>: error: <message>`` plus ``  hint: <hint>``, without a traceback, exit status 2.
     """
 
 
@@ -56,8 +57,8 @@ def read_reconstruction_checkpoint(path: str | Path) -> dict[str, Any]:
 
     try:
         checkpoint = read_checkpoint(path)
-    except (FileNotFoundError, ValueError) as err:
-        raise InferenceError(str(err), "pass a .ckpt written by `csmri train`") from err
+    except CheckpointError as err:
+        raise InferenceError(err.message, f"{err.hint}; pass a .ckpt written by `csmri train`") from err
     tag = checkpoint.get("csmri_module")
     if tag == "segmentation":
         raise InferenceError(

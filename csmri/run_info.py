@@ -70,6 +70,12 @@ class RunInfo:
         }
         self._write()
 
+    def record_failure(self, err: BaseException) -> None:
+        """A run still ``running`` becomes ``interrupted`` (Ctrl-C) or ``failed``, with the error's one line."""
+        if self.data.get("status") == "running":
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            self.update(status=status, error=one_line(err))
+
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
         self.data["elapsed_s"] = round(time.time() - self._start, 1)
@@ -79,3 +85,14 @@ class RunInfo:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=str))
         tmp.replace(self.path)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's one line for run records: the user-facing message, or ``Type: first line``."""
+    from csmri.errors import user_error
+
+    user = user_error(err)
+    if user is not None:
+        return user.message
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

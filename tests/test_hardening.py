@@ -219,6 +219,50 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     assert info["status"] == "failed" and "became nan" in info["error"]
 
 
+def test_nan_guard_has_no_per_step_sync_and_reads_at_its_cadence(monkeypatch):
+    """Each step's losses go into a record on the device (no host read, no logged metrics read); the record is
+    read every `check_every_n_steps` batches and before any checkpoint is written."""
+    from csmri.lit.callbacks import NonFiniteLossError, TrainingHealth
+
+    class Trainer:
+        global_step = 0
+        default_root_dir = "."
+        log_every_n_steps = 50
+
+        @property
+        def callback_metrics(self):  # reading them converts progress-bar metrics to numbers: a sync
+            raise AssertionError("the logged metrics were read")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a host-device sync in a training step")
+
+    def steps(health: TrainingHealth, trainer: Trainer, losses: list[float], sync_free: bool = True) -> None:
+        with monkeypatch.context() as patch:
+            if sync_free:  # every way of reading a tensor's value on the host fails
+                for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
+                    patch.setattr(torch.Tensor, name, refuse)
+            for loss in losses:
+                trainer.global_step += 2  # a GAN step: both optimisers
+                outputs = {"train/loss_g": torch.tensor(loss), "train/loss_d": torch.tensor(0.7)}
+                health.on_train_batch_end(trainer, None, outputs, None, trainer.global_step)
+
+    losses = [1.0, float("nan"), 0.5]  # a NaN at step 4, then finite again
+    trainer, health = Trainer(), TrainingHealth(check_every_n_steps=4)
+    steps(health, trainer, losses)  # three batches: nothing read yet
+    with pytest.raises(NonFiniteLossError, match=r"`train/loss_g` became nan at step 4"):
+        health.on_save_checkpoint(trainer, None, {})  # no checkpoint after a non-finite loss
+    trainer, health = Trainer(), TrainingHealth(check_every_n_steps=4)
+    steps(health, trainer, losses)
+    with pytest.raises(NonFiniteLossError, match="at step 4"):
+        steps(health, trainer, [0.4], sync_free=False)  # the 4th batch reads the record
+    health = TrainingHealth()  # default cadence: the trainer's log_every_n_steps
+    trainer = Trainer()
+    trainer.log_every_n_steps = 2
+    steps(health, trainer, [1.0], sync_free=True)
+    with pytest.raises(NonFiniteLossError, match="became inf at step 4"):
+        steps(health, trainer, [float("inf")], sync_free=False)
+
+
 def test_gan_divergence_is_a_warning(caplog):
     import logging
 
@@ -229,7 +273,7 @@ def test_gan_divergence_is_a_warning(caplog):
         callback_metrics = {"train/loss_g": torch.tensor(1.0), "train/d_fake": torch.tensor(1e-5)}
         default_root_dir = "."
 
-    health = TrainingHealth(divergence_steps=3)
+    health = TrainingHealth(check_every_n_steps=1, divergence_steps=3)
     with caplog.at_level(logging.WARNING):
         for step in range(4):
             Trainer.global_step = step

@@ -31,6 +31,7 @@ USAGE = __doc__
 
 HYDRA_APP_ENV = "CSMRI_HYDRA_APP"
 HYDRA_APPS = {"train": "train", "eval": "evaluate"}
+HYDRA_CONFIGS = {"train": "train", "evaluate": "eval"}  # app module -> the name of its config (csmri/conf)
 # the argparse-style tools: command -> "module:function" taking the remaining arguments, returning the exit status
 TOOLS = {
     "reproduce": "csmri.app.reproduce:main",
@@ -41,6 +42,7 @@ TOOLS = {
     "compare": "csmri.app.compare:main",
     "readers": "csmri.eval.reader_study:readers_main",
 }
+SUBCOMMANDS = ("data", "readers")  # tools whose second word is a sub-command (`csmri data prepare`)
 COMMANDS = (*HYDRA_APPS, *TOOLS)
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
@@ -54,12 +56,32 @@ def _hydra(module: str, argv: list[str]) -> int:
     import importlib
 
     app = importlib.import_module(f"csmri.app.{module}")
-    os.environ[HYDRA_APP_ENV] = module
     # shell completion names the installed command (Hydra's script completes `csmri`, not a .py file)
     completing = any(a in COMPLETION_FLAGS or a.startswith("--shell-completion=") for a in argv)
+    if not completing:
+        _check_overrides(HYDRA_CONFIGS[module], argv)
+    os.environ[HYDRA_APP_ENV] = module
     sys.argv = ["csmri" if completing else app.__file__, *argv]
     app.main()
     return 0
+
+
+def _check_overrides(config_name: str, argv: list[str]) -> None:
+    """Compose the app's config with ``argv`` once before Hydra runs it, so that a bad override (an unknown key, a
+    config group option that does not exist) is a user error for :func:`main` to print as one line; Hydra would
+    print its own report of it (advising ``+key=`` for a typo) and exit with status 1. Command lines with Hydra
+    flags (``-m``, ``--cfg``, ``--help``...) or a ``hydra.mode`` override (sweeps), and errors that csmri does not
+    recognise, are left to Hydra."""
+    if any(arg.startswith(("-", "hydra.mode=")) for arg in argv):
+        return
+    from csmri.config import compose
+    from csmri.errors import user_error
+
+    try:
+        compose(config_name, argv)
+    except Exception as err:
+        if user_error(err) is not None:
+            raise
 
 
 def _complete(argv: list[str]) -> int:
@@ -77,16 +99,31 @@ def _complete(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``csmri <argv>`` and return the exit status.
+
+    The one top-level handler: a user mistake raised by any command (a :class:`csmri.errors.CsmriError` or an
+    error :func:`csmri.errors.user_error` recognises) ends as ``csmri <command>: error: ...`` plus a hint line on
+    stderr and status 2; anything else keeps its traceback. (The Hydra apps report their own through
+    :func:`csmri.app.guard.guarded`, inside Hydra.)
+    """
     argv = sys.argv[1:] if argv is None else argv
     try:
         return _dispatch(argv)
     except Exception as err:
         from csmri.app.guard import report
 
-        status = report(err)
+        status = report(err, _prog(argv))
         if status is None:
             raise
         return status
+
+
+def _prog(argv: list[str]) -> str:
+    """``csmri reconstruct``, ``csmri data prepare``: the command words of ``argv``, for error messages."""
+    if not argv or argv[0] not in TOOLS:
+        return "csmri"
+    words = argv[:2] if argv[0] in SUBCOMMANDS and len(argv) > 1 and argv[1].isidentifier() else argv[:1]
+    return " ".join(["csmri", *words])
 
 
 def _dispatch(argv: list[str]) -> int:

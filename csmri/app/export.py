@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from csmri.errors import OutputError
 from csmri.inference import InferenceError, TrainedReconstructor
 from csmri.physics.real_fft import RealDataConsistency, RealFFT2c
 
@@ -125,6 +126,8 @@ def export(
     if fmt not in FORMATS:
         raise InferenceError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
     out = Path(out)
+    if out.is_dir():
+        raise InferenceError(f"{out}: is a folder", f"name an output file, e.g. --out {out / 'model.onnx'}")
     model = TrainedReconstructor(ckpt, device="cpu", precision="32")
     module = model.module.float().eval()
     if size is None:
@@ -134,9 +137,9 @@ def export(
     wrapper = ExportedReconstructor(module, height, width, str(ckpt)).eval()
     inputs = example_inputs(height, width, model.acquisition)
     expected = reference(model, *inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(out)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad(), warnings.catch_warnings():
             # shape checks traced as constants (the size is fixed by design); torch.jit's deprecation notice
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
@@ -165,6 +168,8 @@ def export(
                 "report this as a bug; nothing was written",
             )
         os.replace(tmp, out)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write ({err})", "check the folder is writable and has space") from err
     finally:
         tmp.unlink(missing_ok=True)
     return error
@@ -209,15 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``csmri export``; user mistakes raise :class:`InferenceError` (and the other
+    :class:`csmri.errors.CsmriError`), which the ``csmri`` command prints as one line plus a hint (status 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        error = export(args.ckpt, args.format, args.out, tuple(args.size) if args.size else None, args.tolerance)
-    except InferenceError as err:
-        print(f"csmri export: error: {err}", file=sys.stderr)
-        return 2
+    error = export(args.ckpt, args.format, args.out, tuple(args.size) if args.size else None, args.tolerance)
     print(f"wrote {args.out} ({args.format}); max abs difference to PyTorch on a random input: {error:.2e}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from csmri.app.cli import main as csmri_main
+
+    sys.exit(csmri_main(["export", *sys.argv[1:]]))

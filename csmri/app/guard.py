@@ -16,12 +16,13 @@ from csmri.errors import EXIT_USER_ERROR, debug_enabled, format_error, user_erro
 T = TypeVar("T")
 
 
-def report(err: BaseException) -> int | None:
-    """Print ``err`` as one line (+ hint) when it is a user mistake and returns exit status 2, else ``None``."""
+def report(err: BaseException, prog: str = "csmri") -> int | None:
+    """Print ``err`` as ``<prog>: error: ...`` (+ a hint line) when it is a user mistake and return exit status 2;
+    ``None`` (print nothing) for anything else, or when ``CSMRI_DEBUG``/``HYDRA_FULL_ERROR`` asks for tracebacks."""
     user = user_error(err)
     if user is None or debug_enabled():
         return None
-    print(format_error(user), file=sys.stderr)
+    print(format_error(user, prog), file=sys.stderr)
     return EXIT_USER_ERROR
 
 

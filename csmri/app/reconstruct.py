@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from csmri.errors import OutputError
 from csmri.inference import InferenceError
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ def _fail(path: Path | str, message: str, hint: str) -> InferenceError:
 
 
 def _check_finite(path: Path, array: np.ndarray, what: str) -> None:
+    """``array`` must hold numbers, all finite; else an :class:`InferenceError` naming ``path``."""
+    if array.dtype.kind not in "biufc":
+        raise _fail(path, f"{what} holds values of type {array.dtype}, not numbers", "store real or complex numbers")
     if not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise _fail(path, f"{what} holds {bad} NaN/Inf values", "replace or remove them before reconstructing")
@@ -112,16 +116,16 @@ def _read_arrays(path: Path) -> dict[str, Any] | None:
                 if "kspace" not in f:
                     return None
                 return {k: f[k][()] for k in ("kspace", "mask") if k in f}
-        except OSError as err:
-            raise _fail(path, f"cannot read HDF5 file ({err})", "check the file") from err
+        except Exception as err:  # any parser failure: truncated, corrupt
+            raise _fail(path, f"cannot read HDF5 file ({type(err).__name__}: {err})", "check the file") from err
     if ext.endswith(".npz"):
         try:
             with np.load(path, allow_pickle=False) as archive:
                 if "kspace" not in archive.files:
                     return None
                 return {k: archive[k] for k in ("kspace", "mask") if k in archive.files}
-        except (OSError, ValueError) as err:
-            raise _fail(path, f"cannot read NPZ file ({err})", "check the file") from err
+        except Exception as err:  # any parser failure: truncated, corrupt, pickled objects
+            raise _fail(path, f"cannot read NPZ file ({type(err).__name__}: {err})", "check the file") from err
     return None
 
 
@@ -191,14 +195,15 @@ def read_kspace_input(path: Path, arrays: dict[str, Any], mask_arg: str | None) 
 
 def _image_slices(path: Path) -> tuple[np.ndarray, bool, bool, np.ndarray | None]:
     """The image as ``(S, H, W)``, whether it was 2-D, whether slices were last, and its NIfTI affine."""
-    from csmri.data.scan_files import read_volume, split_extension
+    from csmri.data.scan_files import BadInputError, read_volume, split_extension
 
-    volume = read_volume(path, IMAGE_KEYS)
+    try:
+        volume = read_volume(path, IMAGE_KEYS)
+    except BadInputError as err:
+        raise InferenceError(str(err), "check --input (an image volume or slice, or k-space with a mask)") from err
     data = np.squeeze(volume.data) if volume.data.ndim > 3 else volume.data
     if data.ndim not in (2, 3):
         raise _fail(path, f"expected a 2-D slice or a 3-D volume, got shape {volume.data.shape}", "split it first")
-    if data.dtype.kind not in "biufc":
-        raise _fail(path, f"unsupported data type {data.dtype}", "store real or complex numbers")
     _check_finite(path, data, "the image")
     squeeze = data.ndim == 2
     slices_last = not squeeze and (path.is_dir() or split_extension(path.name)[1] not in SLICE_FIRST)
@@ -258,6 +263,8 @@ def read_input(args: argparse.Namespace, acquisition: dict[str, Any]) -> Scan:
 def output_extension(out: Path) -> str:
     from csmri.data.scan_files import split_extension
 
+    if out.is_dir():
+        raise _fail(out, "is a folder", f"name an output file, e.g. --out {out / 'reconstruction.nii.gz'}")
     ext = split_extension(out.name)[1]
     if ext not in OUTPUT_FORMATS:
         raise _fail(out, "unsupported output format", f"name the output {', '.join('*' + e for e in OUTPUT_FORMATS)}")
@@ -294,13 +301,14 @@ def _preview_grid(magnitude: np.ndarray) -> np.ndarray:
 
 
 def write_output(out: Path, ext: str, image: np.ndarray, scan: Scan, input_path: Path, keep_complex: bool) -> None:
-    """Write ``image`` (complex ``(S, H, W)``) to ``out`` atomically (a temporary file, then ``os.replace``)."""
+    """Write ``image`` (complex ``(S, H, W)``) to ``out`` atomically (a temporary file, then ``os.replace``);
+    an :class:`csmri.errors.OutputError` naming ``out`` when it cannot be written."""
     data = image if keep_complex and ext != ".png" else np.abs(image).astype(np.float32)
     if keep_complex and ext == ".png":
         log.warning("--complex: PNG holds magnitudes only; writing the magnitude preview")
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}{ext}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         if ext == ".png":
             from PIL import Image
 
@@ -319,6 +327,8 @@ def write_output(out: Path, ext: str, image: np.ndarray, scan: Scan, input_path:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(f, reconstruction=laid_out)
         os.replace(tmp, out)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot write ({err})", "check the folder is writable and has space") from err
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -379,17 +389,15 @@ def _mask_layout(scan: Scan) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from csmri.data.scan_files import BadInputError
-
+    """``csmri reconstruct``; user mistakes raise :class:`InferenceError` (and the other
+    :class:`csmri.errors.CsmriError`), which the ``csmri`` command prints as one line plus a hint (status 2)."""
     args = build_parser().parse_args(argv)
-    try:
-        out = reconstruct(args)
-    except (InferenceError, BadInputError, ImportError) as err:  # ImportError: an optional reader is not installed
-        print(f"csmri reconstruct: error: {err}", file=sys.stderr)
-        return 2
+    out = reconstruct(args)
     print(f"wrote {out} and {mask_path(out)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from csmri.app.cli import main as csmri_main
+
+    sys.exit(csmri_main(["reconstruct", *sys.argv[1:]]))

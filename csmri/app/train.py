@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from csmri.app.guard import guarded
 from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_raise_cause
-from csmri.errors import ConfigError, TrainingError, did_you_mean, user_error
+from csmri.errors import ConfigError, TrainingError, did_you_mean
 from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint
 from csmri.lit.precision import configure_matmul, resolve_precision
-from csmri.run_info import RunInfo
+from csmri.run_info import RunInfo, one_line
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +126,6 @@ def check_launch(cfg: DictConfig) -> None:
         )
 
 
-def one_line(err: BaseException) -> str:
-    """The error's one line for run records: the user-facing message, or ``Type: first line``."""
-    user = user_error(err)
-    if user is not None:
-        return user.message
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers).
 
@@ -154,9 +145,8 @@ def train(cfg: DictConfig) -> float | None:
         check_launch(cfg)
         return _fit(cfg, info)
     except BaseException as err:
-        if info is not None and info.data.get("status") == "running":
-            interrupted = isinstance(err, KeyboardInterrupt)
-            info.update(status="interrupted" if interrupted else "failed", error=one_line(err))
+        if info is not None:
+            info.record_failure(err)
         raise
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from csmri.data.layout import FORMAT, META_FILE, has_layout, read_meta
+from csmri.errors import ConfigError, MissingValueError, user_error
 
 __all__ = ["add_prepare_parser", "run_prepare"]
 
@@ -68,54 +70,61 @@ def _options_among_overrides(args: argparse.Namespace) -> argparse.Namespace:
         elif item.startswith("--out="):
             args.out = item.split("=", 1)[1]
         elif item.startswith("-"):
-            raise ValueError(f"unknown option {item!r} (options: --out DIR, --force)")
+            raise ConfigError(f"unknown option {item!r}", "the options are --out DIR and --force")
         else:
             overrides.append(item)
     return argparse.Namespace(**{**vars(args), "overrides": overrides})
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    """Run ``csmri data prepare`` for parsed ``args``; returns the exit status (errors go to stderr)."""
-    from hydra.errors import HydraException
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    """Run ``csmri data prepare`` for parsed ``args``; returns the exit status.
 
-    from csmri.data.scan_files import BadInputError
-
+    A user mistake (a bad override, a bad input file, a folder it must not write into) raises a
+    :class:`csmri.errors.CsmriError` (or an error :func:`csmri.errors.user_error` recognises, such as
+    :class:`csmri.data.scan_files.BadInputError`) naming the key or file: the ``csmri`` command prints it as one
+    line plus a hint and exits with status 2, as for every command. Nothing half-written is left behind.
+    """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        args = _options_among_overrides(args)
-        cfg = _compose(list(args.overrides))
-        data = cfg.data
-        if OmegaConf.is_missing(data, "root"):
-            return _fail("set the data folder with data.root=DIR")
-        if data.get("source") is None:
-            return _fail(
-                f"this data config has no source to prepare (data.root={data.root} must already hold "
-                "a prepared dataset); use data=folder, la2018, acdc or fastmri_singlecoil"
-            )
-        if args.out:
-            if "out" in data.source:
-                data.source.out = str(args.out)
-            else:  # e.g. the phantom: it is written into its root
-                data.root = str(args.out)
-        source = instantiate(data.source)
-        root = Path(str(data.root))
-        if args.force:
-            _remove_prepared(source.layout_dir(root), root)
-        out = source.prepare(root)
-    except (BadInputError, ImportError, OSError, ValueError) as err:
-        return _fail(str(err))
-    except (HydraException, OmegaConfBaseException) as err:
-        return _fail(f"bad configuration: {err}")
+    args = _options_among_overrides(args)
+    cfg = _compose(list(args.overrides))
+    data = cfg.data
+    if OmegaConf.is_missing(data, "root"):
+        raise MissingValueError("data.root", "the folder of your scans, e.g. data.root=DIR")
+    if data.get("source") is None:
+        raise ConfigError(
+            f"this data config has no source to prepare (data.root={data.root} must already hold a prepared dataset)",
+            "use data=folder, la2018, acdc or fastmri_singlecoil",
+        )
+    if args.out:
+        if "out" in data.source:
+            data.source.out = str(args.out)
+        else:  # e.g. the phantom: it is written into its root
+            data.root = str(args.out)
+    source = _instantiate_source(data.source)
+    root = Path(str(data.root))
+    if args.force:
+        _remove_prepared(source.layout_dir(root), root)
+    out = source.prepare(root)
     _report(Path(out), list(args.overrides), bool(args.out))
     return 0
 
 
-def _fail(message: str) -> int:
-    print(f"csmri data prepare: error: {message}", file=sys.stderr)
-    return 1
+def _instantiate_source(config: Any) -> Any:
+    """``data.source`` instantiated; a failure that is not already a user error becomes a :class:`ConfigError`
+    (the arguments come from the command line: a wrong name or type of a ``data.source`` option)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(config)
+    except InstantiationException as err:
+        if user_error(err) is not None:
+            raise
+        cause = err.__cause__ or err
+        raise ConfigError(
+            f"cannot build data.source ({type(cause).__name__}: {str(cause).strip().splitlines()[0]})",
+            "check the data.source.* overrides against csmri/conf/data/",
+        ) from err
 
 
 def _remove_prepared(layout: Path, root: Path) -> None:

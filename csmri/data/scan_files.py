@@ -14,9 +14,10 @@ Axis conventions of :attr:`Volume.data` (the raw voxel array, never resampled or
   ``RescaleSlope``/``RescaleIntercept`` applied.
 * HDF5, NPZ, NPY: as stored. 2-D images (one PNG, one DICOM slice) are ``(rows, columns)``.
 
-dtypes are kept (integer, float or complex). Every failure to read is a :class:`BadInputError` whose
-message starts with the path. The optional packages are imported lazily; a missing one is an
-``ImportError`` that says ``pip install csmri[io]``.
+dtypes are kept (bool, integer, float or complex); anything else (strings, records, objects) is refused. Every
+failure to read is a :class:`BadInputError` whose message starts with the path. The optional packages are
+imported lazily; a missing one is a :class:`csmri.errors.MissingPackageError` (an ``ImportError``) that names the
+file and says ``pip install csmri[io]``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from csmri.errors import MissingPackageError
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +63,19 @@ EXTENSIONS = (
 )
 _PICTURE_EXTENSIONS = (".png", ".tif", ".tiff")
 _PACKAGES = {"nibabel": "nibabel", "nrrd": "pynrrd", "pydicom": "pydicom", "PIL": "pillow"}
+NUMERIC_KINDS = "biufc"  # numpy dtype kinds read_volume accepts: bool, (unsigned) integer, float, complex
 
 
 class BadInputError(ValueError):
-    """A raw input file (or folder) that cannot be used; ``path`` names it and the message starts with it."""
+    """A raw input file (or folder) that cannot be used; ``path`` names it and the message starts with it.
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    ``hint`` (optional) says what to do when the usual advice (check the file, or skip it) does not fit.
+    """
+
+    def __init__(self, path: str | Path, reason: str, hint: str = "") -> None:
         self.path = Path(path)
         self.reason = reason
+        self.hint = hint
         super().__init__(f"{path}: {reason}")
 
 
@@ -96,13 +104,15 @@ def is_scan_entry(path: Path) -> bool:
     return path.is_dir() or (path.is_file() and split_extension(path.name)[1] != "")
 
 
-def _optional(module: str, what: str) -> ModuleType:
+def _optional(module: str, what: str, path: Path) -> ModuleType:
+    """``import module``, or a :class:`MissingPackageError` naming ``path`` and the package to install."""
     try:
         return importlib.import_module(module)
     except ImportError as err:
         package = _PACKAGES.get(module.split(".")[0], module)
-        raise ImportError(
-            f"reading {what} needs the optional package {package!r}: pip install 'csmri[io]' (or pip install {package})"
+        raise MissingPackageError(
+            f"{path}: reading {what} needs the optional package {package!r}",
+            f"pip install 'csmri[io]' (or pip install {package})",
         ) from err
 
 
@@ -110,7 +120,8 @@ def read_volume(path: str | Path, keys: Sequence[str] = ()) -> Volume:
     """Read a scan file or series directory (see the module docstring for axes).
 
     ``keys`` are the HDF5 dataset / NPZ array names to try in order; when none is present, a file holding a
-    single array uses it. Raises :class:`BadInputError` (naming ``path``) for anything unreadable.
+    single array uses it. Raises :class:`BadInputError` (naming ``path``) for anything unreadable, empty or not
+    numeric, and :class:`csmri.errors.MissingPackageError` (naming ``path``) when the format's package is missing.
     """
     path = Path(path)
     if path.is_dir():
@@ -123,20 +134,32 @@ def read_volume(path: str | Path, keys: Sequence[str] = ()) -> Volume:
         raise BadInputError(path, f"unknown file type; supported: {', '.join(EXTENSIONS)} or a DICOM folder")
     try:
         volume = reader(path, tuple(keys))
-    except (BadInputError, ImportError):
+    except (BadInputError, MissingPackageError):
         raise
     except Exception as err:  # any parser failure: truncated, corrupt, wrong content
-        raise BadInputError(path, f"cannot read {ext[1:].upper()} file ({type(err).__name__}: {err})") from err
-    if volume.data.size == 0:
-        raise BadInputError(path, f"holds an empty array of shape {volume.data.shape}")
+        raise BadInputError(path, f"cannot read {ext[1:].upper()} file ({_reason(err)})") from err
+    _check_array(volume.data, path)
     return volume
+
+
+def _reason(err: BaseException) -> str:
+    """A parser's error as one line: ``Type: message`` (whitespace and line breaks collapsed)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _check_array(data: np.ndarray, path: Path) -> None:
+    if data.dtype.kind not in NUMERIC_KINDS:
+        raise BadInputError(path, f"holds values of type {data.dtype} (strings or records), not numbers")
+    if data.size == 0:
+        raise BadInputError(path, f"holds an empty array of shape {data.shape}")
 
 
 # -- single files -----------------------------------------------------------------------------------
 
 
 def _read_nifti(path: Path, keys: tuple[str, ...]) -> Volume:
-    nib = _optional("nibabel", "NIfTI")
+    nib = _optional("nibabel", "NIfTI", path)
     image = nib.load(str(path))
     data = np.asanyarray(image.dataobj)  # reads (and decompresses) everything: truncation fails here
     while data.ndim > 3 and data.shape[-1] == 1:
@@ -145,12 +168,17 @@ def _read_nifti(path: Path, keys: tuple[str, ...]) -> Volume:
 
 
 def _read_nrrd(path: Path, keys: tuple[str, ...]) -> Volume:
-    nrrd = _optional("nrrd", "NRRD")
+    nrrd = _optional("nrrd", "NRRD", path)
     data, _ = nrrd.read(str(path))  # Fortran index order: (x, y, z), as NIfTI
     return Volume(np.asarray(data), path)
 
 
-def _pick(available: Sequence[str], keys: tuple[str, ...], path: Path, kind: str) -> str:
+def _pick(available: Sequence[str], keys: tuple[str, ...], path: Path, kind: str, others: Sequence[str] = ()) -> str:
+    """The array to read: the first of ``keys`` among ``available``, else the only one; ``others`` are the
+    names skipped as scalars or not numeric (for the error message)."""
+    if not available:
+        skipped = f" (skipped as scalars or not numbers: {', '.join(sorted(others))})" if others else ""
+        raise BadInputError(path, f"holds no numeric array among its {kind}{skipped}")
     for key in keys:
         if key in available:
             return key
@@ -167,8 +195,8 @@ def _read_hdf5(path: Path, keys: tuple[str, ...]) -> Volume:
         names: list[str] = []
         f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
         arrays = [n for n in names if f[n].shape]  # skip scalars and strings such as ismrmrd_header
-        arrays = [n for n in arrays if f[n].dtype.kind in "biufc"]
-        key = _pick(arrays, keys, path, "datasets")
+        arrays = [n for n in arrays if f[n].dtype.kind in NUMERIC_KINDS]
+        key = _pick(arrays, keys, path, "datasets", [n for n in names if n not in arrays])
         if key == "kspace" and "mask" in f:
             raise BadInputError(
                 path,
@@ -191,8 +219,8 @@ def _read_npy(path: Path, keys: tuple[str, ...]) -> Volume:
 
 
 def _picture_frames(path: Path) -> list[np.ndarray]:
-    image_module = _optional("PIL.Image", "PNG/TIFF")
-    sequence = _optional("PIL.ImageSequence", "PNG/TIFF")
+    image_module = _optional("PIL.Image", "PNG/TIFF", path)
+    sequence = _optional("PIL.ImageSequence", "PNG/TIFF", path)
     frames = []
     with image_module.open(path) as picture:
         for frame in sequence.Iterator(picture):
@@ -211,7 +239,7 @@ def _read_picture(path: Path, keys: tuple[str, ...]) -> Volume:
 
 
 def _read_dicom_file(path: Path, keys: tuple[str, ...]) -> Volume:
-    pydicom = _optional("pydicom", "DICOM")
+    pydicom = _optional("pydicom", "DICOM", path)
     ds = pydicom.dcmread(str(path))
     data = _dicom_pixels(ds)
     if data.ndim == 3:  # multi-frame: (frames, rows, cols) -> (rows, cols, frames)
@@ -289,14 +317,14 @@ def _slice_position(ds: Any) -> float | None:
 
 
 def _read_dicom_series(folder: Path, files: list[Path]) -> Volume:
-    pydicom = _optional("pydicom", "DICOM")
+    pydicom = _optional("pydicom", "DICOM", folder)
     entries = []
     for file in files:
         try:
             ds = pydicom.dcmread(str(file))
             pixels = _dicom_pixels(ds)
         except Exception as err:
-            raise BadInputError(file, f"cannot read DICOM file ({type(err).__name__}: {err})") from err
+            raise BadInputError(file, f"cannot read DICOM file ({_reason(err)})") from err
         if pixels.ndim != 2:
             raise BadInputError(file, f"expected one 2-D slice per file in a DICOM series, got {pixels.shape}")
         series = str(getattr(ds, "SeriesInstanceUID", ""))

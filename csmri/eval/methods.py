@@ -16,8 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 import lightning as L
 import torch
 
-from csmri.errors import ConfigError
-from csmri.lit.checkpoints import read_checkpoint
+from csmri.errors import CheckpointError, ConfigError, CsmriError
+from csmri.lit.checkpoints import load_failure, read_checkpoint
 from csmri.lit.optim import upgrade_legacy_hparams
 
 # csmri_module tag written into each checkpoint -> the LightningModule class that reads it
@@ -64,7 +64,15 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
     net = hparams.get("net")
     if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
         overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
-    module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides).eval()
+    try:
+        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides).eval()
+    except CsmriError:
+        raise
+    except Exception as err:  # missing entries, mismatched weights: a damaged or foreign file
+        raise CheckpointError(
+            f"cannot load {what} {path} as a {name} ({load_failure(err)})",
+            "the file is damaged or was written by an incompatible csmri version; use another checkpoint",
+        ) from err
     module.trained_perceptual_backbone = checkpoint.get("perceptual_backbone", "")
     module.checkpoint_provenance = checkpoint_provenance(path, checkpoint)
     return module

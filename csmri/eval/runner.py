@@ -227,10 +227,21 @@ def log_to_wandb(cfg: DictConfig, out: Path, rows: list[dict[str, Any]]) -> None
 
 
 def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Run ``csmri eval`` for a composed ``conf/eval.yaml``; returns the table rows."""
+    """Run ``csmri eval`` for a composed ``conf/eval.yaml``; returns the table rows.
+
+    ``run_info.json`` ends with ``status`` ``finished``, or ``failed``/``interrupted`` with the error's one line.
+    """
     out = Path(cfg.paths.output_dir)
     reference = reference_method(cfg)
     info = RunInfo(out, cfg.seed, task="eval", methods=list(cfg.methods), reference=reference)
+    try:
+        return _evaluate(cfg, out, reference, info)
+    except BaseException as err:
+        info.record_failure(err)
+        raise
+
+
+def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list[dict[str, Any]]:
     device = resolve_device(cfg.device)
     datamodule: MRIDataModule = instantiate(cfg.data)
     datamodule.prepare_data()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
@@ -34,7 +35,11 @@ class CheckpointOnException(L.Callback):
             return  # failed before its first training step: nothing worth resuming from
         if isinstance(exception, NonFiniteLossError):
             return
-        trainer.save_checkpoint(self.path)
+        try:
+            trainer.save_checkpoint(self.path)
+        except NonFiniteLossError as err:  # TrainingHealth's last read found a non-finite loss: nothing to keep
+            log.warning("training stopped by %r; no %s saved: %s", exception, self.path.name, err)
+            return
         log.warning("training stopped by %r; saved %s (resume with ckpt_path=%s)", exception, self.path, self.path)
 
 
@@ -43,47 +48,121 @@ class NonFiniteLossError(TrainingError):
 
 
 class TrainingHealth(L.Callback):
-    """Stops training at a non-finite loss and warns when a GAN's discriminator wins outright.
+    """Stops training at a non-finite loss and warns when a GAN's discriminator wins outright, without a
+    host-device sync per step.
 
-    After every ``check_every_n_steps``-th training step the logged ``train/*loss*`` values must be finite,
-    else :class:`NonFiniteLossError` stops the run before the step's state can be checkpointed (this callback
-    runs before the checkpoint callbacks), so the last checkpoint on disk is the last good state.
-    ``train/d_fake`` (D's mean probability on fakes) below ``d_fake_floor`` for ``divergence_steps`` steps in a
-    row logs a warning (once per run): the generator gets no useful gradient.
+    The step's losses are the entries of what ``training_step`` returns whose name contains ``loss`` (Lightning's
+    ``{"loss": ...}`` of automatic optimisation is reported as ``train/loss``; csmri's GAN modules return their
+    detached ``train/*`` logs); a step that returns none falls back to the logged ``train/*loss*`` metrics. After
+    every training step they are folded into a record of the first non-finite value per loss that stays on the
+    device (no sync). That record is read, one sync, every ``check_every_n_steps`` training batches (``None``: the
+    trainer's ``log_every_n_steps``, when Lightning syncs for logging anyway), at the end of every training epoch
+    and of training, and before every checkpoint is written. A non-finite loss then raises
+    :class:`NonFiniteLossError`; raised while a checkpoint is being assembled it also keeps that checkpoint from
+    being written, so no checkpoint on disk holds the state of a run whose loss had become non-finite.
+    (Checkpoints saved with ``save_weights_only=True`` skip callbacks' hooks: csmri's configs save full ones.)
+
+    ``train/d_fake`` (D's mean probability on fakes) below ``d_fake_floor`` for ``divergence_steps`` steps in a row
+    logs a warning (once per run, at the first read after it happened): the generator gets no useful gradient.
     """
 
-    def __init__(self, check_every_n_steps: int = 1, d_fake_floor: float = 1e-3, divergence_steps: int = 50) -> None:
-        self.every = max(1, int(check_every_n_steps))
+    def __init__(
+        self, check_every_n_steps: int | None = None, d_fake_floor: float = 1e-3, divergence_steps: int = 50
+    ) -> None:
+        self.every = None if check_every_n_steps is None else max(1, int(check_every_n_steps))
         self.d_fake_floor = d_fake_floor
         self.divergence_steps = divergence_steps
-        self._low_steps = 0
+        self._batches = 0
+        # per loss name: (global step of its first non-finite value or -1, that value), both device tensors
+        self._first_bad: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._low_run: torch.Tensor | None = None  # current run of steps with D(fake) below the floor
+        self._longest_low_run: torch.Tensor | None = None
         self._warned = False
 
+    # -- per step: device-side bookkeeping only ---------------------------------------------------------
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
-        if trainer.global_step % self.every:
+        values = self._step_values(trainer, outputs)
+        step = int(trainer.global_step)
+        for name, value in values.items():
+            if "loss" in name:
+                self._fold_loss(name, value.detach(), step)
+        d_fake = values.get("train/d_fake")
+        if d_fake is not None and not self._warned:
+            self._fold_d_fake(d_fake.detach())
+        self._batches += 1
+        every = self.every or max(1, int(getattr(trainer, "log_every_n_steps", 50) or 50))
+        if self._batches % every == 0:
+            self.check(trainer)
+
+    @staticmethod
+    def _step_values(trainer: L.Trainer, outputs) -> dict[str, torch.Tensor]:
+        """``train/<name>`` -> tensor of this step: the returned outputs, else the logged metrics (may sync)."""
+        if torch.is_tensor(outputs):
+            outputs = {"loss": outputs}
+        values = {}
+        if isinstance(outputs, Mapping):
+            for key, value in outputs.items():
+                if torch.is_tensor(value):
+                    values[key if key.startswith("train/") else f"train/{key}"] = value
+        if not any("loss" in name for name in values):
+            metrics = trainer.callback_metrics
+            values.update({k: v for k, v in metrics.items() if k.startswith("train/") and torch.is_tensor(v)})
+        return values
+
+    def _fold_loss(self, name: str, value: torch.Tensor, step: int) -> None:
+        value = value.float().sum()  # a scalar: non-finite if any element is
+        first, at = self._first_bad.get(name) or (
+            torch.full((), -1, dtype=torch.long, device=value.device),
+            torch.zeros((), device=value.device),
+        )
+        new = ~torch.isfinite(value) & (first < 0)
+        self._first_bad[name] = (torch.where(new, step, first), torch.where(new, value, at))
+
+    def _fold_d_fake(self, d_fake: torch.Tensor) -> None:
+        low = d_fake.float().mean() < self.d_fake_floor
+        if self._low_run is None:
+            self._low_run = torch.zeros((), dtype=torch.long, device=d_fake.device)
+            self._longest_low_run = torch.zeros_like(self._low_run)
+        self._low_run = torch.where(low, self._low_run + 1, 0)
+        self._longest_low_run = torch.maximum(self._longest_low_run, self._low_run)
+
+    # -- the reads (one sync each) ----------------------------------------------------------------------
+    def check(self, trainer: L.Trainer) -> None:
+        """Raise :class:`NonFiniteLossError` if a loss was non-finite since the start; warn on GAN divergence."""
+        names = list(self._first_bad)
+        tensors = [self._first_bad[n][0] for n in names]
+        if self._longest_low_run is not None and not self._warned:
+            tensors.append(self._longest_low_run)
+        if not tensors:
             return
-        metrics = trainer.callback_metrics
-        for name, value in metrics.items():
-            if name.startswith("train/") and "loss" in name and not bool(torch.isfinite(value).all()):
+        read = torch.stack([t.to(tensors[0].device) for t in tensors]).tolist()  # the one host-device sync
+        for name, step in zip(names, read, strict=False):
+            if step >= 0:
+                value = float(self._first_bad[name][1])
                 raise NonFiniteLossError(
-                    f"training loss `{name}` became {float(value)} at step {trainer.global_step}",
+                    f"training loss `{name}` became {value} at step {step}",
                     "lower module.optimizer.lr or set module.grad_clip, and resume from the last checkpoint "
                     f"in {Path(trainer.default_root_dir)}/checkpoints or the run's checkpoints/ folder "
                     "(ckpt_path=.../last.ckpt)",
                 )
-        d_fake = metrics.get("train/d_fake")
-        if d_fake is None or self._warned:
-            return
-        self._low_steps = self._low_steps + 1 if float(d_fake) < self.d_fake_floor else 0
-        if self._low_steps >= self.divergence_steps:
+        if len(read) > len(names) and read[-1] >= self.divergence_steps:
             self._warned = True
             log.warning(
-                "GAN divergence: D(fake) < %g for %d steps in a row (step %d): the discriminator wins outright "
+                "GAN divergence: D(fake) < %g for %d steps in a row (by step %d): the discriminator wins outright "
                 "and the generator learns little; try a lower discriminator LR or a stronger replay buffer",
                 self.d_fake_floor,
-                self._low_steps,
+                read[-1],
                 trainer.global_step,
             )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self.check(trainer)  # raising here keeps the checkpoint from being written
 
 
 class WandbRunId(L.Callback):

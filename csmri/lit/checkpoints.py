@@ -24,10 +24,23 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
-            f"cannot read {what} {path}: {reason}", "the file is damaged or not a csmri checkpoint"
+            f"cannot read {what} {path} ({load_failure(err)})",
+            "the file is damaged (e.g. truncated by an interrupted copy) or not a csmri checkpoint",
         ) from err
+
+
+def load_failure(err: BaseException) -> str:
+    """A short reason for a failed checkpoint load (torch's messages run over several long lines)."""
+    text = str(err).strip()
+    if "Weights only load failed" in text:
+        return "not a file of plain tensors and values: csmri loads checkpoints with weights_only=True"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    if first.endswith(":") and len(lines) > 1:  # "Error(s) in loading state_dict for X:" + the first error
+        first = f"{first} {lines[1]}"
+    first = first.split(". ")[0]
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def load_reconstruction_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:

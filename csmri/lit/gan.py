@@ -131,7 +131,9 @@ class AdversarialReconstructionBase(ReconstructionBase):
         return terms, fake_logits
 
     # -- training -------------------------------------------------------------------------------------
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
+        """One D step and one G step; returns the step's detached ``train/*`` logs (for callbacks such as
+        :class:`csmri.lit.callbacks.TrainingHealth`, which check them without a host-device sync)."""
         opt_g, opt_d = self.optimizers()
         target = complex_to_channels(batch["target"])
         output, extras = self.generate(batch)
@@ -161,11 +163,13 @@ class AdversarialReconstructionBase(ReconstructionBase):
             "train/d_fake": torch.sigmoid(fake_logits).mean(),
         }
         logs.update({f"train/{k}": v for k, v in {**terms, **normalised}.items()})
-        self.log_dict({k: v.detach() for k, v in logs.items()}, batch_size=n)
+        logs = {k: v.detach() for k, v in logs.items()}
+        self.log_dict(logs, batch_size=n)
         self.log_training_extras(n)
         every = self.hparams.log_images_every_n_steps
         if every and training_batch_counter(self.trainer) % every == 0:
             self.log_samples("train", batch, output)
+        return logs
 
     def log_training_extras(self, batch_size: int) -> None:
         """Subclass hook for extra per-step logs (e.g. the gate lambda)."""

@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from csmri.app.cli import main as csmri_main
 from csmri.app.export import INPUT_NAMES, OUTPUT_NAMES, example_inputs, export, main, reference, run_onnx
 from csmri.inference import TrainedReconstructor
 
@@ -53,10 +54,11 @@ def test_export_dagan(dagan_ckpt, tmp_path):
 def test_export_errors(dagan_ckpt, tmp_path, capsys):
     seg = tmp_path / "seg.ckpt"
     torch.save({"csmri_module": "segmentation", "state_dict": {}, "hyper_parameters": {}}, seg)
-    assert main(["--ckpt", str(seg), "--format", "onnx", "--out", str(tmp_path / "x.onnx")]) == 2
+    assert csmri_main(["export", "--ckpt", str(seg), "--format", "onnx", "--out", str(tmp_path / "x.onnx")]) == 2
     assert "seg.ckpt is a segmentation checkpoint" in capsys.readouterr().err
     args = ["--ckpt", str(dagan_ckpt), "--format", "torchscript", "--out", str(tmp_path / "d.pt"), "--size", "32", "32"]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert "do not fit" in err and err.count("\n") == 0
+    assert csmri_main(["export", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()  # the error, then its hint
+    assert len(lines) == 2 and lines[0].startswith("csmri export: error: ") and "do not fit" in lines[0]
+    assert lines[1].startswith("  hint: ")
     assert not any(p.suffix in (".onnx", ".pt") for p in tmp_path.iterdir())

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import csmri
+from csmri.app.cli import main as csmri_main
 from csmri.app.reconstruct import main
 from csmri.physics import fft2c, ifft2c
 from tests.helpers import run_csmri
@@ -138,9 +139,12 @@ def test_other_stages_and_png(stage2_ckpt, dagan_ckpt, tmp_path):
 
 
 def _error(capsys, *args: str) -> str:
-    assert main(list(args)) == 2
+    """stderr of a failing ``csmri reconstruct``: one error line and a hint line, status 2."""
+    assert csmri_main(["reconstruct", *args]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("csmri reconstruct: error: "), err
+    lines = err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("csmri reconstruct: error: "), err
+    assert lines[1].startswith("  hint: "), err
     return err
 
 
@@ -213,7 +217,7 @@ def test_cli_subprocess(stage1_ckpt, tmp_path):
         "--out",
         str(tmp_path / "s.h5"),
     )
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 1 and "Traceback" not in bad.stderr
     assert "nope.nii.gz: no such file" in bad.stderr
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 from hydra.utils import instantiate
 
+from csmri.app.cli import main as csmri_main
 from csmri.data import MRIDataModule
 from csmri.data.prepare import add_prepare_parser, run_prepare
 from csmri.data.scan_files import BadInputError
@@ -63,16 +64,25 @@ def test_prepare_command_writes_reuses_and_forces(tmp_path, capsys):
 
 
 def test_prepare_command_errors(tmp_path, capsys):
+    """User mistakes go through the `csmri` command's one handler: `csmri data prepare: error: ...`, status 2."""
+
+    def error(*argv: str) -> str:
+        assert csmri_main(["data", "prepare", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("csmri data prepare: error: ") and err.count("error:") == 1, err
+        return err
+
     root = nifti_folder(tmp_path / "raw", n=3)
     truncate(root / "case2.nii.gz")
-    assert run_prepare(parse("data=folder", f"data.root={root}", "data.source.progress=false")) == 1
-    assert str(root / "case2.nii.gz") in capsys.readouterr().err
-    assert run_prepare(parse("data=folder")) == 1
-    assert "data.root" in capsys.readouterr().err
-    assert run_prepare(parse("data=h5", f"data.root={root}")) == 1
-    assert "no source" in capsys.readouterr().err
-    assert run_prepare(parse("data=folder", f"data.root={root}", "data.source.nameing=x")) == 1
-    assert "nameing" in capsys.readouterr().err
+    assert str(root / "case2.nii.gz") in error("data=folder", f"data.root={root}", "data.source.progress=false")
+    assert not (root / ".csmri_prepared").exists()  # nothing half-written in the user's folder
+    assert "missing required value `data.root`" in error("data=folder")
+    assert "no source" in error("data=h5", f"data.root={root}")
+    typo = error("data=folder", f"data.root={root}", "data.source.nameing=x")
+    assert "unknown config key `data.source.nameing`" in typo
+    assert "did you mean `data.source.naming`" in error("data=folder", f"data.root={root}", "+data.source.nameing=x")
+    with pytest.raises(BadInputError, match=r"case2\.nii\.gz"):  # called directly, the error itself propagates
+        run_prepare(parse("data=folder", f"data.root={root}", "data.source.progress=false"))
 
 
 def test_prepare_command_with_the_phantom_source(tmp_path):

@@ -12,6 +12,7 @@ from csmri.data.scan_files import BadInputError, Volume, read_volume
 from csmri.data.sources.folder.discovery import Case
 from csmri.data.sources.folder.options import FolderOptions
 from csmri.data.transforms import fit_to_size, normalise_slices, with_synthetic_phase
+from csmri.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _as_stack(volume: Volume, axis: int) -> np.ndarray:
     if data.ndim != 3:
         raise BadInputError(volume.path, f"expected a 2-D image or a 3-D volume, got shape {data.shape}")
     if not -3 <= axis < 3:
-        raise ValueError(f"axis must be in [-3, 2] for 3-D volumes, got {axis}")
+        raise ConfigError(f"data.source.axis must be in [-3, 2] for 3-D volumes, got {axis}")
     return np.moveaxis(data, axis, 0)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from csmri.data.layout import has_layout
 from csmri.data.scan_files import BadInputError, is_scan_entry, split_extension
 from csmri.data.sources.folder.options import FolderOptions
+from csmri.errors import path_hint
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,9 @@ class CaseFinder:
         """Find the cases of ``root`` by the naming rule. Empty or missing folders always raise."""
         root = Path(root)
         if not root.is_dir():
-            raise BadInputError(root, "no such folder")
+            raise BadInputError(
+                root, "no such folder", f"set data.root to your scans' folder (nearest existing: {path_hint(root)})"
+            )
         finder = {
             "suffix": self._find_suffix,
             "parallel": self._find_parallel,
@@ -60,6 +63,8 @@ class CaseFinder:
             raise BadInputError(
                 root,
                 f"no scans found (naming={self.options.naming}, pattern={self._pattern()!r}); {self._naming_hint()}",
+                "set data.root to the folder of your scans, or data.source.naming / data.source.pattern to how "
+                "they are named",
             )
         discovery.cases = self._assign_patients(discovery)
         names = Counter(c.name for c in discovery.cases)
@@ -123,7 +128,11 @@ class CaseFinder:
     def _find_parallel(self, root: Path) -> Discovery:
         image_root, label_root = root / self.options.image_dir, root / self.options.label_dir
         if not image_root.is_dir():
-            raise BadInputError(image_root, f"no such folder (naming=parallel); {self._naming_hint()}")
+            raise BadInputError(
+                image_root,
+                f"no such folder (naming=parallel); {self._naming_hint()}",
+                "set data.source.image_dir (and label_dir) to the folders of your images (and labels)",
+            )
         entries, ignored = self._entries(image_root)
         images: dict[tuple[Path, str], list[Path]] = {}
         for path in entries:

@@ -20,6 +20,7 @@ from omegaconf import ListConfig, OmegaConf
 from csmri.config import plain
 from csmri.data.layout import SPLITS
 from csmri.data.transforms import FIT_MODES, NORMALISATIONS
+from csmri.errors import ConfigError
 
 __all__ = ["DOMAINS", "LABEL_MODES", "NAMINGS", "PREPARE_VERSION", "FolderOptions"]
 
@@ -35,7 +36,8 @@ class FolderOptions:
     """How a folder of scans is found, converted and split (see :mod:`csmri.data.sources.folder`).
 
     Values are validated and normalised on construction (lists instead of tuples or OmegaConf nodes, sizes as
-    ``[H, W]``); a bad value raises ``ValueError`` naming the option.
+    ``[H, W]``); a bad value raises :class:`csmri.errors.ConfigError` (a ``ValueError``) naming the option as the
+    config key ``data.source.<name>``.
     """
 
     naming: str = "suffix"  # suffix | parallel | case_dirs (the package docstring)
@@ -82,7 +84,7 @@ class FolderOptions:
             "normalise": _choice(self.normalise, NORMALISATIONS, "normalise"),
         }
         if normalised["naming"] == "case_dirs" and not self.image_name:
-            raise ValueError("naming=case_dirs needs image_name (e.g. lgemri.nrrd)")
+            raise ConfigError("data.source.naming=case_dirs needs data.source.image_name (e.g. lgemri.nrrd)")
         normalised |= {
             "key": _keys(self.key),
             "label_key": _keys(self.label_key),
@@ -92,7 +94,7 @@ class FolderOptions:
             "size": _size(self.size),
         }
         if not 0 < float(self.percentile) <= 100:
-            raise ValueError(f"percentile must be in (0, 100], got {self.percentile}")
+            raise ConfigError(f"data.source.percentile must be in (0, 100], got {self.percentile}")
         normalised |= {
             "percentile": float(self.percentile),
             "structure": _int_list(self.structure, "structure"),
@@ -104,7 +106,10 @@ class FolderOptions:
             "splits": _split_lists(self.splits),
         }
         if self.patient_regex is not None:
-            re.compile(self.patient_regex)  # raises re.error for a malformed pattern
+            try:
+                re.compile(self.patient_regex)
+            except re.error as err:
+                raise ConfigError(f"data.source.patient_regex {self.patient_regex!r} is not a regex ({err})") from err
         normalised |= {
             "seed": int(self.seed),
             "skip_bad": bool(self.skip_bad),
@@ -128,7 +133,7 @@ class FolderOptions:
 
 def _choice(value: str, allowed: Sequence[str], name: str) -> str:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+        raise ConfigError(f"data.source.{name} must be one of {list(allowed)}, got {value!r}")
     return value
 
 
@@ -145,7 +150,7 @@ def _int_list(value: Any, name: str) -> list[int] | None:
         return None
     values = [value] if isinstance(value, (int, np.integer)) else list(value)
     if not values or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        raise ValueError(f"{name} must be an integer or a non-empty list of integers, got {value!r}")
+        raise ConfigError(f"data.source.{name} must be an integer or a non-empty list of integers, got {value!r}")
     return [int(v) for v in values]
 
 
@@ -161,7 +166,7 @@ def _slice_range(value: Any) -> list[int | None] | None:
     if value is None:
         return None
     if len(value) != 2 or not all(v is None or isinstance(v, int) for v in value):
-        raise ValueError(f"slices must be [start, stop] (ints or null), got {value!r}")
+        raise ConfigError(f"data.source.slices must be [start, stop] (ints or null), got {value!r}")
     return list(value)
 
 
@@ -172,7 +177,7 @@ def _size(value: Any) -> list[int] | None:
     if len(value) == 1:
         value = value * 2
     if len(value) != 2 or min(value) < 2 or value[0] % 2 or value[1] % 2:
-        raise ValueError(f"size must be an even int or [H, W] of even ints (masks need it), got {value}")
+        raise ConfigError(f"data.source.size must be an even int or [H, W] of even ints (masks need it), got {value}")
     return value
 
 
@@ -182,7 +187,7 @@ def _ratios(value: Any) -> list[float] | None:
         return None
     ratios = [float(v) for v in value]
     if len(ratios) != 3 or min(ratios) <= 0:
-        raise ValueError(f"split_ratios must be 3 positive weights [train, val, test], got {value!r}")
+        raise ConfigError(f"data.source.split_ratios must be 3 positive weights [train, val, test], got {value!r}")
     return ratios
 
 
@@ -191,12 +196,12 @@ def _split_lists(value: Any) -> dict[str, list[str]] | None:
     if value is None:
         return None
     if set(value) != set(SPLITS):
-        raise ValueError(f"splits must have exactly the keys {list(SPLITS)}, got {sorted(value)}")
+        raise ConfigError(f"data.source.splits must have exactly the keys {list(SPLITS)}, got {sorted(value)}")
     lists = {s: [str(v) for v in (value[s] or [])] for s in SPLITS}
     seen: dict[str, str] = {}
     for split, ids in lists.items():
         for pid in ids:
             if pid in seen:
-                raise ValueError(f"patient {pid!r} is in split lists {seen[pid]!r} and {split!r}")
+                raise ConfigError(f"patient {pid!r} is in data.source.splits lists {seen[pid]!r} and {split!r}")
             seen[pid] = split
     return lists

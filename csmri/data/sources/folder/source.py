@@ -18,7 +18,7 @@ from csmri.data.sources.folder.convert import load_case
 from csmri.data.sources.folder.discovery import Case, CaseFinder, Discovery, fingerprint
 from csmri.data.sources.folder.options import FolderOptions
 from csmri.data.sources.folder.summary import CaseRecord, format_summary, summarise_preparation
-from csmri.errors import DatasetFolderError
+from csmri.errors import ConfigError, DatasetFolderError, OutputError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,19 @@ PREPARED_DIR = ".csmri_prepared"
 class FolderSource:
     """A :class:`csmri.data.sources.DatasetSource` for a folder of your own scans (:mod:`csmri.data.sources.folder`).
 
-    Takes the fields of :class:`FolderOptions` as keyword arguments (as Hydra passes ``data.source``).
+    Takes the fields of :class:`FolderOptions` as keyword arguments (as Hydra passes ``data.source``); an unknown
+    one is a :class:`csmri.errors.ConfigError` naming the key ``data.source.<name>``.
     """
 
     def __init__(self, **options: Any) -> None:
+        known = FolderOptions.__dataclass_fields__
+        for name in options:
+            if name not in known:
+                close = did_you_mean(name, known, "data.source.")
+                raise ConfigError(
+                    f"unknown option `data.source.{name}` of the folder source{close}",
+                    "the options are listed in csmri/conf/data/folder.yaml",
+                )
         self.settings = FolderOptions(**options)
 
     def __getattr__(self, name: str) -> Any:
@@ -83,6 +92,11 @@ class FolderSource:
         overwrite a folder that holds something else (another dataset, other options, other raw data)."""
         if not out.exists():
             return False
+        if not out.is_dir():
+            raise DatasetFolderError(
+                f"{out} is a file, not a folder; refusing to write a dataset there",
+                "set data.source.out (or --out) to a new or empty folder",
+            )
         if not has_layout(out):
             if any(out.iterdir()):
                 raise DatasetFolderError(
@@ -153,7 +167,9 @@ class FolderSource:
         """Convert every case into ``out`` and return the summary.
 
         Cases are converted into a temporary sibling of ``out``; the split is made over the cases that could
-        be converted (so a skipped case never empties a split), then the folder is renamed to ``out``.
+        be converted (so a skipped case never empties a split), then the folder is renamed to ``out``. A failure
+        leaves nothing behind: neither the temporary folder nor the parent folders it had to create (such as
+        ``<root>/.csmri_prepared``).
         """
         cases, problems = self.check_split_lists(discovery.cases, root)
         if problems and not self.settings.skip_bad:
@@ -163,14 +179,15 @@ class FolderSource:
             log.warning("skipping: %s", problem)
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         staging = tmp / "_cases"
+        created = _first_missing(out.parent)
         try:
             if tmp.exists():
                 shutil.rmtree(tmp)
             staging.mkdir(parents=True)
         except OSError as err:
-            raise OSError(
-                f"cannot write the prepared dataset next to {out} ({err}); "
-                "set data.source.out (or --out) to a writable folder"
+            raise OutputError(
+                f"cannot write the prepared dataset next to {out} ({err})",
+                "set data.source.out (or --out) to a writable folder",
             ) from err
         records: dict[str, CaseRecord] = {}
         size = self.settings.size
@@ -218,6 +235,8 @@ class FolderSource:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+            if created is not None and not out.exists():
+                _remove_empty(out.parent, created)
         return summary
 
     def _final_checks(
@@ -269,6 +288,27 @@ class FolderSource:
         )
 
 
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (``None`` if ``folder`` exists)."""
+    missing = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing = path
+    return missing
+
+
+def _remove_empty(folder: Path, top: Path) -> None:
+    """Remove ``folder`` and its parents up to ``top`` (included) while they are empty."""
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        if path == top:
+            return
+
+
 def _skip_record(err: BadInputError) -> dict[str, str]:
     return {"path": str(err.path), "reason": err.reason}
 
@@ -293,7 +333,7 @@ def named_source(name: str, **overrides: Any) -> FolderSource:
     try:  # only data.source is used: data.root may stay ??? (it is never resolved)
         source = compose("train", [f"data={name}"]).data.source
     except MissingConfigException as err:
-        raise ValueError(f"no data config {name!r} in csmri/conf/data") from err
+        raise ConfigError(f"no data config {name!r} in csmri/conf/data") from err
     if source is None:
-        raise ValueError(f"data={name} has no source: its data.root must already hold a prepared dataset")
+        raise ConfigError(f"data={name} has no source: its data.root must already hold a prepared dataset")
     return instantiate(OmegaConf.merge(source, overrides))
