@@ -6,9 +6,11 @@ Masks (same acceleration): the paper's 1-D variable-density Gaussian Cartesian l
 (:func:`csmri.physics.mask.gaussian_line_mask`) and a 2-D variable-density random point mask (the setting DLMRI
 was published with; :func:`variable_density_points_mask`). Settings: DLMRI defaults, the fast setting, and knobs
 (outer iterations, overlap stride 1 with fewer K-SVD iterations, ν-weighted DC when ``--noise-std > 0``). Each
-slice is patient ``i``'s middle slice, magnitude-normalised to peak 1; metrics on magnitudes as in ``csmri eval``.
-Writes ``table.md``, ``results.json`` and ``gain.png`` into ``--out``. Not a test: default DLMRI costs ~30 s of
-one core per 128² slice. ``--recnet-ckpt PATH`` adds a trained csmri checkpoint (1-D mask only is meaningful).
+slice is the middle slice of a **test-split** patient of the default 37-patient phantom (never seen by a RecNet
+trained on it), magnitude-normalised to peak 1; metrics on magnitudes as in ``csmri eval``. Writes ``table.md``,
+``results.json`` and ``gain.png`` into ``--out``. Not a test: default DLMRI costs ~30 s of one core per 128² slice.
+``--recnet-ckpt PATH`` adds a trained csmri checkpoint on the same slices and masks (meaningful for the mask it was
+trained with: the 1-D Gaussian mask with ``--sample-n`` centre lines as in its training run).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import torch
 
 from csmri.baselines import DEFAULT_ERROR_THRESHOLDS, DLMRI, FAST_SETTINGS, nu_from_noise
+from csmri.data.layout import split_indices
 from csmri.data.sources.phantom import generate_patient
 from csmri.metrics.image import magnitude, psnr, ssim
 from csmri.physics import fft2c, ifft2c
@@ -59,10 +62,14 @@ def variable_density_points_mask(
     return masks.reshape(batch_size, height, width)
 
 
-def phantom_slices(n: int, size: int) -> torch.Tensor:
-    """Middle slice of phantom patients ``0..n-1``, complex64 ``(n, size, size)``, peak magnitude 1."""
+def phantom_slices(n: int, size: int, patients: int = 37, seed: int = 0) -> torch.Tensor:
+    """Middle slice of the first ``n`` test-split patients of the ``patients``-patient phantom with ``seed``,
+    complex64 ``(n, size, size)``, peak magnitude 1."""
+    test = split_indices(patients, seed)["test"]
+    if n > len(test):
+        raise SystemExit(f"--slices {n}: the {patients}-patient phantom has {len(test)} test patients")
     images = []
-    for index in range(n):
+    for index in test[:n]:
         volume = generate_patient(index, size=size, n_slices=20)
         image = torch.from_numpy(volume.image[10])
         images.append(image / image.abs().max())
@@ -139,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--masks", nargs="+", default=["1d-gaussian", "2d-vd-random"])
     parser.add_argument("--only", nargs="*", help="run only settings whose name contains one of these")
     parser.add_argument("--recnet-ckpt", type=str, default=None)
+    parser.add_argument(
+        "--sample-n", type=int, default=None, help="always-sampled centre lines of the 1-D mask (default: max(2, N/64))"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
@@ -147,7 +157,9 @@ def main(argv: list[str] | None = None) -> None:
     shape = (args.size, args.size)
     generator = torch.Generator().manual_seed(0)
     make_mask = {
-        "1d-gaussian": lambda: gaussian_line_mask(args.slices, shape, args.acceleration, generator=generator),
+        "1d-gaussian": lambda: gaussian_line_mask(
+            args.slices, shape, args.acceleration, sample_n=args.sample_n, generator=generator
+        ),
         "2d-vd-random": lambda: variable_density_points_mask(
             args.slices, shape, args.acceleration, generator=generator
         ),

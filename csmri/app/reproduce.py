@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -58,6 +58,16 @@ def load_profile(argv: list[str]) -> DictConfig:
 
 
 @dataclass
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple | ListConfig) else [value]
+
+
+def _override_value(value: Any) -> str:
+    """A number or a list as the right-hand side of a Hydra override (``0.5``, ``[0.5,1.0]``)."""
+    items = _as_list(value)
+    return str(value) if not isinstance(value, list | tuple | ListConfig) else "[" + ",".join(map(str, items)) + "]"
+
+
 class Step:
     name: str
     estimate_s: float
@@ -73,8 +83,9 @@ class Pipeline:
         self.work = Path(profile.work_dir)
         self.results = Path(profile.results)
         data_dir = Path(os.environ.get("CSMRI_DATA_DIR", "data"))
-        resolution = float(profile.data.get("resolution", 1.0))
-        default_root = data_dir / (f"phantom_{profile.data.size}" + (f"_res{resolution:g}" if resolution < 1 else ""))
+        resolution = profile.data.get("resolution", 1.0)
+        suffix = "" if resolution == 1 else "_res" + "-".join(f"{float(r):g}" for r in _as_list(resolution))
+        default_root = data_dir / f"phantom_{profile.data.size}{suffix}"
         self.data_root = Path(profile.data.root) if profile.data.root else default_root
         self.steps = [Step(name, 60 * profile.stages[name].estimate_min) for name in TRAIN_STAGES]
         self.steps.append(Step("eval", 60 * profile.eval.estimate_min))
@@ -133,7 +144,7 @@ class Pipeline:
                     f"data.source.size={d.size}",
                     f"data.source.patients={d.patients}",
                     f"data.source.slices={d.slices}",
-                    f"data.source.resolution={d.get('resolution', 1.0)}",
+                    f"data.source.resolution={_override_value(d.get('resolution', 1.0))}",
                 ]
                 if d.config == "phantom"
                 else []

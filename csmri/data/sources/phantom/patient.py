@@ -31,8 +31,11 @@ def phantom_patient_id(index: int) -> str:
     return f"phantom_{index:03d}"
 
 
+Resolution = float | tuple[float, float] | list[float]
+
+
 def check_volume_args(
-    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: float = 1.0
+    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: Resolution = 1.0
 ) -> None:
     if not isinstance(size, (int, np.integer)) or size % 2 or not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be an even integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
@@ -42,8 +45,28 @@ def check_volume_args(
         raise ValueError(f"index and seed must be >= 0, got index={index}, seed={seed}")
     if not noise_std >= 0:  # also rejects NaN
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-    if not 0.1 <= resolution <= 1.0:  # also rejects NaN
-        raise ValueError(f"resolution (acquired fraction of the k-space extent) must be in [0.1, 1], got {resolution}")
+    bounds = _resolution_bounds(resolution)
+    if not (0.1 <= bounds[0] <= bounds[1] <= 1.0):  # also rejects NaN
+        raise ValueError(
+            "resolution (acquired fraction of the k-space extent) must be in [0.1, 1], or a range [low, high] "
+            f"within it, got {resolution}"
+        )
+
+
+def _resolution_bounds(resolution: Resolution) -> tuple[float, float]:
+    if isinstance(resolution, int | float):
+        return float(resolution), float(resolution)
+    values = [float(v) for v in resolution]
+    if len(values) != 2:
+        raise ValueError(f"resolution must be a number or a range [low, high], got {resolution}")
+    return values[0], values[1]
+
+
+def patient_resolution(resolution: Resolution, rng: np.random.Generator) -> float:
+    """The acquired resolution of one patient: ``resolution`` itself, or uniform in a ``[low, high]`` range
+    (scans of a real data set differ in resolution; drawn from the patient's own acquisition stream)."""
+    low, high = _resolution_bounds(resolution)
+    return low if low == high else float(rng.uniform(low, high))
 
 
 def acquisition_window(size: int, resolution: float) -> Array:
@@ -78,17 +101,19 @@ def band_limit(image: Array, resolution: float) -> Array:
 
 
 def _patient_rngs(index: int, seed: int) -> tuple[np.random.Generator, ...]:
-    """Independent streams for anatomy, texture and noise, determined by (seed, index)."""
-    children = np.random.SeedSequence([seed, index]).spawn(3)
+    """Independent streams for anatomy, texture, noise and acquisition, determined by (seed, index) (child ``i``
+    of a SeedSequence does not depend on how many are spawned, so adding a stream changes none of the others)."""
+    children = np.random.SeedSequence([seed, index]).spawn(4)
     return tuple(np.random.default_rng(child) for child in children)
 
 
 def _synthesise(
-    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: float = 1.0
+    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: Resolution = 1.0
 ) -> tuple[PhantomVolume, Canvas]:
     """The volume and the canvas holding its tissue fractions."""
     check_volume_args(index, size, n_slices, seed, noise_std, resolution)
-    anatomy_rng, texture_rng, noise_rng = _patient_rngs(index, seed)
+    anatomy_rng, texture_rng, noise_rng, acquisition_rng = _patient_rngs(index, seed)
+    resolution = patient_resolution(resolution, acquisition_rng)
     grid = Grid(int(size), int(n_slices))
     anatomy = sample_anatomy(anatomy_rng, grid.n_slices)
     magnitude, canvas = render_magnitude(anatomy, grid, texture_rng)
@@ -116,13 +141,19 @@ def _complex_noise(rng: np.random.Generator, shape: tuple[int, ...], std: float)
 
 
 def generate_patient(
-    index: int, size: int = 128, n_slices: int = 20, seed: int = 0, noise_std: float = 0.0, resolution: float = 1.0
+    index: int,
+    size: int = 128,
+    n_slices: int = 20,
+    seed: int = 0,
+    noise_std: float = 0.0,
+    resolution: Resolution = 1.0,
 ) -> PhantomVolume:
     """Synthesise patient ``index``: complex64 image and uint8 LA label, both (n_slices, size, size).
 
     ``resolution`` < 1 band-limits the image (and its noise) to the central fraction of k-space, as a scan
     acquired at that fraction of the grid's resolution and zero-filled to it (:func:`acquisition_window`);
-    the label keeps the grid's resolution. Deterministic in (index, size, n_slices, seed, noise_std,
+    the label keeps the grid's resolution; a range ``[low, high]`` draws each patient's resolution uniformly
+    from it (:func:`patient_resolution`). Deterministic in (index, size, n_slices, seed, noise_std,
     resolution); different patients differ. The anatomy depends on (seed, index, n_slices) only, not on ``size``.
     """
     return _synthesise(index, size, n_slices, seed, noise_std, resolution)[0]

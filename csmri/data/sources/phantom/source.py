@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from csmri.data import layout
 from csmri.data.sources.phantom.patient import check_volume_args, generate_patient, phantom_patient_id
@@ -48,7 +49,7 @@ def write_phantom_dataset(
     n_slices: int = 20,
     seed: int = 0,
     noise_std: float = 0.0,
-    resolution: float = 1.0,
+    resolution: float | list[float] = 1.0,
     progress: bool = True,
     written_by: str = "csmri data phantom",
 ) -> Path:
@@ -100,19 +101,22 @@ def write_phantom_dataset(
 
 
 def phantom_settings(
-    patients: int, size: int, slices: int, seed: int, noise_std: float, resolution: float = 1.0
-) -> dict[str, float | int]:
+    patients: int, size: int, slices: int, seed: int, noise_std: float, resolution: float | list[float] = 1.0
+) -> dict[str, Any]:
     """The settings that determine a phantom dataset's content (recorded in meta.json as ``generator``;
-    ``resolution`` only when < 1, so phantoms written before it existed keep matching)."""
-    settings: dict[str, float | int] = {
+    ``resolution`` only when not 1, so phantoms written before it existed keep matching)."""
+    settings: dict[str, Any] = {
         "patients": int(patients),
         "size": int(size),
         "slices": int(slices),
         "seed": int(seed),
         "noise_std": float(noise_std),
     }
-    if resolution < 1.0:
-        settings["resolution"] = float(resolution)
+    if isinstance(resolution, int | float):
+        if resolution != 1.0:
+            settings["resolution"] = float(resolution)
+    else:
+        settings["resolution"] = [float(v) for v in resolution]
     return settings
 
 
@@ -140,15 +144,16 @@ class PhantomSource:
         slices: int = 20,
         seed: int = 0,
         noise_std: float = 0.0,
-        resolution: float = 1.0,
+        resolution: float | list[float] = 1.0,
     ) -> None:
         self.patients, self.size, self.slices, self.seed = patients, size, slices, seed
-        self.noise_std, self.resolution = noise_std, resolution
+        self.noise_std = noise_std
+        self.resolution = resolution if isinstance(resolution, int | float) else [float(v) for v in resolution]
 
     def layout_dir(self, root: Path) -> Path:
         return Path(root)
 
-    def settings(self) -> dict[str, float | int]:
+    def settings(self) -> dict[str, Any]:
         return phantom_settings(self.patients, self.size, self.slices, self.seed, self.noise_std, self.resolution)
 
     def prepare(self, root: Path) -> Path:
