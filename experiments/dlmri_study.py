@@ -6,9 +6,10 @@ Masks (same acceleration): the paper's 1-D variable-density Gaussian Cartesian l
 (:func:`csmri.physics.mask.gaussian_line_mask`) and a 2-D variable-density random point mask (the setting DLMRI
 was published with; :func:`variable_density_points_mask`). Settings: DLMRI defaults, the fast setting, and knobs
 (outer iterations, overlap stride 1 with fewer K-SVD iterations, ν-weighted DC when ``--noise-std > 0``). Each
-slice is the middle slice of a **test-split** patient of the default 37-patient phantom (never seen by a RecNet
-trained on it), magnitude-normalised to peak 1; metrics on magnitudes as in ``csmri eval``. Writes ``table.md``,
-``results.json`` and ``gain.png`` into ``--out``. Not a test: default DLMRI costs ~30 s of one core per 128² slice.
+slice is the middle slice of a patient of the default 37-patient phantom's ``--split`` (default ``val``: settings
+are chosen there, never on the test split; a RecNet trained on the phantom never saw it), magnitude-normalised
+to peak 1; metrics on magnitudes as in ``csmri eval``. Writes ``table.md``, ``results.json`` and ``gain.png``
+into ``--out``. Not a test: default DLMRI costs ~30 s of one core per 128² slice.
 ``--recnet-ckpt PATH`` adds a trained csmri checkpoint on the same slices and masks (meaningful for the mask it was
 trained with: the 1-D Gaussian mask with ``--sample-n`` centre lines as in its training run).
 """
@@ -62,14 +63,14 @@ def variable_density_points_mask(
     return masks.reshape(batch_size, height, width)
 
 
-def phantom_slices(n: int, size: int, patients: int = 37, seed: int = 0) -> torch.Tensor:
-    """Middle slice of the first ``n`` test-split patients of the ``patients``-patient phantom with ``seed``,
+def phantom_slices(n: int, size: int, split: str = "val", patients: int = 37, seed: int = 0) -> torch.Tensor:
+    """Middle slice of the first ``n`` ``split`` patients of the ``patients``-patient phantom with ``seed``,
     complex64 ``(n, size, size)``, peak magnitude 1."""
-    test = split_indices(patients, seed)["test"]
-    if n > len(test):
-        raise SystemExit(f"--slices {n}: the {patients}-patient phantom has {len(test)} test patients")
+    chosen = split_indices(patients, seed)[split]
+    if n > len(chosen):
+        raise SystemExit(f"--slices {n}: the {patients}-patient phantom has {len(chosen)} {split} patients")
     images = []
-    for index in test[:n]:
+    for index in chosen[:n]:
         volume = generate_patient(index, size=size, n_slices=20)
         image = torch.from_numpy(volume.image[10])
         images.append(image / image.abs().max())
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--slices", type=int, default=2)
+    parser.add_argument("--split", choices=["train", "val", "test"], default="val")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--acceleration", type=float, default=8.0)
     parser.add_argument("--noise-std", type=float, default=0.0, help="k-space noise std per real component")
@@ -153,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
 
-    target = phantom_slices(args.slices, args.size)
+    target = phantom_slices(args.slices, args.size, args.split)
     shape = (args.size, args.size)
     generator = torch.Generator().manual_seed(0)
     make_mask = {
