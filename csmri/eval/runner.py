@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, load_module
 from csmri.eval.recons import GROUND_TRUTH, RECONS_FILE, save_recons
 from csmri.eval.tables import print_summary, summarise_methods, write_per_slice_csv, write_table
+from csmri.lit.segmentation import SegmenterEnsemble
 from csmri.metrics.image import hfen, magnitude, nmse, psnr, ssim
 from csmri.metrics.segmentation import foreground_dice, has_structure
 from csmri.run_info import RunInfo
@@ -241,6 +242,16 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
         raise
 
 
+def load_segmenter(ckpt: str | Sequence[str], device: torch.device) -> tuple[Any, str]:
+    """The segmenter behind SIS: one net (``segnet.ckpt=PATH``) or an ensemble (``segnet.ckpt=[P1,P2,...]``, see
+    :class:`csmri.lit.segmentation.SegmenterEnsemble`), on ``device``, and how SIS was computed."""
+    paths = [ckpt] if isinstance(ckpt, str) else list(ckpt)
+    nets = [load_module(p, "segnet.ckpt") for p in paths]
+    if len(nets) == 1:
+        return nets[0].to(device), "computed"
+    return SegmenterEnsemble(nets).to(device), f"computed with an ensemble of {len(nets)} segmentation nets"
+
+
 def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list[dict[str, Any]]:
     device = resolve_device(cfg.device)
     datamodule: MRIDataModule = instantiate(cfg.data)
@@ -252,7 +263,7 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
     elif not cfg.segnet.ckpt:
         sis_note = "skipped: no segnet.ckpt (train one with `csmri train experiment=segnet`)"
     else:
-        segnet = load_module(cfg.segnet.ckpt, "segnet.ckpt").to(device)
+        segnet, sis_note = load_segmenter(cfg.segnet.ckpt, device)
     if segnet is None:
         log.warning("SIS and Dice %s", sis_note)
     try:
@@ -272,7 +283,15 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
     )
     write_per_slice_csv(results.records, out / "per_slice.csv")
     provenance = {n: m.provenance for n, m in methods.items() if getattr(m, "provenance", "")}
-    write_table(rows, out / "table.md", out / "table.json", provenance=provenance)
+    segmenter = f"an ensemble of {len(segnet)} segmentation nets" if isinstance(segnet, SegmenterEnsemble) else None
+    write_table(
+        rows,
+        out / "table.md",
+        out / "table.json",
+        provenance=provenance,
+        split=cfg.split,
+        **({"segmenter": segmenter} if segmenter else {}),
+    )
     if results.images:
         save_recons(out / RECONS_FILE, {m: results.images[m] for m in [GROUND_TRUTH, *names]}, results.labels)
         keys = [r["key"] for r in results.records if r["method"] == names[0]]

@@ -284,13 +284,18 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     return table
 
 
-def _footnote(rows: Sequence[Mapping[str, Any]], provenance: Mapping[str, str] | None = None) -> str:
+def _footnote(
+    rows: Sequence[Mapping[str, Any]],
+    provenance: Mapping[str, str] | None = None,
+    split: str = "test",
+    segmenter: str = "the segmentation net",
+) -> str:
     gt = next((r for r in rows if r.get("kind") == "ground_truth"), None)
     ref = next((r for r in rows if r.get("is_reference")), None)
-    n = f" over {gt['n_slices']} test slices ({gt['n_structure']} containing the structure)" if gt else ""
+    n = f" over {gt['n_slices']} {split} slices ({gt['n_structure']} containing the structure)" if gt else ""
     text = (
         f"Mean ± std (population){n}. PSNR/SSIM on magnitude images, data range = ground-truth max. "
-        "Dice: foreground Dice of the segmentation net on the slices containing the structure; "
+        f"Dice: foreground Dice of {segmenter} on the slices containing the structure; "
         "SIS = mean Dice on the reconstructions / mean Dice on the ground-truth images of the same slices. "
         "Best value per column in bold (Ground truth excluded)."
     )
@@ -310,6 +315,8 @@ def write_table(
     md_path: str | Path,
     json_path: str | Path,
     provenance: Mapping[str, str] | None = None,
+    split: str = "test",
+    segmenter: str = "the segmentation net",
 ) -> tuple[Path, Path]:
     """Write the markdown table (see :func:`format_table`) and the full-precision JSON.
 
@@ -323,7 +330,9 @@ def write_table(
     table = format_table(rows)
     align = ["left"] + ["right"] * (len(table[0]) - 1)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows, provenance) + "\n")
+    md_path.write_text(
+        markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows, provenance, split, segmenter) + "\n"
+    )
     ref = next((r["method"] for r in rows if r.get("is_reference")), None)
     payload = {
         "reference": ref,

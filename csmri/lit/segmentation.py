@@ -116,6 +116,18 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
         finally:
             self.net.train(was_training)
 
+    @torch.no_grad()
+    def predict_probabilities(self, image: Tensor) -> Tensor:
+        """Complex image ``(B, H, W)`` -> class probabilities ``(B, num_classes, H, W)`` float32 (softmax), in eval
+        mode like :meth:`predict_labels`."""
+        x = segmentation_input(image).to(self.device)
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            return self.net(x).float().softmax(dim=1)
+        finally:
+            self.net.train(was_training)
+
     @staticmethod
     def _inputs(batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         if "label" not in batch:
@@ -143,3 +155,33 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.hparams.optimizer, self.net.parameters())
+
+
+class SegmenterEnsemble:
+    """Several trained segmentation nets as one segmenter: the argmax of their mean class probabilities.
+
+    SIS depends on how one frozen segmentation net reacts to reconstruction artefacts, and nets trained alike
+    (same data, other seeds, same Dice on fully-sampled images) react very differently; averaging a few makes the
+    score a property of the reconstructions rather than of one net's seed. Same interface as
+    :meth:`SegmentationModule.predict_labels`.
+    """
+
+    def __init__(self, members: list[SegmentationModule]) -> None:
+        if not members:
+            raise ValueError("a segmenter ensemble needs at least one segmentation net")
+        classes = {m.num_classes for m in members}
+        if len(classes) != 1:
+            raise ValueError(f"the segmentation nets predict different numbers of classes: {sorted(classes)}")
+        self.members = members
+
+    def to(self, device: torch.device | str) -> SegmenterEnsemble:
+        self.members = [m.to(device) for m in self.members]
+        return self
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @torch.no_grad()
+    def predict_labels(self, image: Tensor) -> Tensor:
+        """Complex image ``(B, H, W)`` -> label map int64 ``(B, H, W)``: argmax of the members' mean probabilities."""
+        return torch.stack([m.predict_probabilities(image) for m in self.members]).mean(dim=0).argmax(dim=1)

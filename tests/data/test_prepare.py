@@ -155,3 +155,11 @@ def test_eval_reports_sis_on_a_raw_folder(tmp_path):
     assert [r["method"] for r in rows] == ["ground_truth", "zero_filled"] and "sis" in rows[1]
     dice = [r["dice"] for r in read_per_slice_csv(tmp_path / "eval" / "per_slice.csv") if r["dice"] is not None]
     assert dice and all(0.0 <= d <= 1.0 for d in dice)
+
+    # a list of checkpoints is an ensemble; one of two identical nets segments exactly like the net alone
+    overrides = [*data, "methods=[zero_filled]", "reference=zero_filled", f"segnet.ckpt=[{ckpt},{ckpt}]"]
+    evaluate(compose_config("eval", overrides, tmp_path / "eval2"))
+    assert "ensemble of 2" in json.loads((tmp_path / "eval2" / "run_info.json").read_text())["sis"]
+    assert "ensemble of 2 segmentation nets" in (tmp_path / "eval2" / "table.md").read_text()
+    dice2 = [r["dice"] for r in read_per_slice_csv(tmp_path / "eval2" / "per_slice.csv") if r["dice"] is not None]
+    assert dice2 == pytest.approx(dice, abs=1e-12)

@@ -7,7 +7,7 @@ import torch
 
 from csmri.app.train import train
 from csmri.data.dataset import SliceDataset
-from csmri.lit.segmentation import SegmentationModule, _random_flips, segmentation_input
+from csmri.lit.segmentation import SegmentationModule, SegmenterEnsemble, _random_flips, segmentation_input
 from csmri.metrics.segmentation import DiceMetric
 from tests.helpers import compose_config
 
@@ -50,6 +50,39 @@ def test_predict_labels_contract():
     torch.testing.assert_close(labels, module(image).argmax(dim=1))  # same input path as training
     with pytest.raises(ValueError, match="complex images"):
         module.predict_labels(torch.view_as_real(image).permute(0, 3, 1, 2))  # (B, 2, H, W) real
+
+
+class _FixedSegmenter:
+    """A stand-in member that returns given class probabilities, whatever the image."""
+
+    num_classes = 2
+
+    def __init__(self, probabilities):
+        self.probabilities = torch.tensor(probabilities).reshape(1, 2, 1, -1)
+
+    def predict_probabilities(self, image):
+        return self.probabilities.expand(image.shape[0], -1, -1, -1)
+
+    def to(self, device):
+        return self
+
+
+def test_ensemble_takes_the_argmax_of_the_mean_probabilities():
+    # three pixels; per member P(foreground): pixel 0 = (0.9, 0.2, 0.3) -> mean 0.467: background although one
+    # member is sure; pixel 1 = (0.6, 0.6, 0.1) -> 0.433: background although two of three vote foreground;
+    # pixel 2 = (0.4, 0.45, 0.9) -> 0.583: foreground although two of three vote background
+    fg = [(0.9, 0.6, 0.4), (0.2, 0.6, 0.45), (0.3, 0.1, 0.9)]
+    members = [_FixedSegmenter([[1 - p for p in row], list(row)]) for row in fg]
+    labels = SegmenterEnsemble(members).predict_labels(torch.zeros(2, 1, 3, dtype=torch.complex64))
+    assert labels.tolist() == [[[0, 0, 1]], [[0, 0, 1]]]
+
+
+def test_ensemble_of_one_real_net_equals_the_net():
+    module = SegmentationModule(net=TINY_NET)
+    image = torch.randn(2, 16, 16, dtype=torch.complex64)
+    torch.testing.assert_close(SegmenterEnsemble([module]).predict_labels(image), module.predict_labels(image))
+    with pytest.raises(ValueError, match="at least one"):
+        SegmenterEnsemble([])
 
 
 def test_module_validates_its_network():
