@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from omegaconf import open_dict
 
 from csmri.app.reproduce import Pipeline, load_profile
 from tests.helpers import run_csmri
@@ -60,7 +61,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
 def test_profiles_load_and_typos_fail():
     for name in ("quick", "paper", "smoke"):
         profile = load_profile([f"profile={name}"])
-        assert set(profile.stages) == {"stage1", "segnet", "stage2", "dagan"}
+        assert {"stage1", "segnet", "stage2", "dagan"} <= set(profile.stages)
     assert load_profile(["profile=smoke", "seed=3"]).seed == 3
     with pytest.raises(SystemExit, match="bad override"):
         load_profile(["profile=smoke", "sed=3"])
@@ -84,6 +85,24 @@ def test_gan_stages_are_evaluated_as_the_paper_does(name, tmp_path):
     pipeline = Pipeline(load_profile([f"profile={name}", f"work_dir={tmp_path}"]))
     assert pipeline.eval_ckpt("stage2").name == "last.ckpt"  # the end of training
     assert pipeline.eval_ckpt("dagan").name == "best.ckpt"  # DAGAN's protocol: best val NMSE
+
+
+def test_every_segnet_stage_joins_the_sis_ensemble(tmp_path):
+    smoke = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
+    assert smoke.segnet_stages() == ["segnet"]
+    assert f"segnet.ckpt={tmp_path / 'segnet' / 'checkpoints' / 'best.ckpt'}" in smoke.eval_command()
+    quick = Pipeline(load_profile(["profile=quick", f"work_dir={tmp_path}"]))
+    names = quick.segnet_stages()
+    assert names[0] == "segnet" and len(names) == 3
+    seeds = [[o for o in quick.train_command(n) if o.startswith("seed=")][-1] for n in names]
+    assert len(set(seeds)) == 3  # the same net trained from three seeds (the last seed= wins in Hydra)
+    expected = ",".join(str(tmp_path / n / "checkpoints" / "best.ckpt") for n in names)
+    assert f"segnet.ckpt=[{expected}]" in quick.eval_command()
+    profile = load_profile(["profile=smoke"])
+    with open_dict(profile):
+        del profile.stages["segnet"]
+    with pytest.raises(SystemExit, match="no stages.*segnet"):
+        Pipeline(profile)
 
 
 def test_paper_profile_refuses_to_start_without_imagenet_vgg(tmp_path, monkeypatch):

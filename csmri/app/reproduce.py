@@ -2,8 +2,10 @@
 
     csmri reproduce [profile=quick|paper|smoke] [data.root=DIR] [results=DIR] [work_dir=DIR] [seed=N] ...
 
-Stages: phantom data -> stage 1 (RecNet) -> segmentation net -> stage 2 (refinement) -> DAGAN ->
-``csmri eval`` (zero-filled, RecNet, DAGAN, DLMRI, refinement) -> ``results/``. Each training stage is a
+Stages: phantom data -> stage 1 (RecNet) -> segmentation net(s) -> stage 2 (refinement) -> DAGAN ->
+``csmri eval`` (zero-filled, RecNet, DAGAN, DLMRI, refinement) -> ``results/``. The training stages are the
+profile's ``stages``, in order (``stage1``, ``stage2`` and ``dagan`` by name); every stage with
+``experiment: segnet`` joins the segmentation ensemble that scores SIS. Each training stage is a
 ``csmri train`` run in ``<work_dir>/<stage>``; a stage whose ``run_info.json`` says ``finished`` and
 that has ``checkpoints/best.ckpt`` is skipped, an interrupted one resumes from its newest checkpoint
 (``last.ckpt`` / ``on_exception.ckpt``). The evaluation reruns when a checkpoint is newer than its
@@ -31,7 +33,7 @@ from csmri.run_info import git_state
 
 console = Console()
 RESULT_FILES = ("table.md", "table.json", "per_slice.csv", "figure.png")
-TRAIN_STAGES = ("stage1", "segnet", "stage2", "dagan")
+REQUIRED_STAGES = ("stage1", "segnet", "stage2", "dagan")
 
 
 def load_profile(argv: list[str]) -> DictConfig:
@@ -57,7 +59,6 @@ def load_profile(argv: list[str]) -> DictConfig:
     return profile
 
 
-@dataclass
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple | ListConfig) else [value]
 
@@ -68,6 +69,7 @@ def _override_value(value: Any) -> str:
     return str(value) if not isinstance(value, list | tuple | ListConfig) else "[" + ",".join(map(str, items)) + "]"
 
 
+@dataclass
 class Step:
     name: str
     estimate_s: float
@@ -87,7 +89,11 @@ class Pipeline:
         suffix = "" if resolution == 1 else "_res" + "-".join(f"{float(r):g}" for r in _as_list(resolution))
         default_root = data_dir / f"phantom_{profile.data.size}{suffix}"
         self.data_root = Path(profile.data.root) if profile.data.root else default_root
-        self.steps = [Step(name, 60 * profile.stages[name].estimate_min) for name in TRAIN_STAGES]
+        missing = [name for name in REQUIRED_STAGES if name not in profile.stages]
+        if missing:
+            raise SystemExit(f"csmri reproduce: the profile has no stages {missing} (needs {list(REQUIRED_STAGES)})")
+        self.train_stages = list(profile.stages)
+        self.steps = [Step(name, 60 * profile.stages[name].estimate_min) for name in self.train_stages]
         self.steps.append(Step("eval", 60 * profile.eval.estimate_min))
 
     # -- artefacts ------------------------------------------------------------------------------------
@@ -117,7 +123,7 @@ class Pipeline:
         if name == "eval":
             table = self.stage_dir("eval") / "table.json"
             newest = max(
-                (self.eval_ckpt(s).stat().st_mtime for s in TRAIN_STAGES if self.eval_ckpt(s).is_file()), default=0
+                (self.eval_ckpt(s).stat().st_mtime for s in self.train_stages if self.eval_ckpt(s).is_file()), default=0
             )
             done = (
                 table.is_file()
@@ -151,6 +157,15 @@ class Pipeline:
             ),
         ]
 
+    def segnet_stages(self) -> list[str]:
+        """The stages that train a segmentation net (``experiment: segnet``): SIS uses all of them."""
+        return [name for name in self.train_stages if self.p.stages[name].experiment == "segnet"]
+
+    def segnet_override(self) -> str:
+        """``segnet.ckpt=...`` for ``csmri eval``: one checkpoint, or the list of an ensemble."""
+        ckpts = [str(self.eval_ckpt(name)) for name in self.segnet_stages()]
+        return f"segnet.ckpt={ckpts[0]}" if len(ckpts) == 1 else f"segnet.ckpt=[{','.join(ckpts)}]"
+
     def train_command(self, name: str) -> list[str]:
         stage = self.p.stages[name]
         args = [f"experiment={stage.experiment}", *self.data_overrides(), f"hydra.run.dir={self.stage_dir(name)}"]
@@ -169,7 +184,7 @@ class Pipeline:
             *self.data_overrides(),
             f"hydra.run.dir={self.stage_dir('eval')}",
             f"methods=[{','.join(e.methods)}]",
-            f"segnet.ckpt={self.eval_ckpt('segnet')}",
+            self.segnet_override(),
             f"recnet.ckpt={self.eval_ckpt('stage1')}",
             f"refinement.ckpt={self.eval_ckpt('stage2')}",
             f"dagan.ckpt={self.eval_ckpt('dagan')}",
@@ -256,7 +271,7 @@ class Pipeline:
         )
         splits = {k: len(v) for k, v in meta.get("splits", {}).items()}
         backbones = {s: self._run_info(s).get("perceptual_backbone", "n/a") for s in ("stage2", "dagan")}
-        stage_times = {s: self._run_info(s).get("elapsed_s") for s in (*TRAIN_STAGES, "eval")}
+        stage_times = {s: self._run_info(s).get("elapsed_s") for s in (*self.train_stages, "eval")}
         lines = [
             f"# csmri reproduce — profile `{self.p.name}`",
             "",
@@ -266,6 +281,8 @@ class Pipeline:
             f"- data: `{self.data_root}` ({meta.get('source', 'unknown')} source, size {meta.get('size')}, "
             f"patients per split {splits}), {self.p.data.acceleration}x Cartesian undersampling",
             f"- seed: {self.p.seed}; evaluation masks fixed per slice from (seed, slice key)",
+            f"- SIS: segmentation net(s) of stage(s) {', '.join(self.segnet_stages())}"
+            + (" (an ensemble: the argmax of their mean class probabilities)" if len(self.segnet_stages()) > 1 else ""),
             f"- perceptual backbone actually used: stage 2 `{backbones['stage2']}`, DAGAN `{backbones['dagan']}`"
             + (
                 " — a random-weight stand-in: perceptual results are not comparable to ImageNet-VGG ones"

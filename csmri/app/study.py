@@ -74,7 +74,7 @@ class Study:
 
     def ensure_prerequisites(self) -> None:
         """Stage 1, the segmentation net and (as a reference) DAGAN of the profile, trained only if not finished."""
-        for name in ("stage1", "segnet", *(["dagan"] if "dagan" in self.cfg.references else [])):
+        for name in ("stage1", *self.pipeline.segnet_stages(), *(["dagan"] if "dagan" in self.cfg.references else [])):
             if self.pipeline.status(name) != "done":
                 console.rule(f"study: {name} of profile {self.cfg.profile}")
                 subprocess.run(self.pipeline.train_command(name), check=True)
@@ -114,7 +114,7 @@ class Study:
                 f"methods=[{method}]",
                 f"reference={method}",
                 f"{method}.ckpt={ckpt}",
-                f"segnet.ckpt={self.pipeline.eval_ckpt('segnet')}",
+                self.pipeline.segnet_override(),
                 "figure.max_rows=2",
                 "wandb.enabled=false",
             ]
