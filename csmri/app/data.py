@@ -19,7 +19,13 @@ def main(argv: list[str]) -> int:
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--noise-std", type=float, default=0.0, help="complex image noise std")
     phantom.add_argument(
-        "--resolution", type=float, default=1.0, help="acquired fraction of the k-space extent (1 = the grid's)"
+        "--resolution",
+        type=float,
+        nargs="+",
+        default=[0.5, 1.0],
+        metavar="R",
+        help="acquired fraction of the k-space extent (1 = the grid's), or LOW HIGH: per patient uniform in the "
+        "range (default: 0.5 1.0, as data=phantom)",
     )
     phantom.add_argument("--examples", metavar="PNG", help="also write a PNG grid of example slices")
     from csmri.data.prepare import add_prepare_parser, run_prepare
@@ -39,7 +45,7 @@ def main(argv: list[str]) -> int:
             n_slices=args.slices,
             seed=args.seed,
             noise_std=args.noise_std,
-            resolution=args.resolution,
+            resolution=args.resolution[0] if len(args.resolution) == 1 else args.resolution,
         )
     except ValueError as err:
         parser.error(str(err))

@@ -150,7 +150,7 @@ class Pipeline:
                     f"data.source.size={d.size}",
                     f"data.source.patients={d.patients}",
                     f"data.source.slices={d.slices}",
-                    f"data.source.resolution={_override_value(d.get('resolution', 1.0))}",
+                    *([f"data.source.resolution={_override_value(d.resolution)}"] if "resolution" in d else []),
                 ]
                 if d.config == "phantom"
                 else []
