@@ -243,7 +243,7 @@ class Pipeline:
                 continue
             command = self.eval_command() if step.name == "eval" else self.train_command(step.name)
             console.rule(f"[{i}/{len(self.steps)}] {step.name} ({step.status}) — ETA of the pipeline {self.eta(ran)}")
-            console.print(" ".join(command[2:]), style="dim")
+            console.print(" ".join(command[2:]), style="dim", markup=False)  # overrides hold [lists]
             t0 = time.time()
             result = subprocess.run(command)
             step.elapsed_s = time.time() - t0
