@@ -65,8 +65,9 @@ def _as_list(value: Any) -> list[Any]:
 
 def _override_value(value: Any) -> str:
     """A number or a list as the right-hand side of a Hydra override (``0.5``, ``[0.5,1.0]``)."""
-    items = _as_list(value)
-    return str(value) if not isinstance(value, list | tuple | ListConfig) else "[" + ",".join(map(str, items)) + "]"
+    if isinstance(value, list | tuple | ListConfig):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return str(value)
 
 
 @dataclass
