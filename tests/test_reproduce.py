@@ -8,6 +8,7 @@ import pytest
 from omegaconf import open_dict
 
 from csmri.app.reproduce import Pipeline, load_profile
+from csmri.app.study import Study, load_study
 from tests.helpers import run_csmri
 
 
@@ -114,3 +115,10 @@ def test_paper_profile_refuses_to_start_without_imagenet_vgg(tmp_path, monkeypat
     opted_in = Pipeline(load_profile(["profile=paper", f"work_dir={tmp_path}", "vgg_standin=true"]))
     opted_in.check_perceptual_weights()  # no error: the stand-in was asked for
     assert "model.perceptual.allow_random_fallback=false" not in opted_in.train_command("stage2")
+
+
+def test_study_drops_a_sweep_left_without_values(tmp_path):
+    argv = [f"profile_overrides=['work_dir={tmp_path}']", "vgg_weights=[1.0]", "alpha_targets=[0.01,10]"]
+    study = Study(load_study(argv))
+    assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 10])}  # w_vgg 1.0 is the default: run by alpha
+    assert [p["name"] for p in study.points()] == ["alpha/0", "alpha/1"]

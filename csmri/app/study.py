@@ -56,11 +56,13 @@ class Study:
 
     # -- the sweeps ---------------------------------------------------------------------------------------------
     def sweeps(self) -> dict[str, tuple[str, list[Any]]]:
-        """Sweep name -> (swept key, values)."""
-        return {
+        """Sweep name -> (swept key, values); a sweep left without values (e.g. ``vgg_weights=[1.0]``, the default
+        that the alpha sweep already runs) is dropped."""
+        sweeps = {
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
             "weights": ("loss.weights.vgg", [v for v in self.cfg.vgg_weights if v != self.cfg.default_vgg_weight]),
         }
+        return {name: (key, values) for name, (key, values) in sweeps.items() if values}
 
     def points(self) -> list[dict[str, Any]]:
         """Every run of the study: its folder and swept settings (job folders are numbered in sweep order)."""
