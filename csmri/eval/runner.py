@@ -243,13 +243,13 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
 
 
 def load_segmenter(ckpt: str | Sequence[str], device: torch.device) -> tuple[Any, str]:
-    """The segmenter behind SIS: one net (``segnet.ckpt=PATH``) or an ensemble (``segnet.ckpt=[P1,P2,...]``, see
-    :class:`csmri.lit.segmentation.SegmenterEnsemble`), on ``device``, and how SIS was computed."""
+    """The segmenter behind SIS on ``device`` — one net (``segnet.ckpt=PATH``) or an ensemble
+    (``segnet.ckpt=[P1,P2,...]``, see :class:`csmri.lit.segmentation.SegmenterEnsemble`) — and its description."""
     paths = [ckpt] if isinstance(ckpt, str) else list(ckpt)
     nets = [load_module(p, "segnet.ckpt") for p in paths]
     if len(nets) == 1:
-        return nets[0].to(device), "computed"
-    return SegmenterEnsemble(nets).to(device), f"computed with an ensemble of {len(nets)} segmentation nets"
+        return nets[0].to(device), "the segmentation net"
+    return SegmenterEnsemble(nets).to(device), f"an ensemble of {len(nets)} segmentation nets"
 
 
 def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list[dict[str, Any]]:
@@ -257,13 +257,15 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
     datamodule: MRIDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
     methods = build_methods(cfg, device)
-    segnet, sis_note = None, "computed"
+    segnet, sis_note, segmenter = None, "computed", "the segmentation net"
     if not read_meta(datamodule.layout_dir).get("has_labels", True):
         sis_note = "skipped: the dataset has no labels"
     elif not cfg.segnet.ckpt:
         sis_note = "skipped: no segnet.ckpt (train one with `csmri train experiment=segnet`)"
     else:
-        segnet, sis_note = load_segmenter(cfg.segnet.ckpt, device)
+        segnet, segmenter = load_segmenter(cfg.segnet.ckpt, device)
+        if isinstance(segnet, SegmenterEnsemble):
+            sis_note = f"computed with {segmenter}"
     if segnet is None:
         log.warning("SIS and Dice %s", sis_note)
     try:
@@ -283,15 +285,7 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
     )
     write_per_slice_csv(results.records, out / "per_slice.csv")
     provenance = {n: m.provenance for n, m in methods.items() if getattr(m, "provenance", "")}
-    segmenter = f"an ensemble of {len(segnet)} segmentation nets" if isinstance(segnet, SegmenterEnsemble) else None
-    write_table(
-        rows,
-        out / "table.md",
-        out / "table.json",
-        provenance=provenance,
-        split=cfg.split,
-        **({"segmenter": segmenter} if segmenter else {}),
-    )
+    write_table(rows, out / "table.md", out / "table.json", provenance=provenance, split=cfg.split, segmenter=segmenter)
     if results.images:
         save_recons(out / RECONS_FILE, {m: results.images[m] for m in [GROUND_TRUTH, *names]}, results.labels)
         keys = [r["key"] for r in results.records if r["method"] == names[0]]

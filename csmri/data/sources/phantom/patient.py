@@ -62,6 +62,14 @@ def _resolution_bounds(resolution: Resolution) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def plain_resolution(resolution: Resolution) -> float | list[float]:
+    """``resolution`` as recorded and compared in settings: a float, or ``[low, high]`` of floats (from any sequence,
+    e.g. a Hydra ListConfig)."""
+    if isinstance(resolution, int | float):
+        return float(resolution)
+    return list(_resolution_bounds(resolution))
+
+
 def patient_resolution(resolution: Resolution, rng: np.random.Generator) -> float:
     """The acquired resolution of one patient: ``resolution`` itself, or uniform in a ``[low, high]`` range
     (scans of a real data set differ in resolution; drawn from the patient's own acquisition stream)."""

@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from csmri.data import layout
-from csmri.data.sources.phantom.patient import check_volume_args, generate_patient, phantom_patient_id
+from csmri.data.sources.phantom.patient import (
+    check_volume_args,
+    generate_patient,
+    phantom_patient_id,
+    plain_resolution,
+)
 from csmri.errors import DataError, DatasetFolderError
 
 log = logging.getLogger(__name__)
@@ -112,11 +117,8 @@ def phantom_settings(
         "seed": int(seed),
         "noise_std": float(noise_std),
     }
-    if isinstance(resolution, int | float):
-        if resolution != 1.0:
-            settings["resolution"] = float(resolution)
-    else:
-        settings["resolution"] = [float(v) for v in resolution]
+    if plain_resolution(resolution) != 1.0:
+        settings["resolution"] = plain_resolution(resolution)
     return settings
 
 
@@ -147,8 +149,7 @@ class PhantomSource:
         resolution: float | list[float] = 1.0,
     ) -> None:
         self.patients, self.size, self.slices, self.seed = patients, size, slices, seed
-        self.noise_std = noise_std
-        self.resolution = resolution if isinstance(resolution, int | float) else [float(v) for v in resolution]
+        self.noise_std, self.resolution = noise_std, plain_resolution(resolution)
 
     def layout_dir(self, root: Path) -> Path:
         return Path(root)
@@ -165,18 +166,19 @@ class PhantomSource:
         root = Path(root)
         if layout.has_layout(root):
             meta = layout.read_meta(root)
-            recorded = meta.get("generator")
-            if meta.get("written_by") == WRITTEN_BY_SOURCE and recorded != self.settings():
-                changed = sorted(k for k in self.settings() if (recorded or {}).get(k) != self.settings()[k])
+            recorded, wanted = meta.get("generator"), self.settings()
+            if meta.get("written_by") == WRITTEN_BY_SOURCE and recorded != wanted:
+                was = recorded or {}
+                changed = sorted(k for k in {*was, *wanted} if was.get(k) != wanted.get(k))
                 raise DataError(
                     f"the phantom at {root} was generated with other settings "
-                    + ", ".join(f"{k}={(recorded or {}).get(k)}" for k in changed)
+                    + ", ".join(f"{k}={was.get(k)}" for k in changed)
                     + " than data.source now asks for ("
-                    + ", ".join(f"{k}={self.settings()[k]}" for k in changed)
+                    + ", ".join(f"{k}={wanted.get(k)}" for k in changed)
                     + ")",
                     f"delete {root} to regenerate it with the new settings, or choose another data.root",
                 )
-            if meta.get("source") == "phantom" and recorded not in (None, self.settings()):
+            if meta.get("source") == "phantom" and recorded not in (None, wanted):
                 log.warning("using the phantom at %s as written (%s); data.source settings are ignored", root, recorded)
             return root
         log.info("no dataset at %s: generating the phantom (%d patients, %d^2)", root, self.patients, self.size)
