@@ -47,12 +47,16 @@ def test_smoke_pipeline_then_resume(tmp_path):
         f"results={tmp_path / 'study'}",
         "alpha_targets=[100]",
         "vgg_weights=[1.0,4.0]",
+        "backbones=[autoencoder]",
     ]
     first = run_csmri(*study, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = json.loads((tmp_path / "study" / "table.json").read_text())
-    assert [r["name"] for r in table["runs"]] == ["alpha/0", "weights/0"]
+    assert [r["name"] for r in table["runs"]] == ["alpha/0", "weights/0", "backbone/0"]
     assert table["runs"][0]["alpha_target"] == 100 and table["runs"][1]["vgg_weight"] == 4.0
+    assert table["runs"][0]["backbone"] == "vgg19-random"  # offline: stage 2's default falls back, recorded
+    assert table["runs"][2]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"  # trained by the study itself
+    assert (tmp_path / "work" / "study" / "autoencoder" / "run_info.json").is_file()
     assert set(table["references"]) == {"RecNet", "DAGAN"} and (tmp_path / "study" / "figure.png").is_file()
     assert "validation" in (tmp_path / "study" / "table.md").read_text()
     rerun = run_csmri(*study, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
@@ -118,7 +122,32 @@ def test_paper_profile_refuses_to_start_without_imagenet_vgg(tmp_path, monkeypat
 
 
 def test_study_drops_a_sweep_left_without_values(tmp_path):
-    argv = [f"profile_overrides=['work_dir={tmp_path}']", "vgg_weights=[1.0]", "alpha_targets=[0.01,10]"]
+    argv = [
+        f"profile_overrides=['work_dir={tmp_path}']",
+        "vgg_weights=[1.0]",
+        "alpha_targets=[0.01,10]",
+        "backbones=[]",
+    ]
     study = Study(load_study(argv))
     assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 10])}  # w_vgg 1.0 is the default: run by alpha
     assert [p["name"] for p in study.points()] == ["alpha/0", "alpha/1"]
+
+
+def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path):
+    argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[]", "vgg_weights=[]"]
+    study = Study(load_study([*argv, "backbones=[autoencoder,random]"]))
+    weights = str(tmp_path / "study" / "autoencoder" / "vgg19_autoencoder.pth")
+    assert study.sweeps() == {"backbone": ("model.perceptual.weights", [weights, "random"])}
+    points = study.points()
+    assert [p["name"] for p in points] == ["backbone/0", "backbone/1"]
+    assert all(p["alpha_target"] == 0.1 and p["vgg_weight"] == 1.0 for p in points)  # the defaults
+    command = study.train_command("backbone")
+    assert f"model.perceptual.weights={weights},random" in command and "loss.alpha_target=0.1" in command
+    # the autoencoder learns the profile's own data (no labels): same data overrides as every stage
+    autoencoder = study.autoencoder_command()
+    assert "experiment=vgg_autoencoder" in autoencoder and f"hydra.run.dir={tmp_path / 'study' / 'autoencoder'}" in (
+        autoencoder
+    )
+    assert set(study.pipeline.data_overrides()) <= set(autoencoder)
+    with pytest.raises(SystemExit, match="unknown backbone 'imagent'"):
+        Study(load_study([*argv, "backbones=[imagent]"])).sweeps()

@@ -8,7 +8,10 @@
    it at the first step: small = the refinement dominates, large = the penalty switches it off) and one over the
    perceptual/adversarial balance ``loss.weights.vgg`` at the default α. Every point is a fixed folder, and a point
    whose run finished is not trained again (``skip_finished=true``), so the study resumes where it stopped; add
-   ``hydra/launcher=slurm`` through ``train_overrides`` to run the points on a cluster.
+   ``hydra/launcher=slurm`` through ``train_overrides`` to run the points on a cluster. A third sweep compares
+   perceptual backbones (``model.perceptual.weights``) at the default α and weights: ``autoencoder`` is VGG-19
+   trained here as an autoencoder of the profile's fully-sampled training images (``experiment=vgg_autoencoder``,
+   in ``<work_dir>/study/autoencoder``; no labels, no segmentation net), ``random`` the seeded random stand-in.
 3. Evaluates RecNet, DAGAN and every point's last checkpoint on the **validation** split (settings are chosen on
    it, never on the test split) with the same fixed per-slice masks, and writes ``results/study/``: ``table.md``,
    ``table.json`` and ``figure.png`` (SIS against PSNR, one point per run, λ at the end of training annotated,
@@ -61,25 +64,59 @@ class Study:
         sweeps = {
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
             "weights": ("loss.weights.vgg", [v for v in self.cfg.vgg_weights if v != self.cfg.default_vgg_weight]),
+            "backbone": ("model.perceptual.weights", [self.backbone_weights(b) for b in self.cfg.backbones]),
         }
         return {name: (key, values) for name, (key, values) in sweeps.items() if values}
 
     def points(self) -> list[dict[str, Any]]:
         """Every run of the study: its folder and swept settings (job folders are numbered in sweep order)."""
+        field = {"loss.alpha_target": "alpha_target", "loss.weights.vgg": "vgg_weight"}
         points = []
         for sweep, (key, values) in self.sweeps().items():
             for i, value in enumerate(values):
                 settings = {"alpha_target": self.cfg.default_alpha_target, "vgg_weight": self.cfg.default_vgg_weight}
-                settings["alpha_target" if key == "loss.alpha_target" else "vgg_weight"] = value
+                if key in field:
+                    settings[field[key]] = value
                 points.append({"name": f"{sweep}/{i}", "dir": self.work / sweep / str(i), **settings})
         return points
 
+    # -- the autoencoder backbone --------------------------------------------------------------------------------
+    @property
+    def autoencoder_dir(self) -> Path:
+        return self.work / "autoencoder"
+
+    def backbone_weights(self, backbone: str) -> str:
+        """``model.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""
+        if backbone == "autoencoder":
+            return str(self.autoencoder_dir / "vgg19_autoencoder.pth")
+        if backbone in ("random", "imagenet") or Path(backbone).suffix in (".pth", ".pt"):
+            return backbone
+        raise SystemExit(f"csmri study: unknown backbone {backbone!r}: autoencoder | random | imagenet | a .pth file")
+
+    def autoencoder_command(self) -> list[str]:
+        """Trains the autoencoder backbone on the profile's data (resumed from its last checkpoint if any)."""
+        last = self.autoencoder_dir / "checkpoints" / "last.ckpt"
+        return [
+            *CSMRI,
+            "train",
+            "experiment=vgg_autoencoder",
+            *self.pipeline.data_overrides(),
+            f"hydra.run.dir={self.autoencoder_dir}",
+            *self.pipeline.p.train_overrides,
+            *self.cfg.autoencoder_overrides,
+            *([f"ckpt_path={last}"] if last.is_file() else []),
+        ]
+
     def ensure_prerequisites(self) -> None:
-        """Stage 1, the segmentation net and (as a reference) DAGAN of the profile, trained only if not finished."""
+        """Stage 1, the segmentation nets, (as a reference) DAGAN of the profile and the autoencoder backbone if it is
+        compared, each trained only if not finished."""
         for name in ("stage1", *self.pipeline.segnet_stages(), *(["dagan"] if "dagan" in self.cfg.references else [])):
             if self.pipeline.status(name) != "done":
                 console.rule(f"study: {name} of profile {self.cfg.profile}")
                 subprocess.run(self.pipeline.train_command(name), check=True)
+        if "autoencoder" in self.cfg.backbones and not Path(self.backbone_weights("autoencoder")).is_file():
+            console.rule("study: the autoencoder perceptual backbone (experiment=vgg_autoencoder)")
+            subprocess.run(self.autoencoder_command(), check=True)
 
     def train_command(self, sweep: str) -> list[str]:
         key, values = self.sweeps()[sweep]
@@ -137,15 +174,18 @@ class Study:
         for point in self.points():
             ckpt = point["dir"] / "checkpoints" / "last.ckpt"
             row = self.evaluate(point["name"], "refinement", ckpt)
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-            rows.append({**point, "dir": str(point["dir"]), "lambda": float(state["refinement.gate"]), **_metrics(row)})
+            checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+            lam = float(checkpoint["state_dict"]["refinement.gate"])
+            backbone = checkpoint.get("perceptual_backbone", "n/a")
+            rows.append({**point, "dir": str(point["dir"]), "lambda": lam, "backbone": backbone, **_metrics(row)})
         return self.write(rows, {k: _metrics(v) for k, v in references.items()})
 
     def write(self, rows: list[dict[str, Any]], references: dict[str, dict[str, Any]]) -> Path:
         self.results.mkdir(parents=True, exist_ok=True)
-        header = ["run", "α target", "w_vgg", "λ (end)", "PSNR (dB)", "SSIM", "SIS"]
+        header = ["run", "α target", "w_vgg", "backbone", "λ (end)", "PSNR (dB)", "SSIM", "SIS"]
         body = [
-            [name, "", "", "", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", _fmt(r["sis"])] for name, r in references.items()
+            [name, "", "", "", "", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", _fmt(r["sis"])]
+            for name, r in references.items()
         ]
         for r in rows:
             body.append(
@@ -153,6 +193,7 @@ class Study:
                     r["name"],
                     f"{r['alpha_target']:g}",
                     f"{r['vgg_weight']:g}",
+                    f"`{r['backbone']}`",
                     f"{r['lambda']:+.3f}",
                     f"{r['psnr']:.2f}",
                     f"{r['ssim']:.3f}",
@@ -180,27 +221,34 @@ def _fmt(value: Any) -> str:
 
 
 def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, Any]], path: Path) -> Path:
-    """SIS against PSNR: one point per run (α sweep and weight sweep), λ annotated; RecNet and DAGAN as references."""
+    """SIS against PSNR: one point per run (α, weight and backbone sweeps), λ annotated; RecNet and DAGAN as references."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for sweep, marker, colour in (("alpha", "o", "tab:blue"), ("weights", "s", "tab:orange")):
-        points = [r for r in rows if r["name"].startswith(sweep) and r["sis"] is not None]
+    sweeps = {
+        "alpha": ("o", "tab:blue", "refinement, α target swept", lambda p: f"α·L_pen={p['alpha_target']:g}"),
+        "weights": ("s", "tab:orange", "refinement, w_vgg swept", lambda p: f"w_vgg={p['vgg_weight']:g}"),
+        "backbone": ("D", "tab:green", "refinement, backbone swept", lambda p: p["backbone"]),
+    }
+    offsets = [(5, 5), (5, -20), (-70, 5), (-70, -20)]  # labels of nearby points go to different corners
+    n = 0
+    for sweep, (marker, colour, label, tagger) in sweeps.items():
+        points = [r for r in rows if r["name"].startswith(sweep + "/") and r["sis"] is not None]
         if points:
-            label = "refinement, α target swept" if sweep == "alpha" else "refinement, w_vgg swept"
             ax.scatter([p["psnr"] for p in points], [p["sis"] for p in points], marker=marker, c=colour, label=label)
         for p in points:
-            tag = f"α·L_pen={p['alpha_target']:g}" if sweep == "alpha" else f"w_vgg={p['vgg_weight']:g}"
             ax.annotate(
-                f"{tag}\nλ={p['lambda']:+.3f}",
+                f"{tagger(p)}\nλ={p['lambda']:+.3f}",
                 (p["psnr"], p["sis"]),
-                fontsize=7,
-                xytext=(4, 4),
+                fontsize=6,
+                color=colour,
+                xytext=offsets[n % len(offsets)],
                 textcoords="offset points",
             )
+            n += 1
     for (name, ref), marker in zip(references.items(), ("*", "X"), strict=False):
         if ref["sis"] is not None:
             ax.scatter([ref["psnr"]], [ref["sis"]], marker=marker, s=140, c="black", label=name)
