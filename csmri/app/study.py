@@ -221,7 +221,7 @@ def _fmt(value: Any) -> str:
 
 
 def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, Any]], path: Path) -> Path:
-    """SIS against PSNR: one point per run (α, weight and backbone sweeps), λ annotated; RecNet and DAGAN as references."""
+    """SIS against PSNR: one point per run (α, weight, backbone sweeps), λ annotated; RecNet, DAGAN as references."""
     import matplotlib
 
     matplotlib.use("Agg")
