@@ -41,8 +41,11 @@ def test_cli_user_errors_are_one_line(tmp_path):
     result = run_csmri("train", "+trainer.max_epoch=1", f"data.root={tmp_path}/p", f"hydra.run.dir={tmp_path}/c")
     assert "did you mean `trainer.max_epochs`" in _one_line(result)
     assert not (tmp_path / "p").exists()  # nothing prepared for a run that could not start
-    line = _one_line(run_csmri("eval", "methods=[zero_filled,unet]", f"hydra.run.dir={tmp_path}/d"))
+    data_dir = str(tmp_path / "data")  # the default data root, which a run that cannot start must leave alone
+    result = run_csmri("eval", "methods=[zero_filled,unet]", f"hydra.run.dir={tmp_path}/d", CSMRI_DATA_DIR=data_dir)
+    line = _one_line(result)
     assert "unknown method `unet`" in line and "data" not in line.split("configured methods:")[1]
+    assert not (tmp_path / "data").exists()
     debug = run_csmri("train", "experiment=stage2", f"hydra.run.dir={tmp_path}/f", CSMRI_DEBUG="1")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
     version = run_csmri("--version")

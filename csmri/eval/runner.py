@@ -254,9 +254,9 @@ def load_segmenter(ckpt: str | Sequence[str], device: torch.device) -> tuple[Any
 
 def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list[dict[str, Any]]:
     device = resolve_device(cfg.device)
+    methods = build_methods(cfg, device)  # first: a bad method or checkpoint fails before any data is prepared
     datamodule: MRIDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
-    methods = build_methods(cfg, device)
     segnet, sis_note, segmenter = None, "computed", "the segmentation net"
     if not read_meta(datamodule.layout_dir).get("has_labels", True):
         sis_note = "skipped: the dataset has no labels"
