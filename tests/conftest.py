@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ["CSMRI_OFFLINE"] = "1"  # ImageNet VGG from the torch cache only: nothing downloads in tests
 
 TINY = {"n_patients": 4, "size": 64, "n_slices": 6, "seed": 0}
 # tiny networks and no VGG download for every stage-2 run in the tests

@@ -24,7 +24,7 @@ def experiments() -> list[str]:
 
 # the csmri command line as a subprocess (a fresh interpreter, like a user's shell), quiet and offline
 CSMRI = [sys.executable, "-m", "csmri"]
-SUBPROCESS_ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+SUBPROCESS_ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "CSMRI_OFFLINE": "1"}  # no downloads
 
 
 def run_csmri(*args: str, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:

@@ -70,10 +70,21 @@ def imagenet_weights_file(arch: str = "vgg19") -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
 
 
+OFFLINE_ENV = "CSMRI_OFFLINE"
+
+
+def offline() -> bool:
+    """``CSMRI_OFFLINE=1``: ImageNet weights come from torchvision's cache only, never downloaded (compute nodes
+    without internet, where an attempt may hang; the test suite sets it so that nothing can download)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes"}
+
+
 def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) -> tuple[nn.Module, str]:
     build, imagenet = _torchvision(arch)
     if weights == "imagenet":
         try:
+            if offline() and not imagenet_weights_file(arch).is_file():
+                raise FileNotFoundError(f"{OFFLINE_ENV}=1: no download attempted")
             return build(weights=imagenet), f"{arch}-imagenet"
         except Exception as err:  # URLError, OSError, hash mismatch, ...
             expected = imagenet_weights_file(arch)

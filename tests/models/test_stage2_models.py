@@ -82,6 +82,23 @@ def test_vgg_imagenet_offline_is_a_clear_error(tmp_path, monkeypatch):
     assert stand_in.backbone == "vgg19-random"
 
 
+def test_offline_mode_never_tries_a_download(tmp_path, monkeypatch):
+    import torchvision.models._api as weights_api
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("a download was attempted")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(weights_api, "load_state_dict_from_url", no_download)
+    monkeypatch.setenv("CSMRI_OFFLINE", "1")
+    with pytest.raises(PerceptualWeightsUnavailable, match="CSMRI_OFFLINE=1: no download attempted"):
+        VGGFeatures("imagenet")
+    assert VGGFeatures("imagenet", allow_random_fallback=True, layer="relu1_2").backbone == "vgg19-random"
+    monkeypatch.setenv("CSMRI_OFFLINE", "0")  # online: torchvision's download is what runs
+    with pytest.raises(PerceptualWeightsUnavailable, match="a download was attempted"):
+        VGGFeatures("imagenet")
+
+
 def test_vgg_from_local_file(tmp_path):
     from torchvision.models import vgg19
 
