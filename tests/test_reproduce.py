@@ -20,7 +20,7 @@ def _reproduce(tmp_path, *extra):
         f"results={tmp_path / 'results'}",
         *extra,
     ]
-    return run_csmri(*args, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
+    return run_csmri(*args, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"), TORCH_HOME=str(tmp_path / "torch"))
 
 
 @pytest.mark.slow
@@ -33,11 +33,12 @@ def test_smoke_pipeline_then_resume(tmp_path):
     methods = [row["method"] for row in json.loads((results / "table.json").read_text())["rows"]]
     assert methods == ["ground_truth", "zero_filled", "recnet", "dagan", "dlmri", "refinement"]
     readme = (results / "README.md").read_text()
-    assert "profile `smoke`" in readme and "vgg19-" in readme and "seed: 0" in readme
+    assert "profile `smoke`" in readme and "seed: 0" in readme
+    assert "stage 2 `vgg19-file:vgg19_autoencoder.pth`" in readme  # offline: the profile's autoencoder stand-in
 
     again = _reproduce(tmp_path)
     assert again.returncode == 0
-    assert again.stdout.count("finished earlier, skipped") == 5
+    assert again.stdout.count("finished earlier, skipped") == 6
 
     # the alpha / loss-weight study on the same work dir: reuses stage 1, segnet and DAGAN, then resumes
     study = [
@@ -47,19 +48,18 @@ def test_smoke_pipeline_then_resume(tmp_path):
         f"results={tmp_path / 'study'}",
         "alpha_targets=[100]",
         "vgg_weights=[1.0,4.0]",
-        "backbones=[autoencoder]",
     ]
-    first = run_csmri(*study, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
+    env = {"CSMRI_DATA_DIR": str(tmp_path / "data"), "TORCH_HOME": str(tmp_path / "torch")}
+    first = run_csmri(*study, timeout=900, **env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = json.loads((tmp_path / "study" / "table.json").read_text())
     assert [r["name"] for r in table["runs"]] == ["alpha/0", "weights/0", "backbone/0"]
     assert table["runs"][0]["alpha_target"] == 100 and table["runs"][1]["vgg_weight"] == 4.0
-    assert table["runs"][0]["backbone"] == "vgg19-random"  # offline: stage 2's default falls back, recorded
-    assert table["runs"][2]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"  # trained by the study itself
-    assert (tmp_path / "work" / "study" / "autoencoder" / "run_info.json").is_file()
+    assert table["runs"][0]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"  # offline: the profile's stand-in
+    assert table["runs"][2]["backbone"] == "vgg19-random"  # the other backbone of the default backbones
     assert set(table["references"]) == {"RecNet", "DAGAN"} and (tmp_path / "study" / "figure.png").is_file()
     assert "validation" in (tmp_path / "study" / "table.md").read_text()
-    rerun = run_csmri(*study, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"))
+    rerun = run_csmri(*study, timeout=900, **env)
     assert rerun.returncode == 0 and "Epoch" not in rerun.stdout + rerun.stderr  # nothing trained again
 
 
@@ -133,21 +133,41 @@ def test_study_drops_a_sweep_left_without_values(tmp_path):
     assert [p["name"] for p in study.points()] == ["alpha/0", "alpha/1"]
 
 
-def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path):
+def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG file
     argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[]", "vgg_weights=[]"]
-    study = Study(load_study([*argv, "backbones=[autoencoder,random]"]))
+    # the quick profile trains the autoencoder stand-in as a stage and stage 2 uses it: the sweep adds the others
+    study = Study(load_study(argv))
+    assert study.sweeps() == {"backbone": ("model.perceptual.weights", ["random"])}
+    points = study.points()
+    assert [p["name"] for p in points] == ["backbone/0"]
+    assert points[0]["alpha_target"] == 0.1 and points[0]["vgg_weight"] == 1.0  # the defaults
+    command = study.train_command("backbone")
+    assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
+    assert study.autoencoder_command() == study.pipeline.train_command("perceptual")
+    # a profile without that stage (paper, stand-in allowed): the study trains its own on the profile's data
+    argv = ["profile=paper", "profile_overrides=['work_dir=" + str(tmp_path) + "','vgg_standin=true']", *argv[1:]]
+    study = Study(load_study(argv))
     weights = str(tmp_path / "study" / "autoencoder" / "vgg19_autoencoder.pth")
     assert study.sweeps() == {"backbone": ("model.perceptual.weights", [weights, "random"])}
-    points = study.points()
-    assert [p["name"] for p in points] == ["backbone/0", "backbone/1"]
-    assert all(p["alpha_target"] == 0.1 and p["vgg_weight"] == 1.0 for p in points)  # the defaults
-    command = study.train_command("backbone")
-    assert f"model.perceptual.weights={weights},random" in command and "loss.alpha_target=0.1" in command
-    # the autoencoder learns the profile's own data (no labels): same data overrides as every stage
     autoencoder = study.autoencoder_command()
     assert "experiment=vgg_autoencoder" in autoencoder and f"hydra.run.dir={tmp_path / 'study' / 'autoencoder'}" in (
         autoencoder
     )
-    assert set(study.pipeline.data_overrides()) <= set(autoencoder)
+    assert set(study.pipeline.data_overrides()) <= set(autoencoder)  # the profile's own data, no labels
     with pytest.raises(SystemExit, match="unknown backbone 'imagent'"):
         Study(load_study([*argv, "backbones=[imagent]"])).sweeps()
+
+
+def test_stage2_uses_the_autoencoder_stand_in_only_without_imagenet_weights(tmp_path, monkeypatch):
+    from csmri.models.vgg import imagenet_weights_file
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    pipeline = Pipeline(load_profile(["profile=quick", f"work_dir={tmp_path}"]))
+    weights = f"model.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
+    assert pipeline.status("perceptual") == "todo" and weights in pipeline.train_command("stage2")
+    assert "experiment=vgg_autoencoder" in pipeline.train_command("perceptual")
+    imagenet = imagenet_weights_file("vgg19")
+    imagenet.parent.mkdir(parents=True)
+    imagenet.write_bytes(b"")  # ImageNet weights present: they stay the default, the stand-in is not trained
+    assert pipeline.status("perceptual") == "unneeded" and weights not in pipeline.train_command("stage2")

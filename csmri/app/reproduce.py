@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csmri.config import compose, config_dir
+from csmri.lit.perceptual import AUTOENCODER_WEIGHTS
 from csmri.run_info import git_state
 
 console = Console()
@@ -70,11 +71,14 @@ def _override_value(value: Any) -> str:
     return str(value)
 
 
+SKIPPED = ("done", "unneeded")  # step states that run nothing
+
+
 @dataclass
 class Step:
     name: str
     estimate_s: float
-    status: str = "todo"  # todo | resume | done
+    status: str = "todo"  # todo | resume | done | unneeded
     elapsed_s: float = 0.0
 
 
@@ -120,7 +124,30 @@ class Pipeline:
         existing = [c for c in candidates if c.is_file()]
         return max(existing, key=lambda c: c.stat().st_mtime) if existing else None
 
+    # -- the offline perceptual stand-in ---------------------------------------------------------------
+    def autoencoder_stage(self) -> str | None:
+        """The stage that trains the offline perceptual backbone (``experiment: vgg_autoencoder``), if any."""
+        names = [n for n in self.train_stages if self.p.stages[n].experiment == "vgg_autoencoder"]
+        return names[0] if names else None
+
+    def autoencoder_weights(self) -> Path | None:
+        stage = self.autoencoder_stage()
+        return self.stage_dir(stage) / AUTOENCODER_WEIGHTS if stage else None
+
+    def uses_autoencoder(self) -> bool:
+        """Stage 2's perceptual loss uses the profile's autoencoder VGG-19: the profile trains one, allows a stand-in
+        (``vgg_standin``) and the ImageNet VGG-19 file is absent (ImageNet weights stay the default when present)."""
+        from csmri.models.vgg import imagenet_weights_file
+
+        return (
+            self.autoencoder_stage() is not None
+            and bool(self.p.get("vgg_standin", True))
+            and not imagenet_weights_file("vgg19").is_file()
+        )
+
     def status(self, name: str) -> str:
+        if name == self.autoencoder_stage() and not self.uses_autoencoder():
+            return "unneeded"  # ImageNet VGG-19 weights are present (or no stand-in is allowed)
         if name == "eval":
             table = self.stage_dir("eval") / "table.json"
             newest = max(
@@ -174,6 +201,8 @@ class Pipeline:
             args.append(f"model.recon_ckpt={self.eval_ckpt('stage1')}")
         if name in ("stage2", "dagan") and not self.p.get("vgg_standin", True):
             args.append("model.perceptual.allow_random_fallback=false")
+        if name == "stage2" and self.uses_autoencoder():
+            args.append(f"model.perceptual.weights={self.autoencoder_weights()}")
         args += [*self.p.train_overrides, *stage.overrides]
         if self.status(name) == "resume":
             args.append(f"ckpt_path={self._resume_ckpt(name)}")
@@ -200,9 +229,9 @@ class Pipeline:
             table.add_column(column)
         for step in self.steps:
             step.status = self.status(step.name)
-            table.add_row(step.name, step.status, "-" if step.status == "done" else _minutes(step.estimate_s))
+            table.add_row(step.name, step.status, "-" if step.status in SKIPPED else _minutes(step.estimate_s))
         console.print(table)
-        todo = sum(s.estimate_s for s in self.steps if s.status != "done")
+        todo = sum(s.estimate_s for s in self.steps if s.status not in SKIPPED)
         console.print(f"data: {self.data_root} | work dir: {self.work} | results: {self.results}")
         console.print(f"[bold]estimated time: {_minutes(todo)}[/bold] (estimates measured on 2 CPU cores)")
 
@@ -210,7 +239,7 @@ class Pipeline:
         """Remaining time: the remaining estimates scaled by how fast the finished steps went."""
         spent = sum(s.elapsed_s for s in done)
         estimated = sum(s.estimate_s for s in done) or 1.0
-        remaining = sum(s.estimate_s for s in self.steps if s.status != "done" and s not in done)
+        remaining = sum(s.estimate_s for s in self.steps if s.status not in SKIPPED and s not in done)
         return _minutes(remaining * (spent / estimated if spent else 1.0))
 
     def check_perceptual_weights(self) -> None:
@@ -241,6 +270,11 @@ class Pipeline:
         for i, step in enumerate(self.steps, 1):
             if step.status == "done":
                 console.print(f"[green]✓ {step.name}: finished earlier, skipped[/green]")
+                continue
+            if step.status == "unneeded":
+                console.print(
+                    f"[green]✓ {step.name}: not needed (ImageNet VGG-19 weights are present), skipped[/green]"
+                )
                 continue
             command = self.eval_command() if step.name == "eval" else self.train_command(step.name)
             console.rule(f"[{i}/{len(self.steps)}] {step.name} ({step.status}) — ETA of the pipeline {self.eta(ran)}")

@@ -32,6 +32,7 @@ from rich.console import Console
 
 from csmri.app.reproduce import Pipeline, load_profile
 from csmri.config import compose
+from csmri.lit.perceptual import AUTOENCODER_WEIGHTS
 from csmri.reporting import markdown_table, write_strict_json
 
 console = Console()
@@ -64,7 +65,7 @@ class Study:
         sweeps = {
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
             "weights": ("loss.weights.vgg", [v for v in self.cfg.vgg_weights if v != self.cfg.default_vgg_weight]),
-            "backbone": ("model.perceptual.weights", [self.backbone_weights(b) for b in self.cfg.backbones]),
+            "backbone": ("model.perceptual.weights", [self.backbone_weights(b) for b in self.swept_backbones()]),
         }
         return {name: (key, values) for name, (key, values) in sweeps.items() if values}
 
@@ -83,18 +84,28 @@ class Study:
     # -- the autoencoder backbone --------------------------------------------------------------------------------
     @property
     def autoencoder_dir(self) -> Path:
-        return self.work / "autoencoder"
+        """The profile's autoencoder stage (``experiment: vgg_autoencoder``), else the study's own run."""
+        stage = self.pipeline.autoencoder_stage()
+        return self.pipeline.stage_dir(stage) if stage else self.work / "autoencoder"
+
+    def swept_backbones(self) -> list[str]:
+        """``backbones`` without stage 2's own (the α sweep already runs it): the profile's autoencoder where stage 2
+        uses it (offline), else ImageNet VGG-19 (or the random stand-in it falls back to)."""
+        default = "autoencoder" if self.pipeline.uses_autoencoder() else "imagenet"
+        return [b for b in self.cfg.backbones if b != default]
 
     def backbone_weights(self, backbone: str) -> str:
         """``model.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""
         if backbone == "autoencoder":
-            return str(self.autoencoder_dir / "vgg19_autoencoder.pth")
+            return str(self.autoencoder_dir / AUTOENCODER_WEIGHTS)
         if backbone in ("random", "imagenet") or Path(backbone).suffix in (".pth", ".pt"):
             return backbone
         raise SystemExit(f"csmri study: unknown backbone {backbone!r}: autoencoder | random | imagenet | a .pth file")
 
     def autoencoder_command(self) -> list[str]:
         """Trains the autoencoder backbone on the profile's data (resumed from its last checkpoint if any)."""
+        if self.pipeline.autoencoder_stage():
+            return self.pipeline.train_command(self.pipeline.autoencoder_stage())
         last = self.autoencoder_dir / "checkpoints" / "last.ckpt"
         return [
             *CSMRI,
@@ -114,7 +125,8 @@ class Study:
             if self.pipeline.status(name) != "done":
                 console.rule(f"study: {name} of profile {self.cfg.profile}")
                 subprocess.run(self.pipeline.train_command(name), check=True)
-        if "autoencoder" in self.cfg.backbones and not Path(self.backbone_weights("autoencoder")).is_file():
+        wanted = "autoencoder" in self.swept_backbones() or self.pipeline.uses_autoencoder()
+        if wanted and not Path(self.backbone_weights("autoencoder")).is_file():
             console.rule("study: the autoencoder perceptual backbone (experiment=vgg_autoencoder)")
             subprocess.run(self.autoencoder_command(), check=True)
 

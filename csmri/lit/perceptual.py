@@ -27,6 +27,7 @@ from csmri.lit.optim import adam, build_optimizer
 from csmri.lit.speed import NetworkSpeedMixin
 from csmri.models.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS
 
+AUTOENCODER_WEIGHTS = "vgg19_autoencoder.pth"  # file name of the exported VGG-19 in the run dir (the default)
 DEFAULT_NET = {"layer": "relu5_4", "seed": 0, "decoder_channels": [256, 128, 64, 32]}
 DEFAULT_LOSS = {"_target_": "torch.nn.L1Loss"}
 
@@ -60,7 +61,7 @@ class PerceptualPretrainModule(NetworkSpeedMixin, L.LightningModule):
         net: Mapping[str, Any] = DEFAULT_NET,
         loss: Mapping[str, Any] = DEFAULT_LOSS,
         optimizer: Mapping[str, Any] | None = None,
-        weights_file: str = "vgg19_autoencoder.pth",
+        weights_file: str = AUTOENCODER_WEIGHTS,
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
