@@ -144,6 +144,7 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     assert points[0]["alpha_target"] == 0.1 and points[0]["vgg_weight"] == 1.0  # the defaults
     command = study.train_command("backbone")
     assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
+    assert [a for a in command if a.startswith("model.perceptual.weights=")] == ["model.perceptual.weights=random"]
     assert study.autoencoder_command() == study.pipeline.train_command("perceptual")
     # a profile without that stage (paper, stand-in allowed): the study trains its own on the profile's data
     argv = ["profile=paper", "profile_overrides=['work_dir=" + str(tmp_path) + "','vgg_standin=true']", *argv[1:]]

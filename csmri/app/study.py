@@ -133,7 +133,8 @@ class Study:
     def train_command(self, sweep: str) -> list[str]:
         key, values = self.sweeps()[sweep]
         stage2 = self.pipeline.train_command("stage2")
-        stage2 = [a for a in stage2[4:] if not a.startswith(("hydra.run.dir=", "ckpt_path="))]  # after `-m csmri train`
+        # after `-m csmri train`, without the run's folder, its resume point and the swept key (stage 2's backbone)
+        stage2 = [a for a in stage2[4:] if not a.startswith(("hydra.run.dir=", "ckpt_path=", key + "="))]
         fixed = [
             f"loss.alpha_target={self.cfg.default_alpha_target}",
             f"loss.weights.vgg={self.cfg.default_vgg_weight}",
