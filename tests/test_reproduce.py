@@ -35,6 +35,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
     readme = (results / "README.md").read_text()
     assert "profile `smoke`" in readme and "seed: 0" in readme
     assert "stage 2 `vgg19-file:vgg19_autoencoder.pth`" in readme  # offline: the profile's autoencoder stand-in
+    assert "offline stand-ins" in readme and "not comparable to ImageNet-VGG ones" in readme
 
     again = _reproduce(tmp_path)
     assert again.returncode == 0

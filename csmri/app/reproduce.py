@@ -147,7 +147,7 @@ class Pipeline:
 
     def status(self, name: str) -> str:
         if name == self.autoencoder_stage() and not self.uses_autoencoder():
-            return "unneeded"  # ImageNet VGG-19 weights are present (or no stand-in is allowed)
+            return "unneeded"  # stage 2 uses the ImageNet VGG-19 weights (present, or required: vgg_standin=false)
         if name == "eval":
             table = self.stage_dir("eval") / "table.json"
             newest = max(
@@ -273,7 +273,7 @@ class Pipeline:
                 continue
             if step.status == "unneeded":
                 console.print(
-                    f"[green]✓ {step.name}: not needed (ImageNet VGG-19 weights are present), skipped[/green]"
+                    f"[green]✓ {step.name}: not needed (stage 2 uses the ImageNet VGG-19 weights), skipped[/green]"
                 )
                 continue
             command = self.eval_command() if step.name == "eval" else self.train_command(step.name)
@@ -320,8 +320,10 @@ class Pipeline:
             + (" (an ensemble: the argmax of their mean class probabilities)" if len(self.segnet_stages()) > 1 else ""),
             f"- perceptual backbone actually used: stage 2 `{backbones['stage2']}`, DAGAN `{backbones['dagan']}`"
             + (
-                " — a random-weight stand-in: perceptual results are not comparable to ImageNet-VGG ones"
-                if "random" in str(backbones)
+                " — offline stand-ins (`-random`: seeded random weights; `-file:vgg19_autoencoder.pth`: VGG-19"
+                " trained as an autoencoder of the training images): perceptual results are not comparable to"
+                " ImageNet-VGG ones"
+                if any("imagenet" not in str(b) for b in backbones.values())
                 else ""
             ),
             f"- code: commit `{git_state()['commit']}`",
