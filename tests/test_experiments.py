@@ -7,7 +7,23 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["bench", "precision_parity", "dlmri_study"])
+@pytest.mark.parametrize("name", ["bench", "precision_parity", "dlmri_study", "refinement_diagnostics"])
 def test_experiment_script_imports(name):
     module = importlib.import_module(f"experiments.{name}")
     assert callable(module.main)
+
+
+def test_refinement_alignment_on_hand_made_outputs():
+    import torch
+
+    from experiments.refinement_diagnostics import alignment
+
+    base = torch.zeros(3, 2, 4, 4)
+    base[:, 0, 0, 0] = 1.0  # R: one bright pixel (real channel)
+    residual = torch.zeros(3, 2, 4, 4)
+    residual[:, 1, 2, 3] = 0.5  # R's error: elsewhere (imaginary channel)
+    x_v = torch.stack([residual[0] * 4, -base[1] * 2, base[2] + residual[2] * 2])  # a correction, a dimming, a mix
+    out = alignment(x_v, base, residual)
+    torch.testing.assert_close(out["cos_v_residual"], torch.tensor([1.0, 0.0, 2**-0.5]))
+    torch.testing.assert_close(out["cos_v_R"], torch.tensor([0.0, -1.0, 2**-0.5]))
+    torch.testing.assert_close(out["mean_abs_v"], torch.tensor([2.0, 2.0, 2.0]) / 32)

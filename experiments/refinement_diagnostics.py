@@ -1,0 +1,72 @@
+"""Is stage 2's refinement learning a correction? V's output against R's residual error, per checkpoint.
+
+    python -m experiments.refinement_diagnostics CKPT [CKPT ...] --data DIR [--split val] [--batches 24]
+
+For each stage-2 checkpoint, on the fixed evaluation masks of ``--split`` (default ``val``: never tune on test):
+λ, mean |x_V| and the mean per-slice cosine of V's output ``x_V`` with its input ``R / s`` and with R's residual
+``(x - R) / s`` (``s`` = the per-image scale of :class:`csmri.models.refinement.GatedRefinement`, so all three live
+in V's (-1, 1) range; real and imaginary channels together). A refinement that corrects R has a clearly positive
+cosine with the residual; one near 0 adds output unrelated to R's error, which costs PSNR once ``λ`` opens.
+The README's round-3 diagnosis used this script on the quick profile's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+import torch.nn.functional as F
+
+from csmri.data import MRIDataModule
+from csmri.eval.methods import load_module
+
+
+def alignment(x_v: torch.Tensor, scaled_base: torch.Tensor, scaled_residual: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-slice ``cos(x_V, R/s)``, ``cos(x_V, (x-R)/s)`` and ``mean |x_V|`` of ``(B, C, H, W)`` tensors -> ``(B,)``."""
+    flat = x_v.flatten(1)
+    return {
+        "cos_v_R": F.cosine_similarity(flat, scaled_base.flatten(1)),
+        "cos_v_residual": F.cosine_similarity(flat, scaled_residual.flatten(1)),
+        "mean_abs_v": x_v.abs().flatten(1).mean(1),
+    }
+
+
+@torch.inference_mode()
+def diagnose(ckpt: str, datamodule: MRIDataModule, split: str = "val", batches: int | None = None) -> dict[str, float]:
+    module = load_module(ckpt).eval()
+    loader = datamodule.val_dataloader() if split == "val" else datamodule.test_dataloader()
+    sums: dict[str, float] = {}
+    n = 0
+    for i, batch in enumerate(loader):
+        if batches is not None and i >= batches:
+            break
+        batch = datamodule.on_after_batch_transfer(batch, 0)
+        base = module.base_reconstruction(batch)
+        scale = base.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
+        target = torch.stack([batch["target"].real, batch["target"].imag], dim=1)
+        x_v = module.refinement.refiner(base / scale)
+        for key, values in alignment(x_v, base / scale, (target - base) / scale).items():
+            sums[key] = sums.get(key, 0.0) + float(values.sum())
+        n += base.shape[0]
+    return {"lambda": float(module.refinement.gate), **{k: v / max(n, 1) for k, v in sums.items()}, "slices": n}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ckpts", nargs="+", help="stage-2 checkpoints")
+    parser.add_argument("--data", required=True, help="prepared dataset root (the run's data.root)")
+    parser.add_argument("--split", choices=["val", "test"], default="val")
+    parser.add_argument("--batches", type=int, default=None, help="at most this many batches of 5 (default: all)")
+    parser.add_argument("--acceleration", type=float, default=8.0)
+    parser.add_argument("--sample-n", type=int, default=8)
+    args = parser.parse_args(argv)
+    datamodule = MRIDataModule(args.data, batch_size=5, acceleration=args.acceleration, sample_n=args.sample_n)
+    datamodule.setup("validate" if args.split == "val" else "test")
+    for ckpt in args.ckpts:
+        print(json.dumps({"ckpt": ckpt, **diagnose(ckpt, datamodule, args.split, args.batches)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
