@@ -3,9 +3,9 @@
     python -m experiments.refinement_diagnostics CKPT [CKPT ...] --data DIR [--split val] [--batches 24]
 
 For each stage-2 checkpoint, on the fixed evaluation masks of ``--split`` (default ``val``: never tune on test):
-λ, mean |x_V| and the mean per-slice cosine of V's output ``x_V`` with its input ``R / s`` and with R's residual
-``(x - R) / s`` (``s`` = the per-image scale of :class:`csmri.models.refinement.GatedRefinement`, so all three live
-in V's (-1, 1) range; real and imaginary channels together). A refinement that corrects R has a clearly positive
+λ, mean |x_V| (V's output, in its (-1, 1) range) and the mean per-slice cosine of ``x_V`` with R and with R's
+residual ``x - R`` (real and imaginary channels together; a cosine does not depend on the per-image scale that
+:class:`csmri.models.refinement.GatedRefinement` applies). A refinement that corrects R has a clearly positive
 cosine with the residual; one near 0 adds output unrelated to R's error, which costs PSNR once ``λ`` opens.
 The README's round-3 diagnosis used this script on the quick profile's runs.
 """
@@ -20,14 +20,15 @@ import torch.nn.functional as F
 
 from csmri.data import MRIDataModule
 from csmri.eval.methods import load_module
+from csmri.physics import complex_to_channels
 
 
-def alignment(x_v: torch.Tensor, scaled_base: torch.Tensor, scaled_residual: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-slice ``cos(x_V, R/s)``, ``cos(x_V, (x-R)/s)`` and ``mean |x_V|`` of ``(B, C, H, W)`` tensors -> ``(B,)``."""
+def alignment(x_v: torch.Tensor, base: torch.Tensor, residual: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-slice ``cos(x_V, R)``, ``cos(x_V, x - R)`` and ``mean |x_V|`` of ``(B, C, H, W)`` tensors -> ``(B,)``."""
     flat = x_v.flatten(1)
     return {
-        "cos_v_R": F.cosine_similarity(flat, scaled_base.flatten(1)),
-        "cos_v_residual": F.cosine_similarity(flat, scaled_residual.flatten(1)),
+        "cos_v_R": F.cosine_similarity(flat, base.flatten(1)),
+        "cos_v_residual": F.cosine_similarity(flat, residual.flatten(1)),
         "mean_abs_v": x_v.abs().flatten(1).mean(1),
     }
 
@@ -42,11 +43,10 @@ def diagnose(ckpt: str, datamodule: MRIDataModule, split: str = "val", batches: 
         if batches is not None and i >= batches:
             break
         batch = datamodule.on_after_batch_transfer(batch, 0)
-        base = module.base_reconstruction(batch)
-        scale = base.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
-        target = torch.stack([batch["target"].real, batch["target"].imag], dim=1)
-        x_v = module.refinement.refiner(base / scale)
-        for key, values in alignment(x_v, base / scale, (target - base) / scale).items():
+        _, extras = module.generate(batch)  # R(x_u) and V's output before the gate
+        base, x_v = extras["base"][:, : extras["x_v"].shape[1]], extras["x_v"]  # real_only: V refines channel 0
+        residual = complex_to_channels(batch["target"])[:, : x_v.shape[1]] - base
+        for key, values in alignment(x_v, base, residual).items():
             sums[key] = sums.get(key, 0.0) + float(values.sum())
         n += base.shape[0]
     return {"lambda": float(module.refinement.gate), **{k: v / max(n, 1) for k, v in sums.items()}, "slices": n}

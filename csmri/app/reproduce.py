@@ -29,7 +29,6 @@ from rich.console import Console
 from rich.table import Table
 
 from csmri.config import compose, config_dir
-from csmri.lit.perceptual import AUTOENCODER_WEIGHTS
 from csmri.run_info import git_state
 
 console = Console()
@@ -131,6 +130,8 @@ class Pipeline:
         return names[0] if names else None
 
     def autoencoder_weights(self) -> Path | None:
+        from csmri.lit.perceptual import AUTOENCODER_WEIGHTS  # here, not at start-up: it imports torch and Lightning
+
         stage = self.autoencoder_stage()
         return self.stage_dir(stage) / AUTOENCODER_WEIGHTS if stage else None
 

@@ -98,9 +98,11 @@ class Study:
         """``model.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""
         if backbone == "autoencoder":
             return str(self.autoencoder_dir / AUTOENCODER_WEIGHTS)
-        if backbone in ("random", "imagenet") or Path(backbone).suffix in (".pth", ".pt"):
+        if backbone in ("random", "imagenet") or Path(backbone).is_file():
             return backbone
-        raise SystemExit(f"csmri study: unknown backbone {backbone!r}: autoencoder | random | imagenet | a .pth file")
+        raise SystemExit(
+            f"csmri study: unknown backbone {backbone!r}: autoencoder | random | imagenet | an existing weights file"
+        )
 
     def autoencoder_command(self) -> list[str]:
         """Trains the autoencoder backbone on the profile's data (resumed from its last checkpoint if any)."""
