@@ -157,6 +157,11 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
         autoencoder
     )
     assert set(study.pipeline.data_overrides()) <= set(autoencoder)  # the profile's own data, no labels
+    assert not any(a.startswith("ckpt_path=") for a in autoencoder)
+    last = tmp_path / "study" / "autoencoder" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")  # interrupted: the same command resumes it
+    assert study.autoencoder_command()[-1] == f"ckpt_path={last}"
     with pytest.raises(SystemExit, match="unknown backbone 'imagent'"):
         Study(load_study([*argv, "backbones=[imagent]"])).sweeps()
 

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,11 @@ def load_profile(argv: list[str]) -> DictConfig:
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple | ListConfig) else [value]
+
+
+def _read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run_info.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _override_value(value: Any) -> str:
@@ -115,11 +121,17 @@ class Pipeline:
         return self.stage_dir(name) / "checkpoints" / f"{which}.ckpt"
 
     def _run_info(self, name: str) -> dict[str, Any]:
-        path = self.stage_dir(name) / "run_info.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        return _read_run_info(self.stage_dir(name))
 
-    def _resume_ckpt(self, name: str) -> Path | None:
-        candidates = [self.stage_dir(name) / "checkpoints" / f for f in ("last.ckpt", "on_exception.ckpt")]
+    @staticmethod
+    def _finished(run_dir: Path) -> bool:
+        finished = _read_run_info(run_dir).get("status") == "finished"
+        return finished and (run_dir / "checkpoints" / "best.ckpt").is_file()
+
+    @staticmethod
+    def _resume_ckpt(run_dir: Path) -> Path | None:
+        """The newest of ``last.ckpt`` / ``on_exception.ckpt`` under ``run_dir/checkpoints``, if any."""
+        candidates = [run_dir / "checkpoints" / f for f in ("last.ckpt", "on_exception.ckpt")]
         existing = [c for c in candidates if c.is_file()]
         return max(existing, key=lambda c: c.stat().st_mtime) if existing else None
 
@@ -160,9 +172,9 @@ class Pipeline:
                 and table.stat().st_mtime > newest
             )
             return "done" if done else "todo"
-        if self._run_info(name).get("status") == "finished" and self.best_ckpt(name).is_file():
+        if self._finished(self.stage_dir(name)):
             return "done"
-        return "resume" if self._resume_ckpt(name) else "todo"
+        return "resume" if self._resume_ckpt(self.stage_dir(name)) else "todo"
 
     # -- commands -------------------------------------------------------------------------------------
     def data_overrides(self) -> list[str]:
@@ -195,19 +207,29 @@ class Pipeline:
         ckpts = [str(self.eval_ckpt(name)) for name in self.segnet_stages()]
         return f"segnet.ckpt={ckpts[0]}" if len(ckpts) == 1 else f"segnet.ckpt=[{','.join(ckpts)}]"
 
-    def train_command(self, name: str) -> list[str]:
-        stage = self.p.stages[name]
-        args = [f"experiment={stage.experiment}", *self.data_overrides(), f"hydra.run.dir={self.stage_dir(name)}"]
-        if name == "stage2":
-            args.append(f"model.recon_ckpt={self.eval_ckpt('stage1')}")
-        if name in ("stage2", "dagan") and not self.p.get("vgg_standin", True):
-            args.append("model.perceptual.allow_random_fallback=false")
-        if name == "stage2" and self.uses_autoencoder():
-            args.append(f"model.perceptual.weights={self.autoencoder_weights()}")
-        args += [*self.p.train_overrides, *stage.overrides]
-        if self.status(name) == "resume":
-            args.append(f"ckpt_path={self._resume_ckpt(name)}")
+    def training_command(self, experiment: str, run_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
+        """``csmri train experiment=<experiment>`` on the profile's data into ``run_dir``, then ``overrides``
+        (later ones win), resumed from the run's newest checkpoint unless it has finished. Every training command
+        of reproduce and the study is built here."""
+        args = [f"experiment={experiment}", *self.data_overrides(), f"hydra.run.dir={run_dir}", *overrides]
+        resume = None if self._finished(run_dir) else self._resume_ckpt(run_dir)
+        if resume is not None:
+            args.append(f"ckpt_path={resume}")
         return [sys.executable, "-m", "csmri", "train", *args]
+
+    def train_command(self, name: str) -> list[str]:
+        """The command of the profile's stage ``name``: its inputs from earlier stages, then the profile's
+        ``train_overrides``, then the stage's own ``overrides``."""
+        stage = self.p.stages[name]
+        inputs = []
+        if name == "stage2":
+            inputs.append(f"model.recon_ckpt={self.eval_ckpt('stage1')}")
+        if name in ("stage2", "dagan") and not self.p.get("vgg_standin", True):
+            inputs.append("model.perceptual.allow_random_fallback=false")
+        if name == "stage2" and self.uses_autoencoder():
+            inputs.append(f"model.perceptual.weights={self.autoencoder_weights()}")
+        overrides = [*inputs, *self.p.train_overrides, *stage.overrides]
+        return self.training_command(stage.experiment, self.stage_dir(name), overrides)
 
     def eval_command(self) -> list[str]:
         e = self.p.eval

@@ -108,17 +108,8 @@ class Study:
         """Trains the autoencoder backbone on the profile's data (resumed from its last checkpoint if any)."""
         if self.pipeline.autoencoder_stage():
             return self.pipeline.train_command(self.pipeline.autoencoder_stage())
-        last = self.autoencoder_dir / "checkpoints" / "last.ckpt"
-        return [
-            *CSMRI,
-            "train",
-            "experiment=vgg_autoencoder",
-            *self.pipeline.data_overrides(),
-            f"hydra.run.dir={self.autoencoder_dir}",
-            *self.pipeline.p.train_overrides,
-            *self.cfg.autoencoder_overrides,
-            *([f"ckpt_path={last}"] if last.is_file() else []),
-        ]
+        overrides = [*self.pipeline.p.train_overrides, *self.cfg.autoencoder_overrides]
+        return self.pipeline.training_command("vgg_autoencoder", self.autoencoder_dir, overrides)
 
     def ensure_prerequisites(self) -> None:
         """Stage 1, the segmentation nets, (as a reference) DAGAN of the profile and the autoencoder backbone if it is
