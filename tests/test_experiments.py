@@ -27,3 +27,10 @@ def test_refinement_alignment_on_hand_made_outputs():
     torch.testing.assert_close(out["cos_v_residual"], torch.tensor([1.0, 0.0, 2**-0.5]))
     torch.testing.assert_close(out["cos_v_R"], torch.tensor([0.0, -1.0, 2**-0.5]))
     torch.testing.assert_close(out["mean_abs_v"], torch.tensor([2.0, 2.0, 2.0]) / 32)
+    torch.testing.assert_close(out["cos_gated_residual"], out["cos_v_residual"])  # gate 1: V's output as it is
+    # slice 0: x_V = 4 r, so R + s * g * x_V = x needs g = 1 / (4 s); slice 1 is orthogonal to r; slice 2: x_V = R + 2 r
+    # with |R| = 1, |r|^2 = 1/4: <x_V, r> = 1/2, |x_V|^2 = 1 + 1 = 2 -> g = 1 / (4 s)
+    scale = torch.tensor([2.0, 1.0, 0.5])
+    out = alignment(x_v, base, residual, gate=-0.1, scale=scale)
+    torch.testing.assert_close(out["cos_gated_residual"], -torch.tensor([1.0, 0.0, 2**-0.5]))
+    torch.testing.assert_close(out["best_gate"], torch.tensor([1 / 8, 0.0, 1 / 2]))
