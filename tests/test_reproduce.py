@@ -8,7 +8,7 @@ import pytest
 from omegaconf import open_dict
 
 from csmri.app.reproduce import Pipeline, load_profile
-from csmri.app.study import Study, load_study
+from csmri.app.study import Study, load_study, zoom_limits
 from tests.helpers import run_csmri
 
 
@@ -178,3 +178,15 @@ def test_stage2_uses_the_autoencoder_stand_in_only_without_imagenet_weights(tmp_
     imagenet.parent.mkdir(parents=True)
     imagenet.write_bytes(b"")  # ImageNet weights present: they stay the default, the stand-in is not trained
     assert pipeline.status("perceptual") == "unneeded" and weights not in pipeline.train_command("stage2")
+
+
+def test_study_figure_zooms_on_the_runs_and_recnet():
+    rows = [
+        {"name": "alpha/0", "psnr": 23.5, "sis": 0.786},
+        {"name": "alpha/1", "psnr": 24.1, "sis": 0.820},
+        {"name": "weights/0", "psnr": 22.0, "sis": None},  # not evaluated: ignored
+    ]
+    references = {"RecNet": {"psnr": 24.3, "sis": 0.833}, "DAGAN": {"psnr": 20.0, "sis": 0.04}}
+    (x_lo, x_hi), (y_lo, y_hi) = zoom_limits(rows, references)
+    assert (x_lo, x_hi) == pytest.approx((23.25, 24.55)) and (y_lo, y_hi) == pytest.approx((0.766, 0.853))
+    assert zoom_limits([], {}) is None

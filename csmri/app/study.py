@@ -226,27 +226,46 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+_SWEEP_STYLES = {
+    "alpha": ("o", "tab:blue", "refinement, α target swept", lambda p: f"α·L_pen={p['alpha_target']:g}"),
+    "weights": ("s", "tab:orange", "refinement, w_vgg swept", lambda p: f"w_vgg={p['vgg_weight']:g}"),
+    "backbone": ("D", "tab:green", "refinement, backbone swept", lambda p: p["backbone"]),
+}
+
+
+def zoom_limits(
+    rows: list[dict[str, Any]], references: dict[str, dict[str, Any]], pad: tuple[float, float] = (0.25, 0.02)
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """``((psnr_lo, psnr_hi), (sis_lo, sis_hi))`` around the runs and the first reference (RecNet), ``pad`` (dB, SIS)
+    wider on each side; the other references (DAGAN) may fall outside. ``None`` without a point that has an SIS."""
+    first = next(iter(references.values()), None)
+    shown = [r for r in [*rows, *([first] if first else [])] if r.get("sis") is not None]
+    if not shown:
+        return None
+    psnr, sis = [r["psnr"] for r in shown], [r["sis"] for r in shown]
+    return (min(psnr) - pad[0], max(psnr) + pad[0]), (min(sis) - pad[1], max(sis) + pad[1])
+
+
 def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, Any]], path: Path) -> Path:
-    """SIS against PSNR: one point per run (α, weight, backbone sweeps), λ annotated; RecNet, DAGAN as references."""
+    """SIS against PSNR: one point per run (α, weight, backbone sweeps), λ annotated; RecNet, DAGAN as references.
+
+    Left: every point. Right: zoomed to the runs and the first reference (RecNet), with the labels — a far-off
+    reference (DAGAN) would otherwise squeeze the runs together."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    sweeps = {
-        "alpha": ("o", "tab:blue", "refinement, α target swept", lambda p: f"α·L_pen={p['alpha_target']:g}"),
-        "weights": ("s", "tab:orange", "refinement, w_vgg swept", lambda p: f"w_vgg={p['vgg_weight']:g}"),
-        "backbone": ("D", "tab:green", "refinement, backbone swept", lambda p: p["backbone"]),
-    }
+    fig, (overview, zoom) = plt.subplots(1, 2, figsize=(11, 4.6))
     offsets = [(5, 5), (5, -20), (-70, 5), (-70, -20)]  # labels of nearby points go to different corners
     n = 0
-    for sweep, (marker, colour, label, tagger) in sweeps.items():
+    for sweep, (marker, colour, label, tagger) in _SWEEP_STYLES.items():
         points = [r for r in rows if r["name"].startswith(sweep + "/") and r["sis"] is not None]
-        if points:
-            ax.scatter([p["psnr"] for p in points], [p["sis"] for p in points], marker=marker, c=colour, label=label)
+        psnr, sis = [p["psnr"] for p in points], [p["sis"] for p in points]
+        for ax in (overview, zoom) if points else ():
+            ax.scatter(psnr, sis, marker=marker, c=colour, label=label)
         for p in points:
-            ax.annotate(
+            zoom.annotate(
                 f"{tagger(p)}\nλ={p['lambda']:+.3f}",
                 (p["psnr"], p["sis"]),
                 fontsize=6,
@@ -255,14 +274,21 @@ def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, 
                 textcoords="offset points",
             )
             n += 1
-    for (name, ref), marker in zip(references.items(), ("*", "X"), strict=False):
+    for i, ((name, ref), marker) in enumerate(zip(references.items(), ("*", "X"), strict=False)):
         if ref["sis"] is not None:
-            ax.scatter([ref["psnr"]], [ref["sis"]], marker=marker, s=140, c="black", label=name)
-    ax.set_xlabel("PSNR (dB)")
-    ax.set_ylabel("SIS")
-    ax.set_title("Stage-2 study: SIS against PSNR (validation split)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+            for ax in (overview, zoom) if i == 0 else (overview,):
+                ax.scatter([ref["psnr"]], [ref["sis"]], marker=marker, s=140, c="black", label=name)
+    limits = zoom_limits(rows, references)
+    if limits is not None:
+        zoom.set_xlim(*limits[0])
+        zoom.set_ylim(*limits[1])
+    for ax, title in ((overview, "all runs and references"), (zoom, "the runs, zoomed (λ at the end)")):
+        ax.set_xlabel("PSNR (dB)")
+        ax.set_ylabel("SIS")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    overview.legend(fontsize=8, loc="best")
+    fig.suptitle("Stage-2 study: SIS against PSNR (validation split)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
