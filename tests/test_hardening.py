@@ -266,6 +266,42 @@ def test_nan_guard_has_no_per_step_sync_and_reads_at_its_cadence(monkeypatch):
         steps(health, trainer, [float("inf")], sync_free=False)
 
 
+def test_nan_on_one_process_stops_every_process():
+    """In a distributed run the check is or'ed over processes: a rank whose own losses are finite stops too,
+    instead of waiting in its next collective for the rank that stopped."""
+    from csmri.lit.callbacks import NonFiniteLossError, TrainingHealth
+
+    class Strategy:
+        def __init__(self, others_bad: bool) -> None:
+            self.others_bad, self.asked = others_bad, []
+
+        def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+            self.asked.append((decision, all))
+            return decision or self.others_bad
+
+    class Trainer:
+        global_step = 1
+        default_root_dir = "."
+        world_size = 2
+
+    for others_bad in (False, True):
+        trainer, health = Trainer(), TrainingHealth(check_every_n_steps=10)
+        trainer.strategy = Strategy(others_bad)
+        health.on_train_batch_end(trainer, None, {"loss": torch.tensor(0.3)}, None, 0)
+        if others_bad:
+            with pytest.raises(NonFiniteLossError, match="another process"):
+                health.check(trainer)
+        else:
+            health.check(trainer)
+        assert trainer.strategy.asked == [(False, False)]  # asked once, as `any`
+    trainer, health = Trainer(), TrainingHealth(check_every_n_steps=10)
+    trainer.strategy = Strategy(False)
+    health.on_train_batch_end(trainer, None, {"loss": torch.tensor(float("nan"))}, None, 0)
+    with pytest.raises(NonFiniteLossError, match="became nan at step 1"):
+        health.check(trainer)
+    assert trainer.strategy.asked == [(True, False)]  # the bad rank takes part in the collective before raising
+
+
 def test_gan_divergence_is_a_warning(caplog):
     import logging
 

@@ -133,18 +133,23 @@ class TrainingHealth(L.Callback):
         tensors = [self._first_bad[n][0] for n in names]
         if self._longest_low_run is not None and not self._warned:
             tensors.append(self._longest_low_run)
-        if not tensors:
-            return
-        read = torch.stack([t.to(tensors[0].device) for t in tensors]).tolist()  # the one host-device sync
-        for name, step in zip(names, read, strict=False):
-            if step >= 0:
-                value = float(self._first_bad[name][1])
-                raise NonFiniteLossError(
-                    f"training loss `{name}` became {value} at step {step}",
-                    "lower module.optimizer.lr or set module.grad_clip, and resume from the last checkpoint "
-                    f"in {Path(trainer.default_root_dir)}/checkpoints or the run's checkpoints/ folder "
-                    "(ckpt_path=.../last.ckpt)",
-                )
+        read = torch.stack([t.to(tensors[0].device) for t in tensors]).tolist() if tensors else []  # the one sync
+        bad = [(name, step) for name, step in zip(names, read, strict=False) if step >= 0]
+        # Every process checks at the same batches; one that stopped alone would leave the others waiting in
+        # their next collective for ever, so a non-finite loss on any process stops all of them.
+        anywhere = _on_any_process(trainer, bool(bad))
+        hint = (
+            "lower module.optimizer.lr or set module.grad_clip, and resume from the last checkpoint "
+            f"in {Path(trainer.default_root_dir)}/checkpoints or the run's checkpoints/ folder "
+            "(ckpt_path=.../last.ckpt)"
+        )
+        if bad:
+            name, step = bad[0]
+            raise NonFiniteLossError(
+                f"training loss `{name}` became {float(self._first_bad[name][1])} at step {step}", hint
+            )
+        if anywhere:
+            raise NonFiniteLossError("a training loss became non-finite in another process", hint)
         if len(read) > len(names) and read[-1] >= self.divergence_steps:
             self._warned = True
             log.warning(
@@ -163,6 +168,13 @@ class TrainingHealth(L.Callback):
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         self.check(trainer)  # raising here keeps the checkpoint from being written
+
+
+def _on_any_process(trainer: L.Trainer, decision: bool) -> bool:
+    """``decision`` or'ed over the processes of a distributed run (a collective every process must call)."""
+    if int(getattr(trainer, "world_size", 1) or 1) <= 1:
+        return decision
+    return bool(trainer.strategy.reduce_boolean_decision(decision, all=False))
 
 
 class WandbRunId(L.Callback):
