@@ -36,6 +36,8 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert "profile `smoke`" in readme and "seed: 0" in readme
     assert "stage 2 `vgg19-file:vgg19_autoencoder.pth`" in readme  # offline: the profile's autoencoder stand-in
     assert "offline stand-ins" in readme and "not comparable to ImageNet-VGG ones" in readme
+    claims = readme[readme.index("## The paper's regime and claims") :]  # every check, measured on this table
+    assert claims.count("| calibration |") == 3 and claims.count("| claim |") == 3
 
     again = _reproduce(tmp_path)
     assert again.returncode == 0

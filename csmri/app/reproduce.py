@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csmri.config import compose, config_dir
+from csmri.eval.targets import check_targets, targets_markdown
 from csmri.run_info import git_state
 
 console = Console()
@@ -320,6 +321,9 @@ class Pipeline:
         for name in RESULT_FILES:
             shutil.copy2(self.stage_dir("eval") / name, self.results / name)
         (self.results / "README.md").write_text(self.readme(elapsed_s))
+        for check in check_targets(json.loads((self.results / "table.json").read_text())["rows"]):
+            colour = {"met": "green", "not met": "red"}.get(check.status, "yellow")
+            console.print(f"  {check.kind}: {check.target}: {check.measured} [{colour}]{check.status}[/{colour}]")
         console.print(f"[bold green]results in {self.results}/[/bold green]")
         return self.results
 
@@ -358,6 +362,13 @@ class Pipeline:
             (self.results / "table.md").read_text(),
             "",
             "![Figure 2](figure.png)",
+            "",
+            "## The paper's regime and claims, on this table",
+            "",
+            "Calibration: is the embedded study in the paper's regime? Claims: does the paper's effect appear?",
+            "(`csmri.eval.targets`; a status is measured on this split, never tuned on it.)",
+            "",
+            targets_markdown(check_targets(json.loads((self.results / "table.json").read_text())["rows"])),
             "",
         ]
         return "\n".join(lines)
