@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csmri.config import compose, config_dir
-from csmri.eval.targets import check_targets, targets_markdown
+from csmri.eval.targets import Check, check_targets, targets_markdown
 from csmri.run_info import git_state
 
 console = Console()
@@ -320,14 +320,15 @@ class Pipeline:
         self.results.mkdir(parents=True, exist_ok=True)
         for name in RESULT_FILES:
             shutil.copy2(self.stage_dir("eval") / name, self.results / name)
-        (self.results / "README.md").write_text(self.readme(elapsed_s))
-        for check in check_targets(json.loads((self.results / "table.json").read_text())["rows"]):
+        checks = check_targets(json.loads((self.results / "table.json").read_text())["rows"])
+        (self.results / "README.md").write_text(self.readme(elapsed_s, checks))
+        for check in checks:
             colour = {"met": "green", "not met": "red"}.get(check.status, "yellow")
-            console.print(f"  {check.kind}: {check.target}: {check.measured} [{colour}]{check.status}[/{colour}]")
+            console.print(f"  {check.kind}: {check.target}: {check.measured} → [{colour}]{check.status}[/{colour}]")
         console.print(f"[bold green]results in {self.results}/[/bold green]")
         return self.results
 
-    def readme(self, elapsed_s: float) -> str:
+    def readme(self, elapsed_s: float, checks: Sequence[Check]) -> str:
         meta = (
             json.loads((self.data_root / "meta.json").read_text()) if (self.data_root / "meta.json").is_file() else {}
         )
@@ -368,7 +369,7 @@ class Pipeline:
             "Calibration: is the embedded study in the paper's regime? Claims: does the paper's effect appear?",
             "(`csmri.eval.targets`; a status is measured on this split, never tuned on it.)",
             "",
-            targets_markdown(check_targets(json.loads((self.results / "table.json").read_text())["rows"])),
+            targets_markdown(checks),
             "",
         ]
         return "\n".join(lines)
