@@ -50,7 +50,8 @@ def test_smoke_pipeline_then_resume(tmp_path):
         f"profile_overrides=['work_dir={tmp_path / 'work'}']",
         f"results={tmp_path / 'study'}",
         "alpha_targets=[100]",
-        "vgg_weights=[1.0,4.0]",
+        "vgg_weights=[4.0]",
+        "backbones=[random]",
     ]
     env = {"CSMRI_DATA_DIR": str(tmp_path / "data"), "TORCH_HOME": str(tmp_path / "torch")}
     first = run_csmri(*study, timeout=900, **env)
@@ -59,7 +60,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert [r["name"] for r in table["runs"]] == ["alpha/0", "weights/0", "backbone/0"]
     assert table["runs"][0]["alpha_target"] == 100 and table["runs"][1]["vgg_weight"] == 4.0
     assert table["runs"][0]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"  # offline: the profile's stand-in
-    assert table["runs"][2]["backbone"] == "vgg19-random"  # the other backbone of the default backbones
+    assert table["runs"][2]["backbone"] == "vgg19-random"
     assert set(table["references"]) == {"RecNet", "DAGAN"} and (tmp_path / "study" / "figure.png").is_file()
     assert "validation" in (tmp_path / "study" / "table.md").read_text()
     rerun = run_csmri(*study, timeout=900, **env)
@@ -131,20 +132,29 @@ def test_study_drops_a_sweep_left_without_values(tmp_path):
         "alpha_targets=[0.01,10]",
         "backbones=[]",
     ]
-    study = Study(load_study(argv))
-    assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 10])}  # w_vgg 1.0 is the default: run by alpha
+    study = Study(load_study([*argv[:2], "alpha_targets=[0.01,0.1]", *argv[3:]]))
+    assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 0.1])}  # w_vgg 1.0 at α 0.1: run by alpha
     assert [p["name"] for p in study.points()] == ["alpha/0", "alpha/1"]
+    study = Study(load_study(argv))  # no α sweep point at the default α: the weight sweep runs the default point
+    assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 10]), "weights": ("loss.weights.vgg", [1.0])}
 
 
 def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG file
-    argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[]", "vgg_weights=[]"]
-    # the quick profile trains the autoencoder stand-in as a stage and stage 2 uses it: the sweep adds the others
+    argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[]", "vgg_weights=[1.0]"]
+    # the quick profile trains the autoencoder stand-in as a stage and stage 2 uses it: the weight sweep runs that
+    # default point, the backbone sweep adds the others
     study = Study(load_study(argv))
-    assert study.sweeps() == {"backbone": ("model.perceptual.weights", ["random"])}
+    assert study.sweeps() == {
+        "weights": ("loss.weights.vgg", [1.0]),
+        "backbone": ("model.perceptual.weights", ["random"]),
+    }
     points = study.points()
-    assert [p["name"] for p in points] == ["backbone/0"]
-    assert points[0]["alpha_target"] == 0.1 and points[0]["vgg_weight"] == 1.0  # the defaults
+    assert [p["name"] for p in points] == ["weights/0", "backbone/0"]
+    assert points[1]["alpha_target"] == 0.1 and points[1]["vgg_weight"] == 1.0  # the defaults
+    autoencoder = str(tmp_path / "perceptual" / "vgg19_autoencoder.pth")
+    alone = Study(load_study([*argv[:2], "vgg_weights=[]"]))  # no other sweep: the backbone sweep runs the default
+    assert alone.sweeps() == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
     command = study.train_command("backbone")
     assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
     assert [a for a in command if a.startswith("model.perceptual.weights=")] == ["model.perceptual.weights=random"]
@@ -153,7 +163,7 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     argv = ["profile=paper", "profile_overrides=['work_dir=" + str(tmp_path) + "','vgg_standin=true']", *argv[1:]]
     study = Study(load_study(argv))
     weights = str(tmp_path / "study" / "autoencoder" / "vgg19_autoencoder.pth")
-    assert study.sweeps() == {"backbone": ("model.perceptual.weights", [weights, "random"])}
+    assert study.sweeps()["backbone"] == ("model.perceptual.weights", [weights, "random"])
     autoencoder = study.autoencoder_command()
     assert "experiment=vgg_autoencoder" in autoencoder and f"hydra.run.dir={tmp_path / 'study' / 'autoencoder'}" in (
         autoencoder

@@ -60,14 +60,24 @@ class Study:
 
     # -- the sweeps ---------------------------------------------------------------------------------------------
     def sweeps(self) -> dict[str, tuple[str, list[Any]]]:
-        """Sweep name -> (swept key, values); a sweep left without values (e.g. ``vgg_weights=[1.0]``, the default
-        that the alpha sweep already runs) is dropped."""
+        """Sweep name -> (swept key, values). The default point (default α, w_vgg and backbone) is run once: by the
+        first sweep that lists its default value; later sweeps leave it out, and a sweep left without values (e.g.
+        ``vgg_weights=[1.0]`` beside an α sweep with the default α) is dropped."""
+        alpha_has_default = self.cfg.default_alpha_target in self.cfg.alpha_targets
+        weights = [v for v in self.cfg.vgg_weights if not (alpha_has_default and v == self.cfg.default_vgg_weight)]
         sweeps = {
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
-            "weights": ("loss.weights.vgg", [v for v in self.cfg.vgg_weights if v != self.cfg.default_vgg_weight]),
+            "weights": ("loss.weights.vgg", weights),
             "backbone": ("model.perceptual.weights", [self.backbone_weights(b) for b in self.swept_backbones()]),
         }
         return {name: (key, values) for name, (key, values) in sweeps.items() if values}
+
+    def _default_point_swept(self) -> bool:
+        """The α or the weight sweep runs the default point."""
+        return (
+            self.cfg.default_alpha_target in self.cfg.alpha_targets
+            or self.cfg.default_vgg_weight in self.cfg.vgg_weights
+        )
 
     def points(self) -> list[dict[str, Any]]:
         """Every run of the study: its folder and swept settings (job folders are numbered in sweep order)."""
@@ -89,10 +99,11 @@ class Study:
         return self.pipeline.stage_dir(stage) if stage else self.work / "autoencoder"
 
     def swept_backbones(self) -> list[str]:
-        """``backbones`` without stage 2's own (the α sweep already runs it): the profile's autoencoder where stage 2
-        uses it (offline), else ImageNet VGG-19 (or the random stand-in it falls back to)."""
+        """``backbones``, without stage 2's own where the α or weight sweep already runs the default point: the
+        profile's autoencoder where stage 2 uses it (offline), else ImageNet VGG-19 (or the random stand-in it
+        falls back to)."""
         default = "autoencoder" if self.pipeline.uses_autoencoder() else "imagenet"
-        return [b for b in self.cfg.backbones if b != default]
+        return [b for b in self.cfg.backbones if not (b == default and self._default_point_swept())]
 
     def backbone_weights(self, backbone: str) -> str:
         """``model.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""

@@ -99,12 +99,37 @@ def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if torch.as_tensor(v).numel() == 1}
 
 
-def finished_score(output_dir: str) -> float | None:
-    """The recorded score of a finished run in ``output_dir`` (NaN if it recorded none), else ``None``."""
+# overrides that say how to run, not what is trained: a finished run is the same run without them
+_RUN_CONTROL_KEYS = ("ckpt_path", "skip_finished")
+
+
+def job_overrides() -> list[str] | None:
+    """This Hydra job's own command-line overrides (a multirun's point, not the whole sweep); ``None`` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") not in _RUN_CONTROL_KEYS]
+
+
+def finished_score(output_dir: str, overrides: list[str] | None = None) -> float | None:
+    """The recorded score of a finished run in ``output_dir`` (NaN if it recorded none), else ``None``.
+
+    With ``overrides`` (this job's), a finished run recorded with other overrides is an error, not a skip: its
+    folder holds another setting (e.g. a sweep's values or ``train_overrides`` changed since), which skipping would
+    report under this one's name."""
     path = Path(output_dir) / "run_info.json"
     info = json.loads(path.read_text()) if path.is_file() else {}
     if info.get("status") != "finished" or not (Path(output_dir) / "checkpoints" / "last.ckpt").is_file():
         return None
+    recorded = info.get("overrides")
+    if overrides is not None and recorded is not None and sorted(recorded) != sorted(overrides):
+        differ = sorted(set(recorded) ^ set(overrides))
+        raise ConfigError(
+            f"skip_finished: {output_dir} holds a finished run with other overrides (differing: {differ})",
+            "give this run its own folder (hydra.run.dir / hydra.sweep.dir, or the study's results and work_dir), "
+            "or remove that folder to train it again",
+        )
     score = info.get("best_score")
     return float(score) if score is not None else float("nan")
 
@@ -133,13 +158,16 @@ def train(cfg: DictConfig) -> float | None:
     ``best_checkpoint`` and ``best_score`` (the monitored metric); both are also printed at the end.
     """
     output_dir = cfg.paths.output_dir
-    finished = finished_score(output_dir) if cfg.get("skip_finished") else None
+    overrides = job_overrides()
+    finished = finished_score(output_dir, overrides) if cfg.get("skip_finished") else None
     if finished is not None:
         log.info("%s finished earlier (skip_finished=true): not trained again", output_dir)
         return finished
     check_output_dir(output_dir)
     experiment = cfg.get("experiment_name") if not OmegaConf.is_missing(cfg, "experiment_name") else None
-    info = RunInfo(output_dir, cfg.seed, experiment=experiment) if rank_zero_only.rank == 0 else None
+    info = (
+        RunInfo(output_dir, cfg.seed, experiment=experiment, overrides=overrides) if rank_zero_only.rank == 0 else None
+    )
     try:
         check_no_missing(cfg)
         check_launch(cfg)
