@@ -84,7 +84,7 @@ def check_targets(table_rows: Sequence[Mapping[str, Any]]) -> list[Check]:
         Check(
             "claim",
             f"refinement SIS > RecNet SIS, paired Wilcoxon on per-slice Dice p < {SIGNIFICANCE:g}",
-            "n/a" if not known else f"{refinement_sis:.3f} vs {recnet_sis:.3f}, p = {_p(p_dice)}",
+            "n/a" if not known else f"{refinement_sis:.3f} vs {recnet_sis:.3f}, p {_p(p_dice)}",
             _status(None if not known else refinement_sis > recnet_sis and p_dice < SIGNIFICANCE),
         )
     )
@@ -110,7 +110,7 @@ def check_targets(table_rows: Sequence[Mapping[str, Any]]) -> list[Check]:
 
 
 def _p(p: float) -> str:
-    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+    return "< 0.001" if p < 1e-3 else f"= {p:.3f}"
 
 
 def targets_markdown(checks: Sequence[Check]) -> str:

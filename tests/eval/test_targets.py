@@ -28,6 +28,7 @@ def test_the_papers_table_meets_every_target():
     assert [c.status for c in checks] == ["met"] * 6
     assert [c.measured for c in checks][:3] == ["+6.00 dB", "0.800", "0.800"]
     assert checks[3].measured == "0.940 vs 0.800, p = 0.004" and checks[4].measured == "-0.50 dB"
+    assert check_targets(_rows(recnet={"p_dice": 2e-4}))[3].measured == "0.940 vs 0.800, p < 0.001"
 
 
 def test_each_target_fails_on_its_own_boundary():
