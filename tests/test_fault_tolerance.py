@@ -118,3 +118,30 @@ def test_killed_runs_resume_bit_for_bit(stage, phantom_root, stage1_ckpt, tmp_pa
     assert expected.keys() == actual.keys()
     different = [k for k in expected if not torch.equal(expected[k], actual[k])]
     assert not different, different[:5]
+
+
+def test_a_copied_run_folder_resumes_as_in_place(phantom_root, tmp_path):
+    """Continuing a copy of a finished run (or a moved one) overwrites its last.ckpt / best.ckpt; Lightning alone
+    would write last-v1.ckpt beside a stale last.ckpt, which csmri would then resume from and evaluate."""
+    import shutil
+
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    first = run_csmri(*_args(phantom_root, original, "trainer.max_epochs=2"))
+    assert first.returncode == 0, first.stderr[-3000:]
+    shutil.copytree(original, copy)
+    best_before = torch.load(copy / "checkpoints" / "best.ckpt", weights_only=False)["callbacks"]
+    resumed = run_csmri(*_args(phantom_root, copy, f"ckpt_path={copy / 'checkpoints' / 'last.ckpt'}"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    names = sorted(p.name for p in (copy / "checkpoints").glob("*.ckpt"))
+    assert names == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt / best-v1.ckpt
+    assert torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
+    state = next(
+        v
+        for k, v in torch.load(copy / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"].items()
+        if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
+    )
+    old = next(v for k, v in best_before.items() if k.startswith("ModelCheckpoint{'monitor': 'val/loss'"))
+    # the best score carried over: the copy's best is the better of the first two epochs and the last two
+    assert state["best_model_score"] <= old["best_model_score"] and state["dirpath"] == str(copy / "checkpoints")
+    assert (original / "checkpoints" / "last.ckpt").is_file()  # the original is left alone
+    assert torch.load(original / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1

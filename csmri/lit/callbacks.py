@@ -177,6 +177,36 @@ def _on_any_process(trainer: L.Trainer, decision: bool) -> bool:
     return bool(trainer.strategy.reduce_boolean_decision(decision, all=False))
 
 
+def _rebase(path: object, old: str, new: str) -> object:
+    """``path`` under folder ``old`` -> the same file under ``new``; anything else unchanged."""
+    return new + path[len(old) :] if isinstance(path, str) and path.startswith(old) else path
+
+
+class RelocatedRun(L.Callback):
+    """Resuming a run folder that was moved or copied (to another disk; a copy made to train on) works as in place.
+
+    Lightning's ``ModelCheckpoint`` restores its state (best score, the files it wrote) only when the checkpoint was
+    written in the same folder; otherwise it finds ``last.ckpt`` already there and writes ``last-v1.ckpt`` beside it,
+    so ``checkpoints/last.ckpt`` — the file csmri resumes from and evaluates — silently stays the old state. Before
+    that state is loaded, this rewrites the recorded folder in every checkpoint callback's state to the current one.
+    """
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        states = checkpoint.get("callbacks") or {}
+        for callback in trainer.checkpoint_callbacks:
+            state = states.get(getattr(callback, "state_key", None))
+            old, new = (state or {}).get("dirpath"), getattr(callback, "dirpath", None)
+            if not (old and new) or old == new:
+                continue
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state:
+                    state[key] = _rebase(state[key], old, new)
+            if isinstance(state.get("best_k_models"), dict):
+                state["best_k_models"] = {_rebase(k, old, new): v for k, v in state["best_k_models"].items()}
+            state["dirpath"] = new
+            log.info("resuming a run written in %s: its checkpoints are now in %s", old, new)
+
+
 class WandbRunId(L.Callback):
     """Stores the W&B run id in every checkpoint (``checkpoint["wandb_run_id"]``) so that resuming with
     ``ckpt_path=...`` continues the same W&B run (see :func:`csmri.app.train.build_loggers`)."""
