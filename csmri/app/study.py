@@ -283,6 +283,7 @@ def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, 
                 color=colour,
                 xytext=offsets[n % len(offsets)],
                 textcoords="offset points",
+                arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5},  # which point a label belongs to
             )
             n += 1
     for i, ((name, ref), marker) in enumerate(zip(references.items(), ("*", "X"), strict=False)):
