@@ -50,11 +50,20 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+RUN_INFO = "run_info.json"
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """The ``run_info.json`` of ``run_dir``; ``{}`` if the run has none (not started, or not a csmri run)."""
+    path = Path(run_dir) / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 class RunInfo:
     """``run_info.json`` in a run directory, rewritten whenever :meth:`update` is called."""
 
     def __init__(self, run_dir: str | Path, seed: int, **extra: Any) -> None:
-        self.path = Path(run_dir) / "run_info.json"
+        self.path = Path(run_dir) / RUN_INFO
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._start = time.time()
         self.data: dict[str, Any] = {

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from csmri.data import MRIDataModule
 from csmri.eval.methods import load_module
+from csmri.models.refinement import GatedRefinement
 from csmri.physics import complex_to_channels
 
 
@@ -56,7 +57,7 @@ def diagnose(ckpt: str, datamodule: MRIDataModule, split: str = "val", batches: 
             break
         batch = datamodule.on_after_batch_transfer(batch, 0)
         _, extras = module.generate(batch)  # R(x_u) and V's output before the gate
-        scale = extras["base"].abs().amax(dim=(1, 2, 3)).clamp_min(1e-8)  # GatedRefinement's per-image scale
+        scale = GatedRefinement.image_scale(extras["base"])
         base, x_v = extras["base"][:, : extras["x_v"].shape[1]], extras["x_v"]  # real_only: V refines channel 0
         residual = complex_to_channels(batch["target"])[:, : x_v.shape[1]] - base
         for key, values in alignment(x_v, base, residual, gate, scale).items():

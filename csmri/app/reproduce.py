@@ -31,7 +31,7 @@ from rich.table import Table
 
 from csmri.config import compose, config_dir
 from csmri.eval.targets import Check, check_targets, targets_markdown
-from csmri.run_info import git_state
+from csmri.run_info import git_state, read_run_info
 
 console = Console()
 RESULT_FILES = ("table.md", "table.json", "per_slice.csv", "figure.png")
@@ -63,11 +63,6 @@ def load_profile(argv: list[str]) -> DictConfig:
 
 def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple | ListConfig) else [value]
-
-
-def _read_run_info(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run_info.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _override_value(value: Any) -> str:
@@ -122,11 +117,11 @@ class Pipeline:
         return self.stage_dir(name) / "checkpoints" / f"{which}.ckpt"
 
     def _run_info(self, name: str) -> dict[str, Any]:
-        return _read_run_info(self.stage_dir(name))
+        return read_run_info(self.stage_dir(name))
 
     @staticmethod
     def _finished(run_dir: Path) -> bool:
-        finished = _read_run_info(run_dir).get("status") == "finished"
+        finished = read_run_info(run_dir).get("status") == "finished"
         return finished and (run_dir / "checkpoints" / "best.ckpt").is_file()
 
     @staticmethod
@@ -142,11 +137,14 @@ class Pipeline:
         names = [n for n in self.train_stages if self.p.stages[n].experiment == "vgg_autoencoder"]
         return names[0] if names else None
 
-    def autoencoder_weights(self) -> Path | None:
+    def autoencoder_weights(self, run_dir: Path | None = None) -> Path | None:
+        """The VGG-19 file an autoencoder run exports into ``run_dir`` (default: the profile's autoencoder stage; None
+        if it has none)."""
         from csmri.lit.perceptual import AUTOENCODER_WEIGHTS  # here, not at start-up: it imports torch and Lightning
 
         stage = self.autoencoder_stage()
-        return self.stage_dir(stage) / AUTOENCODER_WEIGHTS if stage else None
+        run_dir = run_dir or (self.stage_dir(stage) if stage else None)
+        return run_dir / AUTOENCODER_WEIGHTS if run_dir else None
 
     def uses_autoencoder(self) -> bool:
         """Stage 2's perceptual loss uses the profile's autoencoder VGG-19: the profile trains one, allows a stand-in

@@ -32,7 +32,6 @@ from rich.console import Console
 
 from csmri.app.reproduce import Pipeline, load_profile
 from csmri.config import compose
-from csmri.lit.perceptual import AUTOENCODER_WEIGHTS
 from csmri.reporting import markdown_table, write_strict_json
 
 console = Console()
@@ -60,11 +59,11 @@ class Study:
 
     # -- the sweeps ---------------------------------------------------------------------------------------------
     def sweeps(self) -> dict[str, tuple[str, list[Any]]]:
-        """Sweep name -> (swept key, values). The default point (default α, w_vgg and backbone) is run once: by the
-        first sweep that lists its default value; later sweeps leave it out, and a sweep left without values (e.g.
+        """Sweep name -> (swept key, values). The default point (default α, w_vgg and backbone) is run once, by
+        :meth:`default_point_sweep`; the other sweeps leave it out, and a sweep left without values (e.g.
         ``vgg_weights=[1.0]`` beside an α sweep with the default α) is dropped."""
-        alpha_has_default = self.cfg.default_alpha_target in self.cfg.alpha_targets
-        weights = [v for v in self.cfg.vgg_weights if not (alpha_has_default and v == self.cfg.default_vgg_weight)]
+        alpha_runs_default = self.default_point_sweep() == "alpha"
+        weights = [v for v in self.cfg.vgg_weights if not (alpha_runs_default and v == self.cfg.default_vgg_weight)]
         sweeps = {
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
             "weights": ("loss.weights.vgg", weights),
@@ -72,12 +71,11 @@ class Study:
         }
         return {name: (key, values) for name, (key, values) in sweeps.items() if values}
 
-    def _default_point_swept(self) -> bool:
-        """The α or the weight sweep runs the default point."""
-        return (
-            self.cfg.default_alpha_target in self.cfg.alpha_targets
-            or self.cfg.default_vgg_weight in self.cfg.vgg_weights
-        )
+    def default_point_sweep(self) -> str:
+        """The first sweep that lists its default value: ``alpha``, else ``weights``, else ``backbone``."""
+        if self.cfg.default_alpha_target in self.cfg.alpha_targets:
+            return "alpha"
+        return "weights" if self.cfg.default_vgg_weight in self.cfg.vgg_weights else "backbone"
 
     def points(self) -> list[dict[str, Any]]:
         """Every run of the study: its folder and swept settings (job folders are numbered in sweep order)."""
@@ -103,12 +101,12 @@ class Study:
         profile's autoencoder where stage 2 uses it (offline), else ImageNet VGG-19 (or the random stand-in it
         falls back to)."""
         default = "autoencoder" if self.pipeline.uses_autoencoder() else "imagenet"
-        return [b for b in self.cfg.backbones if not (b == default and self._default_point_swept())]
+        return [b for b in self.cfg.backbones if not (b == default and self.default_point_sweep() != "backbone")]
 
     def backbone_weights(self, backbone: str) -> str:
         """``model.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""
         if backbone == "autoencoder":
-            return str(self.autoencoder_dir / AUTOENCODER_WEIGHTS)
+            return str(self.pipeline.autoencoder_weights(self.autoencoder_dir))
         if backbone in ("random", "imagenet") or Path(backbone).is_file():
             return backbone
         raise SystemExit(

@@ -9,7 +9,6 @@ swept overrides (``.hydra/overrides.yaml``) and the ``status``, ``best_score`` a
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from csmri.reporting import markdown_table
+from csmri.run_info import read_run_info
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
     infos, overrides = [], []
     for job in jobs:
-        info_path, overrides_path = job / "run_info.json", job / ".hydra" / "overrides.yaml"
-        infos.append(json.loads(info_path.read_text()) if info_path.is_file() else {})
+        overrides_path = job / ".hydra" / "overrides.yaml"
+        infos.append(read_run_info(job))
         items = yaml.safe_load(overrides_path.read_text()) if overrides_path.is_file() else []
         overrides.append(dict(item.split("=", 1) if "=" in item else (item, "") for item in items or []))
     keys = sorted({k for o in overrides for k in o})

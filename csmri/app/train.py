@@ -7,7 +7,6 @@ Every run directory (``hydra.run.dir``) holds ``.hydra/config.yaml`` (the resolv
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +25,7 @@ from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_ra
 from csmri.errors import ConfigError, TrainingError, did_you_mean
 from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint
 from csmri.lit.precision import configure_matmul, resolve_precision
-from csmri.run_info import RunInfo, one_line
+from csmri.run_info import RunInfo, one_line, read_run_info
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +117,7 @@ def finished_score(output_dir: str, overrides: list[str] | None = None) -> float
     With ``overrides`` (this job's), a finished run recorded with other overrides is an error, not a skip: its
     folder holds another setting (e.g. a sweep's values or ``train_overrides`` changed since), which skipping would
     report under this one's name."""
-    path = Path(output_dir) / "run_info.json"
-    info = json.loads(path.read_text()) if path.is_file() else {}
+    info = read_run_info(output_dir)
     if info.get("status") != "finished" or not (Path(output_dir) / "checkpoints" / "last.ckpt").is_file():
         return None
     recorded = info.get("overrides")

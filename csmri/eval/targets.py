@@ -12,7 +12,7 @@ a check whose methods are missing from the table is ``n/a``, never ``met``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +38,19 @@ def _value(rows: Mapping[str, Mapping[str, Any]], method: str, field: str) -> fl
     return None if value is None or math.isnan(float(value)) else float(value)
 
 
-def _status(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "not met")
+def _difference(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _check(kind: str, target: str, value: Any, shown: Callable[[Any], str], ok: Callable[[Any], bool]) -> Check:
+    """``n/a`` when ``value`` is None (a method missing from the table), else ``shown(value)``, met if ``ok(value)``."""
+    if value is None:
+        return Check(kind, target, "n/a", "n/a")
+    return Check(kind, target, shown(value), "met" if ok(value) else "not met")
+
+
+def _db(value: float) -> str:
+    return f"{value:+.2f} dB"
 
 
 def check_targets(table_rows: Sequence[Mapping[str, Any]]) -> list[Check]:
@@ -47,69 +58,58 @@ def check_targets(table_rows: Sequence[Mapping[str, Any]]) -> list[Check]:
     rows = {r["method"]: r for r in table_rows}
     psnr = {m: _value(rows, m, "psnr_mean") for m in ("zero_filled", "recnet", "refinement", "dagan")}
     recnet_sis, refinement_sis = _value(rows, "recnet", "sis"), _value(rows, "refinement", "sis")
-    gt_dice = _value(rows, GROUND_TRUTH, "dice_mean")
-    checks = []
-
-    gain = None if None in (psnr["recnet"], psnr["zero_filled"]) else psnr["recnet"] - psnr["zero_filled"]
-    checks.append(
-        Check(
-            "calibration",
-            f"RecNet PSNR ≥ zero-filled + {MIN_RECNET_GAIN_DB:g} dB",
-            "n/a" if gain is None else f"{gain:+.2f} dB",
-            _status(None if gain is None else gain >= MIN_RECNET_GAIN_DB),
-        )
-    )
-    checks.append(
-        Check(
-            "calibration",
-            f"segmentation Dice on fully-sampled images ≥ {MIN_GT_DICE:g}",
-            "n/a" if gt_dice is None else f"{gt_dice:.3f}",
-            _status(None if gt_dice is None else gt_dice >= MIN_GT_DICE),
-        )
-    )
-    lo, hi = RECNET_SIS_RANGE
-    checks.append(
-        Check(
-            "calibration",
-            f"RecNet SIS in [{lo:g}, {hi:g}] (paper 0.80)",
-            "n/a" if recnet_sis is None else f"{recnet_sis:.3f}",
-            _status(None if recnet_sis is None else lo <= recnet_sis <= hi),
-        )
-    )
-
     # RecNet's p (Dice) is against the table's reference: only meaningful when that reference is the refinement
     p_dice = rows.get("recnet", {}).get("p_dice") if rows.get("refinement", {}).get("is_reference") else None
-    known = None not in (recnet_sis, refinement_sis, p_dice)
-    checks.append(
-        Check(
+    sis_test = None if None in (refinement_sis, recnet_sis, p_dice) else (refinement_sis, recnet_sis, p_dice)
+    lo, hi = RECNET_SIS_RANGE
+    return [
+        _check(
+            "calibration",
+            f"RecNet PSNR ≥ zero-filled + {MIN_RECNET_GAIN_DB:g} dB",
+            _difference(psnr["recnet"], psnr["zero_filled"]),
+            _db,
+            lambda gain: gain >= MIN_RECNET_GAIN_DB,
+        ),
+        _check(
+            "calibration",
+            f"segmentation Dice on fully-sampled images ≥ {MIN_GT_DICE:g}",
+            _value(rows, GROUND_TRUTH, "dice_mean"),
+            "{:.3f}".format,
+            lambda dice: dice >= MIN_GT_DICE,
+        ),
+        _check(
+            "calibration",
+            f"RecNet SIS in [{lo:g}, {hi:g}] (paper 0.80)",
+            recnet_sis,
+            "{:.3f}".format,
+            lambda sis: lo <= sis <= hi,
+        ),
+        _check(
             "claim",
             f"refinement SIS > RecNet SIS, paired Wilcoxon on per-slice Dice p < {SIGNIFICANCE:g}",
-            "n/a" if not known else f"{refinement_sis:.3f} vs {recnet_sis:.3f}, p {_p(p_dice)}",
-            _status(None if not known else refinement_sis > recnet_sis and p_dice < SIGNIFICANCE),
-        )
-    )
-    loss = None if None in (psnr["refinement"], psnr["recnet"]) else psnr["refinement"] - psnr["recnet"]
-    checks.append(
-        Check(
+            sis_test,
+            lambda t: f"{t[0]:.3f} vs {t[1]:.3f}, p {_p(t[2])}",
+            lambda t: t[0] > t[1] and t[2] < SIGNIFICANCE,
+        ),
+        _check(
             "claim",
             f"refinement PSNR ≥ RecNet − {MAX_REFINEMENT_PSNR_LOSS_DB:g} dB",
-            "n/a" if loss is None else f"{loss:+.2f} dB",
-            _status(None if loss is None else loss >= -MAX_REFINEMENT_PSNR_LOSS_DB),
-        )
-    )
-    gap = None if None in (psnr["dagan"], psnr["recnet"]) else psnr["dagan"] - psnr["recnet"]
-    checks.append(
-        Check(
+            _difference(psnr["refinement"], psnr["recnet"]),
+            _db,
+            lambda loss: loss >= -MAX_REFINEMENT_PSNR_LOSS_DB,
+        ),
+        _check(
             "claim",
             "DAGAN PSNR < RecNet PSNR",
-            "n/a" if gap is None else f"{gap:+.2f} dB",
-            _status(None if gap is None else gap < 0),
-        )
-    )
-    return checks
+            _difference(psnr["dagan"], psnr["recnet"]),
+            _db,
+            lambda gap: gap < 0,
+        ),
+    ]
 
 
 def _p(p: float) -> str:
+    """``< 0.001`` / ``= 0.004``: after ``p`` in prose (the tables' ``format_p`` writes cells)."""
     return "< 0.001" if p < 1e-3 else f"= {p:.3f}"
 
 

@@ -137,19 +137,18 @@ class TrainingHealth(L.Callback):
         bad = [(name, step) for name, step in zip(names, read, strict=False) if step >= 0]
         # Every process checks at the same batches; one that stopped alone would leave the others waiting in
         # their next collective for ever, so a non-finite loss on any process stops all of them.
-        anywhere = _on_any_process(trainer, bool(bad))
-        hint = (
-            "lower module.optimizer.lr or set module.grad_clip, and resume from the last checkpoint "
-            f"in {Path(trainer.default_root_dir)}/checkpoints or the run's checkpoints/ folder "
-            "(ckpt_path=.../last.ckpt)"
-        )
-        if bad:
-            name, step = bad[0]
+        if _on_any_process(trainer, bool(bad)):
+            if bad:
+                name, step = bad[0]
+                problem = f"training loss `{name}` became {float(self._first_bad[name][1])} at step {step}"
+            else:
+                problem = "a training loss became non-finite in another process"
             raise NonFiniteLossError(
-                f"training loss `{name}` became {float(self._first_bad[name][1])} at step {step}", hint
+                problem,
+                "lower module.optimizer.lr or set module.grad_clip, and resume from the last checkpoint "
+                f"in {Path(trainer.default_root_dir)}/checkpoints or the run's checkpoints/ folder "
+                "(ckpt_path=.../last.ckpt)",
             )
-        if anywhere:
-            raise NonFiniteLossError("a training loss became non-finite in another process", hint)
         if len(read) > len(names) and read[-1] >= self.divergence_steps:
             self._warned = True
             log.warning(

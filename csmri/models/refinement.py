@@ -34,10 +34,15 @@ class GatedRefinement(nn.Module):
     def refined_channels(self) -> int:
         return 2 if self.channels == "complex" else 1
 
+    @staticmethod
+    def image_scale(base: torch.Tensor) -> torch.Tensor:
+        """``s = max |R|`` per image over both channels, ``(B, 1, 1, 1)`` (at least 1e-8)."""
+        return base.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
+
     def forward(self, base: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns ``(x_hat, x_v)``: the refined image ``(B, 2, H, W)`` in ``R``'s range and ``V``'s
         output before the gate (in the scaled range), used by the penalty ``mean |x_v|``."""
-        scale = base.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
+        scale = self.image_scale(base)
         scaled = base / scale
         if self.channels == "complex":
             x_v = self.refiner(scaled)
