@@ -27,7 +27,7 @@ from csmri.lit.optim import build_optimizer, build_scheduler
 from csmri.lit.replay import ReplayBuffer
 from csmri.losses.adversarial import DiscriminatorLoss, FeatureMatchingLoss, GeneratorAdversarialLoss
 from csmri.losses.normalizer import LossNormalizer
-from csmri.losses.perceptual import PerceptualLoss
+from csmri.losses.perceptual import DEFAULT_CACHE_MB, PerceptualLoss
 from csmri.metrics.image import magnitude
 from csmri.physics import complex_to_channels
 
@@ -41,7 +41,8 @@ class AdversarialReconstructionBase(ReconstructionBase):
         discriminator: ``{input: magnitude | complex, net: {_target_: ...}}``.
         perceptual: VGG extractor config, or ``None`` when no ``vgg`` term is weighted.
         loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target`` (see :class:`LossNormalizer`),
-            ``label_smoothing``, ``replay`` ``{capacity, p}``.
+            ``label_smoothing``, ``replay`` ``{capacity, p}``, ``vgg_cache_mb`` (the targets' VGG features kept
+            per slice key, a speed setting: :class:`csmri.losses.perceptual.TargetFeatureCache`; 0 = off).
         optimizer, scheduler: ``_partial_`` configs used for both networks (see :mod:`csmri.lit.optim`).
         grad_clip: gradient-norm clipping (``None`` = off).
         log_images_every_n_steps: sample images every N training batches (0 = only at validation).
@@ -67,7 +68,10 @@ class AdversarialReconstructionBase(ReconstructionBase):
         needs_vgg = "vgg" in self.normalizer.term_names
         if needs_vgg and not perceptual:
             raise ValueError("the loss weights a 'vgg' term but the model config has no perceptual extractor")
-        self.perceptual = PerceptualLoss(build(perceptual, "perceptual feature extractor")) if needs_vgg else None
+        self.perceptual = None
+        if needs_vgg:
+            extractor = build(perceptual, "perceptual feature extractor")
+            self.perceptual = PerceptualLoss(extractor, loss.get("vgg_cache_mb", DEFAULT_CACHE_MB))
         self.d_loss = DiscriminatorLoss(loss.get("label_smoothing", 0.1))
         self.adv_loss = GeneratorAdversarialLoss()
         self.feat_loss = FeatureMatchingLoss()
@@ -126,7 +130,8 @@ class AdversarialReconstructionBase(ReconstructionBase):
                 _, real_features = self.discriminate(self._discriminator_input(target))
             terms["feat"] = self.feat_loss(real_features, fake_features)
         if "vgg" in wanted:
-            terms["vgg"] = self.perceptual(magnitude(output), magnitude(target))
+            # training targets are fixed per slice key: their features are computed once (TargetFeatureCache)
+            terms["vgg"] = self.perceptual(magnitude(output), magnitude(target), keys=batch.get("key"))
         terms.update(self.extra_terms(batch, output, extras, target))
         return terms, fake_logits
 
