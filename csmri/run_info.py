@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,21 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     """The ``run_info.json`` of ``run_dir``; ``{}`` if the run has none (not started, or not a csmri run)."""
     path = Path(run_dir) / RUN_INFO
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def overrides_change(info: dict[str, Any], overrides: Sequence[str]) -> str | None:
+    """How ``overrides`` differ from those of the run recorded in ``info`` (``"the run had [...], now [...]"``:
+    the overrides only one side has), or ``None`` when they are the same or the run recorded none (runs from before
+    csmri recorded them are trusted).
+
+    ``overrides`` are a ``csmri train`` job's own (Hydra's task overrides: no ``hydra.*`` and no run-control keys
+    such as ``ckpt_path``), as :func:`csmri.app.train.job_overrides` records them in ``overrides``."""
+    recorded = info.get("overrides")
+    if recorded is None or sorted(recorded) == sorted(overrides):
+        return None
+    was = [o for o in recorded if o not in overrides]
+    now = [o for o in overrides if o not in recorded]
+    return f"the run had {was}, now {now}"
 
 
 class RunInfo:

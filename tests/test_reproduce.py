@@ -9,6 +9,7 @@ from omegaconf import open_dict
 
 from csmri.app.reproduce import Pipeline, load_profile
 from csmri.app.study import Study, load_study, zoom_limits
+from csmri.errors import ConfigError
 from tests.helpers import run_csmri
 
 
@@ -87,6 +88,40 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
     assert pipeline.status("stage1") == "resume"
     assert f"ckpt_path={ckpt}" in pipeline.train_command("stage1")
     assert any(a.startswith("model.recon_ckpt=") for a in pipeline.train_command("stage2"))
+
+
+def _fake_run(run_dir, overrides, status="finished"):
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "best.ckpt").write_bytes(b"")
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    info = {"status": status, **({"overrides": overrides} if overrides is not None else {})}
+    (run_dir / "run_info.json").write_text(json.dumps(info))
+
+
+def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
+    # the overrides `csmri train` records for stage 1 of the smoke profile: its command without hydra.* and the
+    # resume point, written out here from the profile's data settings and stage-1 overrides
+    pipeline = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
+    p = pipeline.p
+    recorded = ["experiment=stage1", *pipeline.data_overrides(), *p.train_overrides, *p.stages.stage1.overrides]
+    _fake_run(tmp_path / "stage1", recorded)
+    assert pipeline.status("stage1") == "done"
+
+    longer = Pipeline(
+        load_profile(["profile=smoke", f"work_dir={tmp_path}", "stages.stage1.overrides=['trainer.max_epochs=9']"])
+    )
+    with pytest.raises(
+        ConfigError, match=r"stage stage1: .* other overrides \(the run had .*, now \['trainer.max_epochs=9'\]\)"
+    ):
+        longer.status("stage1")
+    # a changed input is a changed setting too: stage 2 trained on another stage-1 checkpoint
+    stage2 = ["experiment=stage2", *pipeline.data_overrides(), "model.recon_ckpt=elsewhere/best.ckpt"]
+    _fake_run(tmp_path / "stage2", stage2, status="running")  # interrupted: not resumed under new settings either
+    with pytest.raises(ConfigError, match="model.recon_ckpt=elsewhere/best.ckpt"):
+        pipeline.status("stage2")
+    # runs from before csmri recorded overrides are trusted
+    _fake_run(tmp_path / "dagan", None)
+    assert pipeline.status("dagan") == "done"
 
 
 @pytest.mark.parametrize("name", ["quick", "paper", "smoke"])

@@ -8,8 +8,10 @@ profile's ``stages``, in order (``stage1``, ``stage2`` and ``dagan`` by name); e
 ``experiment: segnet`` joins the segmentation ensemble that scores SIS. Each training stage is a
 ``csmri train`` run in ``<work_dir>/<stage>``; a stage whose ``run_info.json`` says ``finished`` and
 that has ``checkpoints/best.ckpt`` is skipped, an interrupted one resumes from its newest checkpoint
-(``last.ckpt`` / ``on_exception.ckpt``). The evaluation reruns when a checkpoint is newer than its
-table. Profiles live in ``csmri/conf/reproduce/<name>.yaml``; any key can be overridden as ``key=value``.
+(``last.ckpt`` / ``on_exception.ckpt``); a stage folder whose run was started with other overrides than the
+profile now gives it is an error (a changed setting needs its own ``work_dir``). The evaluation reruns when a
+checkpoint is newer than its table. Profiles live in ``csmri/conf/reproduce/<name>.yaml``; any key can be
+overridden as ``key=value``.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from csmri.config import compose, config_dir
+from csmri.errors import ConfigError
 from csmri.eval.targets import Check, check_targets, targets_markdown
-from csmri.run_info import git_state, read_run_info
+from csmri.run_info import git_state, overrides_change, read_run_info
 
 console = Console()
 RESULT_FILES = ("table.md", "table.json", "per_slice.csv", "figure.png")
@@ -171,9 +174,27 @@ class Pipeline:
                 and table.stat().st_mtime > newest
             )
             return "done" if done else "todo"
-        if self._finished(self.stage_dir(name)):
+        run_dir = self.stage_dir(name)
+        finished, resume = self._finished(run_dir), self._resume_ckpt(run_dir)
+        if finished or resume:
+            self._check_same_settings(name)
+        if finished:
             return "done"
-        return "resume" if self._resume_ckpt(self.stage_dir(name)) else "todo"
+        return "resume" if resume else "todo"
+
+    def _check_same_settings(self, name: str) -> None:
+        """A stage's folder must hold a run of this profile's command for it: one trained with other overrides
+        (the profile's ``stages.<name>.overrides`` or ``train_overrides`` changed, an input such as stage 1's
+        checkpoint or the perceptual weights changed) is an error, never reused or resumed under the new name."""
+        stage = self.p.stages[name]
+        args = self.training_args(stage.experiment, self.stage_dir(name), self._stage_overrides(name))
+        change = overrides_change(self._run_info(name), [a for a in args if not a.startswith("hydra.")])
+        if change:
+            raise ConfigError(
+                f"stage {name}: {self.stage_dir(name)} holds a run with other overrides ({change})",
+                "give this setting its own work_dir=DIR (and results=DIR), or remove that folder to train the "
+                "stage again",
+            )
 
     # -- commands -------------------------------------------------------------------------------------
     def data_overrides(self) -> list[str]:
@@ -210,15 +231,24 @@ class Pipeline:
         """``csmri train experiment=<experiment>`` on the profile's data into ``run_dir``, then ``overrides``
         (later ones win), resumed from the run's newest checkpoint unless it has finished. Every training command
         of reproduce and the study is built here."""
-        args = [f"experiment={experiment}", *self.data_overrides(), f"hydra.run.dir={run_dir}", *overrides]
+        args = self.training_args(experiment, run_dir, overrides)
         resume = None if self._finished(run_dir) else self._resume_ckpt(run_dir)
         if resume is not None:
             args.append(f"ckpt_path={resume}")
         return [sys.executable, "-m", "csmri", "train", *args]
 
+    def training_args(self, experiment: str, run_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
+        """The arguments of :meth:`training_command`, without its resume point."""
+        return [f"experiment={experiment}", *self.data_overrides(), f"hydra.run.dir={run_dir}", *overrides]
+
     def train_command(self, name: str) -> list[str]:
-        """The command of the profile's stage ``name``: its inputs from earlier stages, then the profile's
-        ``train_overrides``, then the stage's own ``overrides``."""
+        """The command of the profile's stage ``name`` (see :meth:`_stage_overrides`)."""
+        stage = self.p.stages[name]
+        return self.training_command(stage.experiment, self.stage_dir(name), self._stage_overrides(name))
+
+    def _stage_overrides(self, name: str) -> list[str]:
+        """Stage ``name``'s overrides: its inputs from earlier stages, then the profile's ``train_overrides``, then
+        the stage's own ``overrides``."""
         stage = self.p.stages[name]
         inputs = []
         if name == "stage2":
@@ -227,8 +257,7 @@ class Pipeline:
             inputs.append("model.perceptual.allow_random_fallback=false")
         if name == "stage2" and self.uses_autoencoder():
             inputs.append(f"model.perceptual.weights={self.autoencoder_weights()}")
-        overrides = [*inputs, *self.p.train_overrides, *stage.overrides]
-        return self.training_command(stage.experiment, self.stage_dir(name), overrides)
+        return [*inputs, *self.p.train_overrides, *stage.overrides]
 
     def eval_command(self) -> list[str]:
         e = self.p.eval

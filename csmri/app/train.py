@@ -25,7 +25,7 @@ from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_ra
 from csmri.errors import ConfigError, TrainingError, did_you_mean
 from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint
 from csmri.lit.precision import configure_matmul, resolve_precision
-from csmri.run_info import RunInfo, one_line, read_run_info
+from csmri.run_info import RunInfo, one_line, overrides_change, read_run_info
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,10 @@ def finished_score(output_dir: str, overrides: list[str] | None = None) -> float
     info = read_run_info(output_dir)
     if info.get("status") != "finished" or not (Path(output_dir) / "checkpoints" / "last.ckpt").is_file():
         return None
-    recorded = info.get("overrides")
-    if overrides is not None and recorded is not None and sorted(recorded) != sorted(overrides):
-        differ = sorted(set(recorded) ^ set(overrides))
+    change = overrides_change(info, overrides) if overrides is not None else None
+    if change:
         raise ConfigError(
-            f"skip_finished: {output_dir} holds a finished run with other overrides (differing: {differ})",
+            f"skip_finished: {output_dir} holds a finished run with other overrides ({change})",
             "give this run its own folder (hydra.run.dir / hydra.sweep.dir, or the study's results and work_dir), "
             "or remove that folder to train it again",
         )
