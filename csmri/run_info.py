@@ -60,13 +60,26 @@ def read_run_info(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+# overrides that say how to run, not what is computed: a finished run is the same run without them
+RUN_CONTROL_KEYS = ("ckpt_path", "skip_finished")
+
+
+def job_overrides() -> list[str] | None:
+    """This Hydra job's own command-line overrides (a multirun's point, not the whole sweep; no ``hydra.*`` and no
+    :data:`RUN_CONTROL_KEYS`), as ``csmri train`` and ``csmri eval`` record them; ``None`` outside Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") not in RUN_CONTROL_KEYS]
+
+
 def overrides_change(info: dict[str, Any], overrides: Sequence[str]) -> str | None:
     """How ``overrides`` differ from those of the run recorded in ``info`` (``"the run had [...], now [...]"``:
     the overrides only one side has), or ``None`` when they are the same or the run recorded none (runs from before
     csmri recorded them are trusted).
 
-    ``overrides`` are a ``csmri train`` job's own (Hydra's task overrides: no ``hydra.*`` and no run-control keys
-    such as ``ckpt_path``), as :func:`csmri.app.train.job_overrides` records them in ``overrides``."""
+    ``overrides`` are a job's own, as :func:`job_overrides` records them in ``overrides``."""
     recorded = info.get("overrides")
     if recorded is None or sorted(recorded) == sorted(overrides):
         return None

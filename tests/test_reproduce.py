@@ -124,6 +124,26 @@ def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
     assert pipeline.status("dagan") == "done"
 
 
+def test_the_evaluation_reruns_when_its_command_changed(tmp_path):
+    pipeline = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
+    e = pipeline.p.eval
+    recorded = [
+        *pipeline.data_overrides(),
+        f"methods=[{','.join(e.methods)}]",
+        pipeline.segnet_override(),
+        *(f"{m}.ckpt={pipeline.eval_ckpt(s)}" for m, s in (("recnet", "stage1"), ("refinement", "stage2"))),
+        f"dagan.ckpt={pipeline.eval_ckpt('dagan')}",
+        *e.overrides,
+    ]
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    (eval_dir / "table.json").write_text("{}")
+    (eval_dir / "run_info.json").write_text(json.dumps({"status": "finished", "overrides": recorded}))
+    assert pipeline.status("eval") == "done"
+    fewer = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}", "eval.methods=[zero_filled,recnet]"]))
+    assert fewer.status("eval") == "todo"
+
+
 @pytest.mark.parametrize("name", ["quick", "paper", "smoke"])
 def test_gan_stages_are_evaluated_as_the_paper_does(name, tmp_path):
     pipeline = Pipeline(load_profile([f"profile={name}", f"work_dir={tmp_path}"]))

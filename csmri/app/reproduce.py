@@ -168,10 +168,13 @@ class Pipeline:
             newest = max(
                 (self.eval_ckpt(s).stat().st_mtime for s in self.train_stages if self.eval_ckpt(s).is_file()), default=0
             )
+            info = self._run_info("eval")
+            now = [a for a in self.eval_command()[4:] if not a.startswith("hydra.")]
             done = (
                 table.is_file()
-                and self._run_info("eval").get("status") == "finished"
+                and info.get("status") == "finished"
                 and table.stat().st_mtime > newest
+                and overrides_change(info, now) is None  # e.g. eval.methods changed: evaluate again
             )
             return "done" if done else "todo"
         run_dir = self.stage_dir(name)

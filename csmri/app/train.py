@@ -25,7 +25,7 @@ from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_ra
 from csmri.errors import ConfigError, TrainingError, did_you_mean
 from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint
 from csmri.lit.precision import configure_matmul, resolve_precision
-from csmri.run_info import RunInfo, one_line, overrides_change, read_run_info
+from csmri.run_info import RunInfo, job_overrides, one_line, overrides_change, read_run_info
 
 log = logging.getLogger(__name__)
 
@@ -96,19 +96,6 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
 
 def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if torch.as_tensor(v).numel() == 1}
-
-
-# overrides that say how to run, not what is trained: a finished run is the same run without them
-_RUN_CONTROL_KEYS = ("ckpt_path", "skip_finished")
-
-
-def job_overrides() -> list[str] | None:
-    """This Hydra job's own command-line overrides (a multirun's point, not the whole sweep); ``None`` outside Hydra."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return None
-    return [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") not in _RUN_CONTROL_KEYS]
 
 
 def finished_score(output_dir: str, overrides: list[str] | None = None) -> float | None:

@@ -33,7 +33,7 @@ from csmri.eval.tables import print_summary, summarise_methods, write_per_slice_
 from csmri.lit.segmentation import SegmenterEnsemble
 from csmri.metrics.image import hfen, magnitude, nmse, psnr, ssim
 from csmri.metrics.segmentation import foreground_dice, has_structure
-from csmri.run_info import RunInfo
+from csmri.run_info import RunInfo, job_overrides
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,9 @@ def evaluate(cfg: DictConfig) -> list[dict[str, Any]]:
     """
     out = Path(cfg.paths.output_dir)
     reference = reference_method(cfg)
-    info = RunInfo(out, cfg.seed, task="eval", methods=list(cfg.methods), reference=reference)
+    info = RunInfo(
+        out, cfg.seed, task="eval", methods=list(cfg.methods), reference=reference, overrides=job_overrides()
+    )
     try:
         return _evaluate(cfg, out, reference, info)
     except BaseException as err:
