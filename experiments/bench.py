@@ -10,7 +10,8 @@ For each measurement both sides train the same networks on the same phantom slic
   loading, mask drawing and the optimiser steps are all counted.
 - **naive**: the same network classes in a plain eager loop, fp32, NCHW, masks drawn and applied per step.
 
-Reported: slices/s of both and their ratio; the share of a step spent drawing masks and undersampling; peak memory
+Reported: slices/s of both and their ratio; the share of a step spent drawing masks and undersampling; a GAN step's
+perceptual term with the targets' features computed and cached (:func:`bench_vgg_terms`); peak memory
 (CUDA: max allocated per measurement; CPU: the process's peak RSS so far, cumulative); DLMRI seconds per slice,
 serial and pooled; the precision used. Absolute times on a shared machine are noise: read the ratios.
 """
@@ -237,6 +238,36 @@ def bench_dlmri(images: torch.Tensor, workers: int) -> dict:
     return {"serial_s": timings["serial"], "pooled_s": timings["pooled"], "workers": workers, "identical": same}
 
 
+def _perceptual_step(loss, pred: torch.Tensor, target: torch.Tensor, keys: list[str] | None, i: int) -> None:
+    pred.grad = None
+    loss(pred, target, keys=keys).backward()
+
+
+def bench_vgg_terms(root: Path, device: torch.device, steps: int) -> list[dict]:
+    """A GAN step's perceptual term (loss forward + backward to the prediction), channels-last like the modules,
+    with the targets' features computed every step (no keys: the first epoch) and read from the per-slice cache (a
+    later epoch): DAGAN's VGG-16 pool4 at 244² (batch 25) and stage 2's VGG-19 relu5_4 (batch 5)."""
+    from csmri.losses.dagan import DAGANVGGFeatures
+    from csmri.losses.perceptual import PerceptualLoss
+
+    rows = []
+    for name, extractor, batch in (
+        ("DAGAN VGG-16 pool4 at 244²", DAGANVGGFeatures("random", allow_random_fallback=True), 25),
+        ("stage 2 VGG-19 relu5_4", VGGFeatures("random", allow_random_fallback=True), STAGE2_BATCH),
+    ):
+        loss = PerceptualLoss(extractor.to(device, memory_format=torch.channels_last))
+        target = training_slices(root, batch, device).abs()
+        keys = [f"slice{i}" for i in range(batch)]
+        pred = (target + 0.05 * torch.randn_like(target)).requires_grad_(True)
+
+        row = {"name": name, "batch": batch}
+        for mode, step_keys in (("computed", None), ("cached", keys)):
+            step = partial(_perceptual_step, loss, pred, target, step_keys)
+            row[mode] = _throughput(step, steps, batch, device, warmup=1)["step_ms"]
+        rows.append({**row, "ratio": row["computed"] / row["cached"]})
+    return rows
+
+
 def _alternate(ours, naive, repeats: int, device: torch.device) -> tuple[dict, dict, float]:
     """Run both measurements ``repeats`` times, alternating, and keep each side's fastest run: on a shared machine
     the load drifts, and alternating exposes both sides to it alike. Also returns csmri's peak memory (MiB)."""
@@ -302,6 +333,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         row = {"size": size, "csmri": ours, "naive": naive, "ratio": ours["slices_per_s"] / naive["slices_per_s"]}
         results["stage2"].append({**row, "peak_mb": peak})
+    if args.stage2_sizes:
+        results["vgg_terms"] = bench_vgg_terms(phantom(128, cache), device, max(2, args.steps // 5))
     workers = args.dlmri_workers if args.dlmri_workers is not None else (torch.multiprocessing.cpu_count() or 1)
     if workers and args.sizes:
         results["dlmri_128"] = bench_dlmri(training_slices(phantom(128, cache), workers, torch.device("cpu")), workers)
@@ -332,6 +365,14 @@ def _print(console: Console, results: dict[str, Any], steps: int) -> None:
             if stage == "stage1":
                 cells += [f"{r['sim_ms']:.2f}", f"{100 * r['sim_share']:.2f} %"]
             table.add_row(*cells)
+        console.print(table)
+    if results.get("vgg_terms"):
+        table = Table(title="Perceptual term per GAN step (forward + backward), 128² magnitudes")
+        for column in ("network", "batch", "targets' features computed, ms", "cached, ms", "ratio"):
+            table.add_column(column, justify="right")
+        for r in results["vgg_terms"]:
+            cells = [f"{r['computed']:.0f}", f"{r['cached']:.0f}", f"{r['ratio']:.2f}×"]
+            table.add_row(r["name"], str(r["batch"]), *cells)
         console.print(table)
     if "dlmri_128" in results:
         d = results["dlmri_128"]
