@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from csmri.data.layout import normalise_max_magnitude
+from csmri.data.layout import normalise_max_magnitude, slice_peaks
 from csmri.data.transforms import (
     crop_or_pad,
     fit_to_size,
@@ -97,6 +97,7 @@ complex_planes = hnp.arrays(
 @given(complex_planes, st.sampled_from(["max", "percentile"]), st.floats(50, 100))
 def test_normalisation_max_is_one_and_phase_kept(image, method, q):
     out, scale = normalise_slices(image, method, q)
+    assume(np.all((scale == 0) | (scale >= np.finfo(np.float32).tiny)))  # subnormal scales: left unscaled
     magnitude = np.abs(out).reshape(out.shape[0], -1)
     for s in range(out.shape[0]):
         if scale[s] > 0:
@@ -114,8 +115,13 @@ def test_normalisation_max_is_one_and_phase_kept(image, method, q):
 @FAST
 @given(complex_planes, st.floats(1e-3, 1e3))
 def test_max_normalisation_is_scale_invariant(image, factor):
+    scaled = image * np.float32(factor)
+    # slices whose peak is subnormal are left unscaled (documented in scale_slices): invariance holds for the others
+    tiny = np.finfo(np.float32).tiny
+    before, after = slice_peaks(image), slice_peaks(scaled)
+    assume(np.all(((before == 0) & (after == 0)) | ((before >= tiny) & (after >= tiny))))
     a, _ = normalise_slices(image, "max")
-    b, _ = normalise_slices(image * np.float32(factor), "max")
+    b, _ = normalise_slices(scaled, "max")
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
