@@ -77,4 +77,5 @@ class SliceDataset(Dataset):
         return state
 
     def __del__(self) -> None:
-        self._close()
+        if "_handles" in self.__dict__:  # __init__ may have failed before opening anything
+            self._close()

@@ -77,6 +77,7 @@ def test_phantom_source_generates_on_first_use(tmp_path):
     assert len(dm.dataset("train")) >= 2
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no noise from half-built datasets
 def test_clear_errors(tmp_path, phantom_root):
     with pytest.raises(FileNotFoundError, match="csmri data phantom"):
         MRIDataModule(str(tmp_path / "nothing")).setup("fit")
