@@ -86,6 +86,12 @@ class Step:
     elapsed_s: float = 0.0
 
 
+def _recorded_overrides(args: Sequence[str]) -> list[str]:
+    """What a ``csmri train``/``eval`` run records of its arguments (``run_info.json`` ``overrides``): Hydra's task
+    overrides, i.e. without the ``hydra.*`` ones (see :func:`csmri.run_info.job_overrides`)."""
+    return [a for a in args if not a.startswith("hydra.")]
+
+
 class Pipeline:
     """Runs the profile's steps in order, skipping finished ones; see the module docstring."""
 
@@ -169,7 +175,7 @@ class Pipeline:
                 (self.eval_ckpt(s).stat().st_mtime for s in self.train_stages if self.eval_ckpt(s).is_file()), default=0
             )
             info = self._run_info("eval")
-            now = [a for a in self.eval_command()[4:] if not a.startswith("hydra.")]
+            now = _recorded_overrides(self.eval_args())
             done = (
                 table.is_file()
                 and info.get("status") == "finished"
@@ -191,7 +197,7 @@ class Pipeline:
         checkpoint or the perceptual weights changed) is an error, never reused or resumed under the new name."""
         stage = self.p.stages[name]
         args = self.training_args(stage.experiment, self.stage_dir(name), self._stage_overrides(name))
-        change = overrides_change(self._run_info(name), [a for a in args if not a.startswith("hydra.")])
+        change = overrides_change(self._run_info(name), _recorded_overrides(args))
         if change:
             raise ConfigError(
                 f"stage {name}: {self.stage_dir(name)} holds a run with other overrides ({change})",
@@ -263,8 +269,12 @@ class Pipeline:
         return [*inputs, *self.p.train_overrides, *stage.overrides]
 
     def eval_command(self) -> list[str]:
+        return [sys.executable, "-m", "csmri", "eval", *self.eval_args()]
+
+    def eval_args(self) -> list[str]:
+        """The arguments of :meth:`eval_command`."""
         e = self.p.eval
-        args = [
+        return [
             *self.data_overrides(),
             f"hydra.run.dir={self.stage_dir('eval')}",
             f"methods=[{','.join(e.methods)}]",
@@ -274,7 +284,6 @@ class Pipeline:
             f"dagan.ckpt={self.eval_ckpt('dagan')}",
             *e.overrides,
         ]
-        return [sys.executable, "-m", "csmri", "eval", *args]
 
     # -- running --------------------------------------------------------------------------------------
     def print_plan(self) -> None:
