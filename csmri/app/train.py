@@ -46,11 +46,14 @@ def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
     return [instantiate(c) for c in configs.values() if c is not None]
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger]) -> L.Trainer:
-    """The configured Trainer with ``trainer.precision`` resolved (``auto`` -> see :mod:`csmri.lit.precision`)."""
+def build_trainer(
+    cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Logger], module: L.LightningModule | None = None
+) -> L.Trainer:
+    """The configured Trainer with ``trainer.precision`` resolved for ``module`` (``auto`` -> see
+    :mod:`csmri.lit.precision`: modules of VGG-width networks set ``wide_convolutions``)."""
     check_trainer_keys(cfg.trainer)
     accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    precision = resolve_precision(cfg.trainer.precision, accelerator)
+    precision = resolve_precision(cfg.trainer.precision, accelerator, wide=getattr(module, "wide_convolutions", False))
     configure_matmul(precision, accelerator)
     plugins = list(cfg.trainer.get("plugins") or []) + [AtomicCheckpointIO()]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, precision=precision, plugins=plugins)
@@ -167,11 +170,11 @@ def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     module = build_module(cfg)
     loggers = build_loggers(cfg)
-    trainer = build_trainer(cfg, build_callbacks(cfg), loggers)
+    trainer = build_trainer(cfg, build_callbacks(cfg), loggers, module)
     metadata = {
         "precision": str(trainer.precision),
         "acquisition": getattr(datamodule, "acquisition", None),  # mask type, acceleration, ... (csmri reconstruct)
-        **(module.run_metadata() if hasattr(module, "run_metadata") else {}),
+        **(module.run_metadata(trainer.strategy.root_device.type) if hasattr(module, "run_metadata") else {}),
     }
     if info is not None:
         info.update(**metadata)

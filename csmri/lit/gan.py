@@ -24,6 +24,7 @@ from csmri.data.datamodule import training_batch_counter
 from csmri.lit._config import build
 from csmri.lit.base import ReconstructionBase
 from csmri.lit.optim import build_optimizer, build_scheduler
+from csmri.lit.precision import FEATURE_PRECISIONS, resolve_feature_precision
 from csmri.lit.replay import ReplayBuffer
 from csmri.losses.adversarial import DiscriminatorLoss, FeatureMatchingLoss, GeneratorAdversarialLoss
 from csmri.losses.normalizer import LossNormalizer
@@ -42,7 +43,9 @@ class AdversarialReconstructionBase(ReconstructionBase):
         perceptual: VGG extractor config, or ``None`` when no ``vgg`` term is weighted.
         loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target`` (see :class:`LossNormalizer`),
             ``label_smoothing``, ``replay`` ``{capacity, p}``, ``vgg_cache_mb`` (the targets' VGG features kept
-            per slice key, a speed setting: :class:`csmri.losses.perceptual.TargetFeatureCache`; 0 = off).
+            per slice key, a speed setting: :class:`csmri.losses.perceptual.TargetFeatureCache`; 0 = off),
+            ``vgg_precision`` (``auto`` | ``32`` | ``bf16``: what the frozen VGG runs in, see
+            :func:`csmri.lit.precision.resolve_feature_precision`; resolved when fitting starts).
         optimizer, scheduler: ``_partial_`` configs used for both networks (see :mod:`csmri.lit.optim`).
         grad_clip: gradient-norm clipping (``None`` = off).
         log_images_every_n_steps: sample images every N training batches (0 = only at validation).
@@ -69,6 +72,9 @@ class AdversarialReconstructionBase(ReconstructionBase):
         if needs_vgg and not perceptual:
             raise ValueError("the loss weights a 'vgg' term but the model config has no perceptual extractor")
         self.perceptual = None
+        self.vgg_precision = str(loss.get("vgg_precision", "auto"))
+        if self.vgg_precision not in FEATURE_PRECISIONS:
+            raise ValueError(f"loss.vgg_precision must be one of {FEATURE_PRECISIONS}, got {self.vgg_precision!r}")
         if needs_vgg:
             extractor = build(perceptual, "perceptual feature extractor")
             self.perceptual = PerceptualLoss(extractor, loss.get("vgg_cache_mb", DEFAULT_CACHE_MB))
@@ -95,9 +101,23 @@ class AdversarialReconstructionBase(ReconstructionBase):
             return "none"
         return getattr(self.perceptual.extractor, "backbone", type(self.perceptual.extractor).__name__)
 
-    def run_metadata(self) -> dict[str, Any]:
-        """Facts recorded in run_info.json and the logger's config."""
-        return {"perceptual_backbone": self.perceptual_backbone}
+    def perceptual_precision(self, device: str) -> str:
+        """What the perceptual loss's VGG runs in on ``device`` (``cpu``/``cuda``): ``bf16``, ``32`` or ``none``."""
+        if self.perceptual is None:
+            return "none"
+        return "bf16" if resolve_feature_precision(self.vgg_precision, device) else "32"
+
+    def run_metadata(self, device: str = "cpu") -> dict[str, Any]:
+        """Facts recorded in run_info.json and the logger's config, for a run on ``device``."""
+        return {
+            "perceptual_backbone": self.perceptual_backbone,
+            "perceptual_precision": self.perceptual_precision(device),
+        }
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.perceptual is not None:
+            self.perceptual.bf16 = self.perceptual_precision(self.device.type) == "bf16"
 
     def discriminate(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """D's logits and feature maps on ``x``, in fp32 (D itself may run in bf16)."""

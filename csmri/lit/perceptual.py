@@ -55,6 +55,7 @@ class PerceptualPretrainModule(NetworkSpeedMixin, L.LightningModule):
     """
 
     networks = ("encoder", "decoder")
+    wide_convolutions = True  # VGG-19 + decoder: ~2x faster in bf16 on avx512_bf16 CPUs (csmri.lit.precision)
 
     def __init__(
         self,

@@ -2,9 +2,12 @@
 
 - ``bf16-mixed`` where bf16 is *faster* than fp32: a CPU with AMX tiles (``/proc/cpuinfo`` flag ``amx_bf16``),
   or a CUDA GPU that supports bf16 (Ampere and newer);
-- ``32-true`` otherwise — including CPUs with ``avx512_bf16`` but no AMX: there oneDNN's bf16 convolutions
-  measured no faster than fp32 channels-last (RecNet's 32->32 3x3 conv, batch 20, 128², fwd+bwd: 130 ms bf16 vs
-  118 ms fp32; 64->64: 531 vs 386 ms), so mixed precision would cost accuracy for nothing.
+- on CPUs with ``avx512_bf16`` but no AMX it depends on the network: RecNet's narrow convolutions measured no faster
+  in bf16 than fp32 channels-last (32->32 3x3 conv, batch 20, 128², fwd+bwd: 130 ms bf16 vs 118 ms fp32), so
+  mixed precision would cost accuracy for nothing (``32-true``); VGG-width networks (64-512 channels) run ~2x
+  faster in bf16 (VGG-19 autoencoder step, batch 8, 128²: 2.2 s fp32 vs 1.0 s bf16), so modules made of them
+  declare ``wide_convolutions = True`` and get ``bf16-mixed``;
+- ``32-true`` everywhere else.
   ``32-true`` is always one override away (``trainer.precision=32-true``); with it, TF32 matmuls/convolutions are
   enabled on Ampere+ GPUs.
 
@@ -12,6 +15,11 @@ Under ``bf16-mixed`` only the networks' convolutions/matmuls run in bf16: the ph
 consistency) disables autocast and stays complex64/fp32, and losses and metrics are computed in fp32.
 Asking for ``bf16-mixed`` explicitly is allowed wherever bf16 is native (``avx512_bf16`` or ``amx_bf16``) and an
 error elsewhere (it would run an order of magnitude slower).
+
+The frozen VGG networks of the perceptual losses have their own setting (:func:`resolve_feature_precision`, the
+loss configs' ``vgg_precision``): ``auto`` runs them in bf16 wherever bf16 is native, whatever the trainer's
+precision, because they are wide (DAGAN's VGG-16 at 244², batch 25, forward + backward: 10.4 s fp32 vs 5.0 s bf16
+on a 2-core ``avx512_bf16`` CPU) and only feed a loss, whose value is computed in fp32.
 """
 
 from __future__ import annotations
@@ -63,19 +71,20 @@ def bf16_supported(device: str) -> bool:
     return cpu_has_bf16()
 
 
-def bf16_preferred(device: str) -> bool:
-    """bf16-mixed is the fastest safe mode (what ``auto`` picks)."""
+def bf16_preferred(device: str, wide: bool = False) -> bool:
+    """bf16-mixed is the fastest safe mode (what ``auto`` picks) for networks of narrow or ``wide`` convolutions."""
     if device == "cuda":
         return bf16_supported(device)
-    return cpu_bf16_is_faster()
+    return cpu_bf16_is_faster() or (wide and cpu_has_bf16())
 
 
-def resolve_precision(precision: str | int, accelerator: str = AUTO) -> str:
-    """The Lightning precision to use for ``precision`` (``auto`` or any Lightning value) on ``accelerator``."""
+def resolve_precision(precision: str | int, accelerator: str = AUTO, wide: bool = False) -> str:
+    """The Lightning precision to use for ``precision`` (``auto`` or any Lightning value) on ``accelerator``;
+    ``wide``: the module's networks are VGG-width (see the module docstring)."""
     precision = str(precision)
     device = device_type(accelerator)
     if precision == AUTO:
-        chosen = "bf16-mixed" if bf16_preferred(device) else "32-true"
+        chosen = "bf16-mixed" if bf16_preferred(device, wide) else "32-true"
         log.info("trainer.precision=auto -> %s (%s)", chosen, device)
         return chosen
     if precision in ("bf16-mixed", "bf16") and not bf16_supported(device):
@@ -85,6 +94,25 @@ def resolve_precision(precision: str | int, accelerator: str = AUTO) -> str:
             "run about 10x slower than fp32; use trainer.precision=32-true or trainer.precision=auto"
         )
     return precision
+
+
+FEATURE_PRECISIONS = (AUTO, "32", "bf16")
+
+
+def resolve_feature_precision(setting: str, device: str) -> bool:
+    """Whether a frozen feature network (a perceptual loss's VGG) runs in bf16 on ``device`` (``cpu``/``cuda``).
+
+    ``setting``: ``auto`` (bf16 where native), ``32`` (always fp32) or ``bf16`` (an error where bf16 is not native).
+    """
+    setting = str(setting)
+    if setting not in FEATURE_PRECISIONS:
+        raise ValueError(f"vgg_precision must be one of {', '.join(FEATURE_PRECISIONS)}, got {setting!r}")
+    if setting == "bf16" and not (device in ("cpu", "cuda") and bf16_supported(device)):
+        raise ValueError(
+            f"vgg_precision=bf16: this {device.upper()} has no native bf16 support, so the VGG would run about 10x "
+            "slower than fp32; use vgg_precision=auto or 32"
+        )
+    return setting == "bf16" or (setting == AUTO and device in ("cpu", "cuda") and bf16_supported(device))
 
 
 def configure_matmul(precision: str, accelerator: str = AUTO) -> None:

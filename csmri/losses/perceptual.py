@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +40,9 @@ class TargetFeatureCache:
         flat = target_magnitude.detach().flatten(1).double()
         return torch.stack([flat.sum(1), flat.pow(2).sum(1)], dim=1)
 
-    def features(self, keys: Sequence[str], target_magnitude: torch.Tensor, extractor: nn.Module) -> torch.Tensor:
+    def features(
+        self, keys: Sequence[str], target_magnitude: torch.Tensor, extractor: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """``extractor(target_magnitude)`` (no gradient, fp32), from the cache where ``keys`` were seen before."""
         if len(keys) != target_magnitude.shape[0]:
             raise ValueError(f"{len(keys)} keys for a batch of {target_magnitude.shape[0]} targets")
@@ -77,22 +79,33 @@ class PerceptualLoss(nn.Module):
     Inputs are magnitude images ``(B, H, W)`` in [0, ~1]; the target's features carry no gradient. Given the
     batch's slice ``keys`` (training only), the target's features come from a :class:`TargetFeatureCache` of
     ``cache_mb`` MB (0 = off); the value is the same either way.
+
+    ``bf16``: the extractor runs under bf16 autocast (its features, and so the loss, carry bf16's ~3 significant
+    digits; the difference and mean are fp32); ``False`` runs it in fp32 even inside a bf16-mixed step. The
+    LightningModules set it from the loss config's ``vgg_precision`` (:func:`csmri.lit.precision.
+    resolve_feature_precision`) once the device is known.
     """
 
-    def __init__(self, extractor: nn.Module, cache_mb: float = DEFAULT_CACHE_MB) -> None:
+    def __init__(self, extractor: nn.Module, cache_mb: float = DEFAULT_CACHE_MB, bf16: bool = False) -> None:
         super().__init__()
         self.extractor = extractor
         self.cache = TargetFeatureCache(cache_mb)
+        self.bf16 = bf16
+
+    def extract(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """The extractor's fp32 features of ``magnitude``, computed in bf16 when :attr:`bf16` is set."""
+        with torch.autocast(magnitude.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.extractor(magnitude).float()
 
     def forward(
         self, pred_magnitude: torch.Tensor, target_magnitude: torch.Tensor, keys: Sequence[str] | None = None
     ) -> torch.Tensor:
         if keys is not None and self.cache.budget_bytes > 0:
-            target_features = self.cache.features(keys, target_magnitude, self.extractor)
+            target_features = self.cache.features(keys, target_magnitude, self.extract)
         else:
             with torch.no_grad():
-                target_features = self.extractor(target_magnitude).float()
-        return F.mse_loss(self.extractor(pred_magnitude).float(), target_features)  # fp32 even if VGG ran in bf16
+                target_features = self.extract(target_magnitude)
+        return F.mse_loss(self.extract(pred_magnitude), target_features)
 
 
 def refinement_penalty(x_v: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from csmri.app.train import train
+from csmri.lit import precision
 from csmri.models.vgg import LAYERS, VGGFeatures
 from tests.helpers import compose_config
 
@@ -24,6 +27,8 @@ def test_autoencoder_trains_and_exports_weights_the_perceptual_loss_loads(phanto
         "model.decoder_channels=[16]",
     ]
     train(compose_config("train", overrides, tmp_path))
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["precision"] == precision.resolve_precision("auto", "cpu", wide=True)  # VGG-width: bf16 where native
     weights = tmp_path / "vgg19_autoencoder.pth"
     assert weights.is_file()
     state = torch.load(weights, weights_only=True)

@@ -17,22 +17,48 @@ BF16 = torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize(
-    ("flags", "auto", "explicit_bf16_allowed"),
+    ("flags", "auto", "auto_wide", "explicit_bf16_allowed"),
     [
-        ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bf16-mixed", True),  # AMX: bf16 is faster
-        ({"avx512f", "avx512_bf16"}, "32-true", True),  # native bf16, measured no faster than fp32
-        ({"avx2"}, "32-true", False),  # emulated bf16
+        ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "bf16-mixed", "bf16-mixed", True),  # AMX: faster
+        ({"avx512f", "avx512_bf16"}, "32-true", "bf16-mixed", True),  # native bf16: faster for wide convs only
+        ({"avx2"}, "32-true", "32-true", False),  # emulated bf16
     ],
 )
-def test_auto_picks_bf16_only_where_it_is_faster(monkeypatch, flags, auto, explicit_bf16_allowed):
+def test_auto_picks_bf16_only_where_it_is_faster(monkeypatch, flags, auto, auto_wide, explicit_bf16_allowed):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
     assert precision.resolve_precision("auto", "cpu") == auto
+    assert precision.resolve_precision("auto", "cpu", wide=True) == auto_wide
     assert precision.resolve_precision("32-true", "cpu") == "32-true"
     if explicit_bf16_allowed:
         assert precision.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
     else:
         with pytest.raises(ValueError, match="no native bf16 support.*trainer.precision=32-true"):
             precision.resolve_precision("bf16-mixed", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("flags", "setting", "bf16"),
+    [
+        ({"avx512f", "avx512_bf16"}, "auto", True),  # native bf16: the frozen VGG runs in bf16
+        ({"avx512f", "avx512_bf16"}, "32", False),
+        ({"avx512f", "avx512_bf16"}, "bf16", True),
+        ({"avx2"}, "auto", False),  # emulated bf16 would be ~10x slower
+        ({"avx2"}, "32", False),
+    ],
+)
+def test_feature_precision_follows_native_bf16(monkeypatch, flags, setting, bf16):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert precision.resolve_feature_precision(setting, "cpu") is bf16
+    if setting != "bf16":
+        assert precision.resolve_feature_precision(setting, "mps") is False  # devices we know nothing of: fp32
+
+
+def test_feature_precision_refuses_unknown_settings_and_emulated_bf16(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    with pytest.raises(ValueError, match="no native bf16 support.*vgg_precision=auto or 32"):
+        precision.resolve_feature_precision("bf16", "cpu")
+    with pytest.raises(ValueError, match="must be one of auto, 32, bf16, got 'fp16'"):
+        precision.resolve_feature_precision("fp16", "cpu")
 
 
 def _measured(size=32, batch=2, seed=0):

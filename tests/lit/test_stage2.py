@@ -9,6 +9,7 @@ import torch
 
 from csmri.app.train import build_module, train
 from csmri.lit import RefinementModule
+from csmri.lit.precision import resolve_feature_precision
 from csmri.losses.normalizer import LossNormalizer
 from tests.conftest import TINY_STAGE2
 from tests.helpers import compose_config
@@ -72,6 +73,7 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     train(cfg)
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["status"] == "finished" and info["perceptual_backbone"] == "vgg19-random"
+    assert info["perceptual_precision"] == ("bf16" if resolve_feature_precision("auto", "cpu") else "32")
     ckpt_path = tmp_path / "checkpoints" / "last.ckpt"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert ckpt["perceptual_backbone"] == "vgg19-random"

@@ -152,6 +152,7 @@ def test_vgg_term_defaults_gradients_and_checkpointing():
 
 def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_path):
     from csmri.app.train import build_module, train
+    from csmri.lit import precision
     from csmri.lit.adversarial import image_terms
     from tests.conftest import ADVERSARIAL
     from tests.helpers import compose_config
@@ -170,12 +171,33 @@ def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_p
     module = build_module(cfg)
     assert isinstance(module.perceptual.extractor, DAGANVGGFeatures)
     assert module.perceptual_backbone == "vgg16-random"
+    bf16 = precision.resolve_feature_precision("auto", "cpu")  # loss.vgg_precision=auto: bf16 where native
+    assert module.run_metadata("cpu")["perceptual_precision"] == ("bf16" if bf16 else "32")
+    module.on_fit_start()  # the loss learns its precision once the device is known
+    assert module.perceptual.bf16 is bf16
     assert module.normalizer.weights == {"adv": 1.0, "nmse": 15.0, "freq": 0.1, "vgg": 0.0025}
     out, tgt = torch.rand(2, 2, 8, 8), torch.rand(2, 2, 8, 8)
     terms = image_terms(out, tgt, {"nmse", "freq"})
     torch.testing.assert_close(terms["nmse"], dagan_nmse(out, tgt))
     torch.testing.assert_close(terms["freq"], dagan_freq(out, tgt))
     train(cfg)  # one training and one validation batch
+
+
+def test_vgg_precision_setting_is_checked_and_reaches_the_loss(monkeypatch, tmp_path):
+    from csmri.app.train import build_module
+    from csmri.lit import precision
+    from tests.conftest import ADVERSARIAL
+    from tests.helpers import compose_config
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    base = ["experiment=dagan", "data.root=unused", *ADVERSARIAL["dagan"], "model.perceptual.size=64"]
+    for setting, expected in (("32", False), ("bf16", True), ("auto", True)):
+        module = build_module(compose_config("train", [*base, f"loss.vgg_precision={setting}"], tmp_path))
+        module.on_fit_start()
+        assert module.perceptual.bf16 is expected
+        assert module.run_metadata("cpu")["perceptual_precision"] == ("bf16" if expected else "32")
+    with pytest.raises(ValueError, match="vgg_precision must be one of"):
+        build_module(compose_config("train", [*base, "loss.vgg_precision=fp16"], tmp_path))
 
 
 def test_stage2_and_joint_keep_their_vgg19_perceptual_loss(tmp_path):

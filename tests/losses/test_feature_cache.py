@@ -15,17 +15,20 @@ from tests.helpers import compose_config
 
 
 class CountingExtractor(torch.nn.Module):
-    """A frozen 3x3 convolution that counts the images it has seen."""
+    """A frozen 3x3 convolution that counts the images it has seen and records the dtype it computed in."""
 
     def __init__(self) -> None:
         super().__init__()
         torch.manual_seed(0)
         self.conv = torch.nn.Conv2d(1, 4, 3).requires_grad_(False)
         self.images = 0
+        self.dtypes: list[torch.dtype] = []
 
     def forward(self, magnitude: torch.Tensor) -> torch.Tensor:
         self.images += magnitude.shape[0]
-        return self.conv(magnitude.unsqueeze(1))
+        features = self.conv(magnitude.unsqueeze(1))
+        self.dtypes.append(features.dtype)
+        return features
 
 
 def _reference(pred: torch.Tensor, target: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
@@ -49,6 +52,27 @@ def test_cached_loss_equals_the_direct_loss_and_skips_seen_targets():
     # directly); without the cache it would have seen the 9 targets too
     assert extractor.images == 9 + 4
     assert len(loss.cache) == 4
+
+
+def test_bf16_runs_the_extractor_in_bf16_and_fp32_means_fp32_even_under_autocast():
+    torch.manual_seed(1)
+    pred, target = torch.rand(3, 12, 12, requires_grad=True), torch.rand(3, 12, 12)
+    reference = _reference(pred.detach(), target, CountingExtractor().conv)
+
+    half = CountingExtractor()
+    value = PerceptualLoss(half, cache_mb=1, bf16=True)(pred, target, keys=["a", "b", "c"])
+    assert half.dtypes == [torch.bfloat16, torch.bfloat16]  # the target's pass and the prediction's
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(reference.item(), rel=2e-2)  # bf16 keeps ~3 significant digits
+    assert value.item() != reference.item()  # ... and really ran in bf16
+    value.backward()
+    assert pred.grad is not None and pred.grad.dtype == torch.float32
+
+    full = CountingExtractor()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16-mixed training step around the loss
+        value = PerceptualLoss(full, cache_mb=0, bf16=False)(pred, target)
+    assert full.dtypes == [torch.float32, torch.float32]
+    torch.testing.assert_close(value, reference)
 
 
 def test_without_keys_or_budget_nothing_is_cached():
