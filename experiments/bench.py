@@ -11,7 +11,7 @@ For each measurement both sides train the same networks on the same phantom slic
 - **naive**: the same network classes in a plain eager loop, fp32, NCHW, masks drawn and applied per step.
 
 Reported: slices/s of both and their ratio; the share of a step spent drawing masks and undersampling; a GAN step's
-perceptual term with the targets' features computed and cached (:func:`bench_vgg_terms`); peak memory
+perceptual term with the targets' features computed and cached, in fp32 and bf16 (:func:`bench_vgg_terms`); peak memory
 (CUDA: max allocated per measurement; CPU: the process's peak RSS so far, cumulative); DLMRI seconds per slice,
 serial and pooled; the precision used. Absolute times on a shared machine are noise: read the ratios.
 """
@@ -37,7 +37,7 @@ from rich.table import Table
 from csmri.app.train import build_module, build_trainer
 from csmri.config import compose
 from csmri.data.sources.phantom import write_phantom_dataset
-from csmri.lit.precision import resolve_precision
+from csmri.lit.precision import resolve_feature_precision, resolve_precision
 from csmri.models import PatchDiscriminator, RecNet, UNet, VGGFeatures
 from csmri.physics import MaskSampler, complex_to_channels, undersample, zero_filled
 from csmri.physics.mask import gaussian_line_mask
@@ -246,25 +246,31 @@ def _perceptual_step(loss, pred: torch.Tensor, target: torch.Tensor, keys: list[
 def bench_vgg_terms(root: Path, device: torch.device, steps: int) -> list[dict]:
     """A GAN step's perceptual term (loss forward + backward to the prediction), channels-last like the modules,
     with the targets' features computed every step (no keys: the first epoch) and read from the per-slice cache (a
-    later epoch): DAGAN's VGG-16 pool4 at 244² (batch 25) and stage 2's VGG-19 relu5_4 (batch 5)."""
+    later epoch), both in fp32, and cached with the VGG in bf16 where bf16 is native (``loss.vgg_precision=auto``):
+    DAGAN's VGG-16 pool4 at 244² (batch 25) and stage 2's VGG-19 relu5_4 (batch 5). ``ratio``: computed fp32 /
+    the default (the fastest of the two cached modes that ``auto`` picks)."""
     from csmri.losses.dagan import DAGANVGGFeatures
     from csmri.losses.perceptual import PerceptualLoss
 
+    modes = [("computed", False, False), ("cached", True, False)]
+    if resolve_feature_precision("auto", device.type):  # bf16 is native here
+        modes.append(("cached_bf16", True, True))
     rows = []
     for name, extractor, batch in (
         ("DAGAN VGG-16 pool4 at 244²", DAGANVGGFeatures("random", allow_random_fallback=True), 25),
         ("stage 2 VGG-19 relu5_4", VGGFeatures("random", allow_random_fallback=True), STAGE2_BATCH),
     ):
-        loss = PerceptualLoss(extractor.to(device, memory_format=torch.channels_last))
+        extractor = extractor.to(device, memory_format=torch.channels_last)
         target = training_slices(root, batch, device).abs()
         keys = [f"slice{i}" for i in range(batch)]
         pred = (target + 0.05 * torch.randn_like(target)).requires_grad_(True)
 
-        row = {"name": name, "batch": batch}
-        for mode, step_keys in (("computed", None), ("cached", keys)):
-            step = partial(_perceptual_step, loss, pred, target, step_keys)
+        row: dict[str, Any] = {"name": name, "batch": batch}
+        for mode, cached, bf16 in modes:
+            loss = PerceptualLoss(extractor, bf16=bf16)  # a fresh cache per mode (filled by the warm-up step)
+            step = partial(_perceptual_step, loss, pred, target, keys if cached else None)
             row[mode] = _throughput(step, steps, batch, device, warmup=1)["step_ms"]
-        rows.append({**row, "ratio": row["computed"] / row["cached"]})
+        rows.append({**row, "ratio": row["computed"] / row[modes[-1][0]]})
     return rows
 
 
@@ -368,10 +374,12 @@ def _print(console: Console, results: dict[str, Any], steps: int) -> None:
         console.print(table)
     if results.get("vgg_terms"):
         table = Table(title="Perceptual term per GAN step (forward + backward), 128² magnitudes")
-        for column in ("network", "batch", "targets' features computed, ms", "cached, ms", "ratio"):
+        columns = ["network", "batch", "targets' features computed, fp32 ms", "cached, fp32 ms", "cached, bf16 ms"]
+        for column in [*columns, "ratio"]:
             table.add_column(column, justify="right")
         for r in results["vgg_terms"]:
-            cells = [f"{r['computed']:.0f}", f"{r['cached']:.0f}", f"{r['ratio']:.2f}×"]
+            bf16 = f"{r['cached_bf16']:.0f}" if "cached_bf16" in r else "— (no native bf16)"
+            cells = [f"{r['computed']:.0f}", f"{r['cached']:.0f}", bf16, f"{r['ratio']:.2f}×"]
             table.add_row(r["name"], str(r["batch"]), *cells)
         console.print(table)
     if "dlmri_128" in results:

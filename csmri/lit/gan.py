@@ -24,7 +24,7 @@ from csmri.data.datamodule import training_batch_counter
 from csmri.lit._config import build
 from csmri.lit.base import ReconstructionBase
 from csmri.lit.optim import build_optimizer, build_scheduler
-from csmri.lit.precision import FEATURE_PRECISIONS, resolve_feature_precision
+from csmri.lit.precision import check_feature_precision, resolve_feature_precision
 from csmri.lit.replay import ReplayBuffer
 from csmri.losses.adversarial import DiscriminatorLoss, FeatureMatchingLoss, GeneratorAdversarialLoss
 from csmri.losses.normalizer import LossNormalizer
@@ -72,9 +72,7 @@ class AdversarialReconstructionBase(ReconstructionBase):
         if needs_vgg and not perceptual:
             raise ValueError("the loss weights a 'vgg' term but the model config has no perceptual extractor")
         self.perceptual = None
-        self.vgg_precision = str(loss.get("vgg_precision", "auto"))
-        if self.vgg_precision not in FEATURE_PRECISIONS:
-            raise ValueError(f"loss.vgg_precision must be one of {FEATURE_PRECISIONS}, got {self.vgg_precision!r}")
+        self.vgg_precision = check_feature_precision(loss.get("vgg_precision", "auto"))
         if needs_vgg:
             extractor = build(perceptual, "perceptual feature extractor")
             self.perceptual = PerceptualLoss(extractor, loss.get("vgg_cache_mb", DEFAULT_CACHE_MB))

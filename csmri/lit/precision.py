@@ -99,20 +99,27 @@ def resolve_precision(precision: str | int, accelerator: str = AUTO, wide: bool 
 FEATURE_PRECISIONS = (AUTO, "32", "bf16")
 
 
+def check_feature_precision(setting: str) -> str:
+    """``setting`` if it is a valid ``vgg_precision`` (``auto``, ``32`` or ``bf16``); a ValueError otherwise."""
+    setting = str(setting)
+    if setting not in FEATURE_PRECISIONS:
+        raise ValueError(f"vgg_precision must be one of {', '.join(FEATURE_PRECISIONS)}, got {setting!r}")
+    return setting
+
+
 def resolve_feature_precision(setting: str, device: str) -> bool:
     """Whether a frozen feature network (a perceptual loss's VGG) runs in bf16 on ``device`` (``cpu``/``cuda``).
 
     ``setting``: ``auto`` (bf16 where native), ``32`` (always fp32) or ``bf16`` (an error where bf16 is not native).
     """
-    setting = str(setting)
-    if setting not in FEATURE_PRECISIONS:
-        raise ValueError(f"vgg_precision must be one of {', '.join(FEATURE_PRECISIONS)}, got {setting!r}")
-    if setting == "bf16" and not (device in ("cpu", "cuda") and bf16_supported(device)):
+    setting = check_feature_precision(setting)
+    native = device in ("cpu", "cuda") and bf16_supported(device)
+    if setting == "bf16" and not native:
         raise ValueError(
             f"vgg_precision=bf16: this {device.upper()} has no native bf16 support, so the VGG would run about 10x "
             "slower than fp32; use vgg_precision=auto or 32"
         )
-    return setting == "bf16" or (setting == AUTO and device in ("cpu", "cuda") and bf16_supported(device))
+    return native and setting != "32"
 
 
 def configure_matmul(precision: str, accelerator: str = AUTO) -> None:
