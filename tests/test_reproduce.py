@@ -10,6 +10,7 @@ from omegaconf import open_dict
 from csmri.app.reproduce import Pipeline, load_profile
 from csmri.app.study import Study, load_study, zoom_limits
 from csmri.errors import ConfigError
+from csmri.lit.precision import resolve_feature_precision
 from tests.helpers import run_csmri
 
 
@@ -35,7 +36,13 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert methods == ["ground_truth", "zero_filled", "recnet", "dagan", "dlmri", "refinement"]
     readme = (results / "README.md").read_text()
     assert "profile `smoke`" in readme and "seed: 0" in readme
-    assert "stage 2 `vgg19-file:vgg19_autoencoder.pth`" in readme  # offline: the profile's autoencoder stand-in
+    vgg = "bf16" if resolve_feature_precision("auto", "cpu") else "fp32"  # loss.vgg_precision=auto
+    assert f"stage 2 `vgg19-file:vgg19_autoencoder.pth (run in {vgg})`" in readme  # offline: the autoencoder stand-in
+    footnote = (results / "table.md").read_text()
+    assert (
+        f"last.ckpt, epoch 0 (end of training); perceptual backbone vgg19-file:vgg19_autoencoder.pth run in {vgg}"
+        in footnote
+    )
     assert "offline stand-ins" in readme and "not comparable to ImageNet-VGG ones" in readme
     claims = readme[readme.index("## The paper's regime and claims") :]  # every check, measured on this table
     assert claims.count("| calibration |") == 3 and claims.count("| claim |") == 3

@@ -367,12 +367,18 @@ class Pipeline:
         console.print(f"[bold green]results in {self.results}/[/bold green]")
         return self.results
 
+    def _backbone_used(self, stage: str) -> str:
+        """``stage``'s perceptual backbone as its run recorded it, with the precision its VGG ran in."""
+        info = self._run_info(stage)
+        vgg = {"bf16": " (run in bf16)", "32": " (run in fp32)"}.get(info.get("perceptual_precision", ""), "")
+        return f"{info.get('perceptual_backbone', 'n/a')}{vgg}"
+
     def readme(self, elapsed_s: float, checks: Sequence[Check]) -> str:
         meta = (
             json.loads((self.data_root / "meta.json").read_text()) if (self.data_root / "meta.json").is_file() else {}
         )
         splits = {k: len(v) for k, v in meta.get("splits", {}).items()}
-        backbones = {s: self._run_info(s).get("perceptual_backbone", "n/a") for s in ("stage2", "dagan")}
+        backbones = {s: self._backbone_used(s) for s in ("stage2", "dagan")}
         stage_times = {s: self._run_info(s).get("elapsed_s") for s in (*self.train_stages, "eval")}
         lines = [
             f"# csmri reproduce — profile `{self.p.name}`",

@@ -74,6 +74,7 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
             "the file is damaged or was written by an incompatible csmri version; use another checkpoint",
         ) from err
     module.trained_perceptual_backbone = checkpoint.get("perceptual_backbone", "")
+    module.trained_perceptual_precision = checkpoint.get("perceptual_precision", "")  # bf16 | 32 | none | "" (older)
     module.checkpoint_provenance = checkpoint_provenance(path, checkpoint)
     return module
 
@@ -123,6 +124,9 @@ class CheckpointMethod:
     def provenance(self) -> str:
         """Which checkpoint is evaluated and how it was chosen, with the perceptual backbone where there is one."""
         backbone = f"; perceptual backbone {self.description}" if self.description else ""
+        precision = self.module.trained_perceptual_precision
+        if backbone and precision in ("bf16", "32"):
+            backbone += f" run in {'bf16' if precision == 'bf16' else 'fp32'}"
         return self.module.checkpoint_provenance + backbone
 
     @torch.inference_mode()

@@ -215,3 +215,5 @@ class AdversarialReconstructionBase(ReconstructionBase):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["perceptual_backbone"] = self.perceptual_backbone
+        used = "none" if self.perceptual is None else "bf16" if self.perceptual.bf16 else "32"
+        checkpoint["perceptual_precision"] = used  # what the VGG ran in (the table's footnote says it)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from csmri.app.train import build_module, train
+from csmri.eval.methods import CheckpointMethod
 from csmri.lit import RefinementModule
 from csmri.lit.precision import resolve_feature_precision
 from csmri.losses.normalizer import LossNormalizer
@@ -77,6 +78,9 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     ckpt_path = tmp_path / "checkpoints" / "last.ckpt"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert ckpt["perceptual_backbone"] == "vgg19-random"
+    assert ckpt["perceptual_precision"] == info["perceptual_precision"]  # what the loss ran in, in the footnote too
+    vgg = "bf16" if info["perceptual_precision"] == "bf16" else "fp32"
+    assert CheckpointMethod(str(ckpt_path)).provenance.endswith(f"perceptual backbone vgg19-random run in {vgg}")
     assert ckpt["epoch"] == 1  # last.ckpt is the newest state even when val PSNR did not improve
     state = ckpt["state_dict"]
     assert abs(state["refinement.gate"].item()) > 0  # lambda moved away from 0
