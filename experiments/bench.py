@@ -247,8 +247,8 @@ def bench_vgg_terms(root: Path, device: torch.device, steps: int) -> list[dict]:
     """A GAN step's perceptual term (loss forward + backward to the prediction), channels-last like the modules,
     with the targets' features computed every step (no keys: the first epoch) and read from the per-slice cache (a
     later epoch), both in fp32, and cached with the VGG in bf16 where bf16 is native (``loss.vgg_precision=auto``):
-    DAGAN's VGG-16 pool4 at 244² (batch 25) and stage 2's VGG-19 relu5_4 (batch 5). ``ratio``: computed fp32 /
-    the default (the fastest of the two cached modes that ``auto`` picks)."""
+    DAGAN's VGG-16 pool4 at 244² (batch 25) and stage 2's VGG-19 relu5_4 (batch 5). ``ratio``: computed in fp32 /
+    the default (cached; in bf16 where bf16 is native)."""
     from csmri.losses.dagan import DAGANVGGFeatures
     from csmri.losses.perceptual import PerceptualLoss
 
