@@ -60,12 +60,16 @@ def test_smoke_pipeline_then_resume(tmp_path):
         "alpha_targets=[100]",
         "vgg_weights=[4.0]",
         "backbones=[random]",
+        "seeds=[0,3]",  # 0 is the profile's seed: the default point, not run twice
     ]
     env = {"CSMRI_DATA_DIR": str(tmp_path / "data"), "TORCH_HOME": str(tmp_path / "torch")}
     first = run_csmri(*study, timeout=900, **env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = json.loads((tmp_path / "study" / "table.json").read_text())
-    assert [r["name"] for r in table["runs"]] == ["alpha/0", "weights/0", "backbone/0"]
+    assert [r["name"] for r in table["runs"]] == ["alpha/0", "weights/0", "backbone/0", "seed/0"]
+    assert [r["seed"] for r in table["runs"]] == [0, 0, 0, 3]
+    seed_run = json.loads((tmp_path / "work" / "study" / "seed" / "0" / "run_info.json").read_text())
+    assert "seed=3" in seed_run["overrides"] and "seed=0" not in seed_run["overrides"]
     assert table["runs"][0]["alpha_target"] == 100 and table["runs"][1]["vgg_weight"] == 4.0
     assert table["runs"][0]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"  # offline: the profile's stand-in
     assert table["runs"][2]["backbone"] == "vgg19-random"
@@ -193,6 +197,7 @@ def test_study_drops_a_sweep_left_without_values(tmp_path):
         "vgg_weights=[1.0]",
         "alpha_targets=[0.01,10]",
         "backbones=[]",
+        "seeds=[]",
     ]
     study = Study(load_study([*argv[:2], "alpha_targets=[0.01,0.1]", *argv[3:]]))
     assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 0.1])}  # w_vgg 1.0 at α 0.1: run by alpha
@@ -203,7 +208,7 @@ def test_study_drops_a_sweep_left_without_values(tmp_path):
 
 def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG file
-    argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[]", "vgg_weights=[1.0]"]
+    argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[]", "vgg_weights=[1.0]", "seeds=[]"]
     # the quick profile trains the autoencoder stand-in as a stage and stage 2 uses it: the weight sweep runs that
     # default point, the backbone sweep adds the others
     study = Study(load_study(argv))
@@ -215,7 +220,8 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     assert [p["name"] for p in points] == ["weights/0", "backbone/0"]
     assert points[1]["alpha_target"] == 0.1 and points[1]["vgg_weight"] == 1.0  # the defaults
     autoencoder = str(tmp_path / "perceptual" / "vgg19_autoencoder.pth")
-    alone = Study(load_study([*argv[:2], "vgg_weights=[]"]))  # no other sweep: the backbone sweep runs the default
+    # no other sweep: the backbone sweep runs the default
+    alone = Study(load_study([*argv[:2], "vgg_weights=[]", "seeds=[]"]))
     assert alone.sweeps() == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
     command = study.train_command("backbone")
     assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
@@ -238,6 +244,19 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     assert study.autoencoder_command()[-1] == f"ckpt_path={last}"
     with pytest.raises(SystemExit, match="unknown backbone 'imagent'"):
         Study(load_study([*argv, "backbones=[imagent]"])).sweeps()
+
+
+def test_study_reruns_the_default_point_with_other_seeds(tmp_path):
+    argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[0.1,10]", "vgg_weights=[]", "backbones=[]"]
+    study = Study(load_study([*argv, "seeds=[0,1,2]"]))  # the quick profile's seed is 0: its point is alpha/0
+    assert study.sweeps()["seed"] == ("seed", [1, 2])
+    points = {p["name"]: p for p in study.points()}
+    assert [points[n]["seed"] for n in ("alpha/0", "alpha/1", "seed/0", "seed/1")] == [0, 0, 1, 2]
+    assert points["seed/1"]["alpha_target"] == 0.1 and points["seed/1"]["vgg_weight"] == 1.0  # the default point
+    command = study.train_command("seed")
+    assert [a for a in command if a.startswith("seed=")] == ["seed=1,2"]  # the profile's seed=0 replaced
+    assert "loss.alpha_target=0.1" in command and f"hydra.sweep.dir={tmp_path / 'study' / 'seed'}" in command
+    assert "seed" not in Study(load_study([*argv, "seeds=[0]"])).sweeps()  # only the default point: nothing to add
 
 
 def test_stage2_uses_the_autoencoder_stand_in_only_without_imagenet_weights(tmp_path, monkeypatch):

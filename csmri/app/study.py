@@ -12,6 +12,8 @@
    perceptual backbones (``model.perceptual.weights``) at the default α and weights: ``autoencoder`` is VGG-19
    trained here as an autoencoder of the profile's fully-sampled training images (``experiment=vgg_autoencoder``,
    in ``<work_dir>/study/autoencoder``; no labels, no segmentation net), ``random`` the seeded random stand-in.
+   A fourth runs the default point again with other ``seeds`` (initialisation, training masks and batch order):
+   stage 2's run-to-run spread, which a setting's difference must beat before it means anything.
 3. Evaluates RecNet, DAGAN and every point's last checkpoint on the **validation** split (settings are chosen on
    it, never on the test split) with the same fixed per-slice masks, and writes ``results/study/``: ``table.md``,
    ``table.json`` and ``figure.png`` (SIS against PSNR, one point per run, λ at the end of training annotated,
@@ -68,6 +70,7 @@ class Study:
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
             "weights": ("loss.weights.vgg", weights),
             "backbone": ("model.perceptual.weights", [self.backbone_weights(b) for b in self.swept_backbones()]),
+            "seed": ("seed", [s for s in self.cfg.seeds if s != self.pipeline.p.seed]),  # the profile's: the default
         }
         return {name: (key, values) for name, (key, values) in sweeps.items() if values}
 
@@ -79,11 +82,16 @@ class Study:
 
     def points(self) -> list[dict[str, Any]]:
         """Every run of the study: its folder and swept settings (job folders are numbered in sweep order)."""
-        field = {"loss.alpha_target": "alpha_target", "loss.weights.vgg": "vgg_weight"}
+        field = {"loss.alpha_target": "alpha_target", "loss.weights.vgg": "vgg_weight", "seed": "seed"}
+        defaults = {
+            "alpha_target": self.cfg.default_alpha_target,
+            "vgg_weight": self.cfg.default_vgg_weight,
+            "seed": self.pipeline.p.seed,
+        }
         points = []
         for sweep, (key, values) in self.sweeps().items():
             for i, value in enumerate(values):
-                settings = {"alpha_target": self.cfg.default_alpha_target, "vgg_weight": self.cfg.default_vgg_weight}
+                settings = dict(defaults)
                 if key in field:
                     settings[field[key]] = value
                 points.append({"name": f"{sweep}/{i}", "dir": self.work / sweep / str(i), **settings})
@@ -197,9 +205,9 @@ class Study:
 
     def write(self, rows: list[dict[str, Any]], references: dict[str, dict[str, Any]]) -> Path:
         self.results.mkdir(parents=True, exist_ok=True)
-        header = ["run", "α target", "w_vgg", "backbone", "λ (end)", "PSNR (dB)", "SSIM", "SIS"]
+        header = ["run", "α target", "w_vgg", "backbone", "seed", "λ (end)", "PSNR (dB)", "SSIM", "SIS"]
         body = [
-            [name, "", "", "", "", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", _fmt(r["sis"])]
+            [name, "", "", "", "", "", f"{r['psnr']:.2f}", f"{r['ssim']:.3f}", _fmt(r["sis"])]
             for name, r in references.items()
         ]
         for r in rows:
@@ -209,6 +217,7 @@ class Study:
                     f"{r['alpha_target']:g}",
                     f"{r['vgg_weight']:g}",
                     f"`{r['backbone']}`",
+                    str(r["seed"]),
                     f"{r['lambda']:+.3f}",
                     f"{r['psnr']:.2f}",
                     f"{r['ssim']:.3f}",
@@ -239,6 +248,7 @@ _SWEEP_STYLES = {
     "alpha": ("o", "tab:blue", "refinement, α target swept", lambda p: f"α·L_pen={p['alpha_target']:g}"),
     "weights": ("s", "tab:orange", "refinement, w_vgg swept", lambda p: f"w_vgg={p['vgg_weight']:g}"),
     "backbone": ("D", "tab:green", "refinement, backbone swept", lambda p: p["backbone"]),
+    "seed": ("v", "tab:purple", "refinement, default point, other seed", lambda p: f"seed={p['seed']}"),
 }
 
 
@@ -256,7 +266,7 @@ def zoom_limits(
 
 
 def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, Any]], path: Path) -> Path:
-    """SIS against PSNR: one point per run (α, weight, backbone sweeps), λ annotated; RecNet, DAGAN as references.
+    """SIS against PSNR: one point per run (α, weight, backbone, seed sweeps), λ annotated; RecNet, DAGAN as references.
 
     Left: every point. Right: zoomed to the runs and the first reference (RecNet), with the labels — a far-off
     reference (DAGAN) would otherwise squeeze the runs together."""
