@@ -88,6 +88,12 @@ def overrides_change(info: dict[str, Any], overrides: Sequence[str]) -> str | No
     return f"the run had {was}, now {now}"
 
 
+def perceptual_precision_label(recorded: str | None) -> str:
+    """How a GAN run's recorded ``perceptual_precision`` (``run_info.json`` and the checkpoint: ``bf16``, ``32``,
+    ``none``; absent before csmri recorded it) reads beside its backbone: ``run in bf16``, ``run in fp32`` or ``""``."""
+    return {"bf16": "run in bf16", "32": "run in fp32"}.get(str(recorded), "")
+
+
 class RunInfo:
     """``run_info.json`` in a run directory, rewritten whenever :meth:`update` is called."""
 

@@ -34,7 +34,7 @@ from rich.table import Table
 from csmri.config import compose, config_dir
 from csmri.errors import ConfigError
 from csmri.eval.targets import Check, check_targets, targets_markdown
-from csmri.run_info import git_state, overrides_change, read_run_info
+from csmri.run_info import git_state, overrides_change, perceptual_precision_label, read_run_info
 
 console = Console()
 RESULT_FILES = ("table.md", "table.json", "per_slice.csv", "figure.png")
@@ -370,8 +370,8 @@ class Pipeline:
     def _backbone_used(self, stage: str) -> str:
         """``stage``'s perceptual backbone as its run recorded it, with the precision its VGG ran in."""
         info = self._run_info(stage)
-        vgg = {"bf16": " (run in bf16)", "32": " (run in fp32)"}.get(info.get("perceptual_precision", ""), "")
-        return f"{info.get('perceptual_backbone', 'n/a')}{vgg}"
+        label = perceptual_precision_label(info.get("perceptual_precision"))
+        return f"{info.get('perceptual_backbone', 'n/a')}{f' ({label})' if label else ''}"
 
     def readme(self, elapsed_s: float, checks: Sequence[Check]) -> str:
         meta = (

@@ -19,6 +19,7 @@ import torch
 from csmri.errors import CheckpointError, ConfigError, CsmriError
 from csmri.lit.checkpoints import load_failure, read_checkpoint
 from csmri.lit.optim import upgrade_legacy_hparams
+from csmri.run_info import perceptual_precision_label
 
 # csmri_module tag written into each checkpoint -> the LightningModule class that reads it
 MODULES = {
@@ -124,9 +125,9 @@ class CheckpointMethod:
     def provenance(self) -> str:
         """Which checkpoint is evaluated and how it was chosen, with the perceptual backbone where there is one."""
         backbone = f"; perceptual backbone {self.description}" if self.description else ""
-        precision = self.module.trained_perceptual_precision
-        if backbone and precision in ("bf16", "32"):
-            backbone += f" run in {'bf16' if precision == 'bf16' else 'fp32'}"
+        label = perceptual_precision_label(self.module.trained_perceptual_precision)
+        if backbone and label:
+            backbone += f" {label}"
         return self.module.checkpoint_provenance + backbone
 
     @torch.inference_mode()
