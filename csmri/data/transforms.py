@@ -144,12 +144,15 @@ def normalise_slices(image: np.ndarray, method: str = "max", percentile: float =
         flat = np.abs(image).reshape(*image.shape[:-2], -1)
         scale = np.percentile(flat, percentile, axis=-1)
         scale = np.where(scale > 0, scale, peak)  # sparse slices: fall back to the maximum
-    out = scale_slices(image, scale)
-    if method == "percentile":
-        over = np.abs(out) > 1
-        if over.any():
-            out = np.where(over, out / np.where(over, np.abs(out), 1), out)
-    return out, np.asarray(scale, dtype=np.float64)
+    if method == "max":
+        return scale_slices(image, scale), np.asarray(scale, dtype=np.float64)
+    # divided in double precision: a voxel far above the percentile may exceed float32's range before clipping
+    dtype = np.result_type(image.dtype, np.float32)
+    out = scale_slices(image.astype(np.result_type(dtype, np.float64)), scale)
+    over = np.abs(out) > 1
+    if over.any():
+        out = np.where(over, out / np.where(over, np.abs(out), 1), out)
+    return out.astype(dtype), np.asarray(scale, dtype=np.float64)
 
 
 def smooth_phase(shape: Sequence[int], rng: np.random.Generator, scale: float = math.pi) -> np.ndarray:
