@@ -8,7 +8,7 @@ import pytest
 from omegaconf import open_dict
 
 from csmri.app.reproduce import Pipeline, load_profile
-from csmri.app.study import Study, load_study, zoom_limits
+from csmri.app.study import Study, load_study, over_seeds, seeds_table, zoom_limits
 from csmri.errors import ConfigError
 from csmri.lit.precision import resolve_feature_precision
 from tests.helpers import run_csmri
@@ -61,18 +61,35 @@ def test_smoke_pipeline_then_resume(tmp_path):
         "vgg_weights=[4.0]",
         "backbones=[random]",
         "seeds=[0,3]",  # 0 is the profile's seed: the default point, not run twice
+        "seeded_sweeps=[backbone]",  # ... and the backbone sweep again at seed 3
     ]
     env = {"CSMRI_DATA_DIR": str(tmp_path / "data"), "TORCH_HOME": str(tmp_path / "torch")}
     first = run_csmri(*study, timeout=900, **env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = json.loads((tmp_path / "study" / "table.json").read_text())
-    assert [r["name"] for r in table["runs"]] == ["alpha/0", "weights/0", "backbone/0", "seed/0"]
-    assert [r["seed"] for r in table["runs"]] == [0, 0, 0, 3]
+    # no α or w_vgg point at the default: the backbone sweep runs the default point too (backbone/0)
+    names = ["alpha/0", "weights/0", "backbone/0", "backbone/1", "seed/0", "backbone-seed3/0"]
+    assert [r["name"] for r in table["runs"]] == names
+    assert [r["seed"] for r in table["runs"]] == [0, 0, 0, 0, 3, 3]
     seed_run = json.loads((tmp_path / "work" / "study" / "seed" / "0" / "run_info.json").read_text())
     assert "seed=3" in seed_run["overrides"] and "seed=0" not in seed_run["overrides"]
+    repeat = json.loads((tmp_path / "work" / "study" / "backbone-seed3" / "0" / "run_info.json").read_text())
+    assert "seed=3" in repeat["overrides"] and "model.perceptual.weights=random" in repeat["overrides"]
+    assert table["runs"][5]["backbone"] == "vgg19-random"
+    # the default point (backbone/0, seed/0) and the random backbone each ran at seeds 0 and 3: summarised over seeds
+    settings = table["settings"]
+    assert [(s["backbone"], s["default"], s["seeds"]) for s in settings] == [
+        ("vgg19-file:vgg19_autoencoder.pth", True, [0, 3]),
+        ("vgg19-random", False, [0, 3]),
+    ]
+    runs = {r["name"]: r for r in table["runs"]}
+    paired = settings[1]["delta"]["3"]["psnr"]  # the random backbone minus the default point, both at seed 3
+    assert paired == pytest.approx(runs["backbone-seed3/0"]["psnr"] - runs["seed/0"]["psnr"])
+    assert "Over seeds" in (tmp_path / "study" / "table.md").read_text()
     assert table["runs"][0]["alpha_target"] == 100 and table["runs"][1]["vgg_weight"] == 4.0
     assert table["runs"][0]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"  # offline: the profile's stand-in
-    assert table["runs"][2]["backbone"] == "vgg19-random"
+    assert table["runs"][2]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"
+    assert table["runs"][3]["backbone"] == "vgg19-random"
     assert set(table["references"]) == {"RecNet", "DAGAN"} and (tmp_path / "study" / "figure.png").is_file()
     assert "validation" in (tmp_path / "study" / "table.md").read_text()
     rerun = run_csmri(*study, timeout=900, **env)
@@ -200,10 +217,16 @@ def test_study_drops_a_sweep_left_without_values(tmp_path):
         "seeds=[]",
     ]
     study = Study(load_study([*argv[:2], "alpha_targets=[0.01,0.1]", *argv[3:]]))
-    assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 0.1])}  # w_vgg 1.0 at α 0.1: run by alpha
-    assert [p["name"] for p in study.points()] == ["alpha/0", "alpha/1"]
+    assert _swept(study) == {"alpha": ("loss.alpha_target", [0.01, 0.1])}  # w_vgg 1.0 at α 0.1: run by alpha
+    assert [(p["name"], p["default"]) for p in study.points()] == [("alpha/0", False), ("alpha/1", True)]
     study = Study(load_study(argv))  # no α sweep point at the default α: the weight sweep runs the default point
-    assert study.sweeps() == {"alpha": ("loss.alpha_target", [0.01, 10]), "weights": ("loss.weights.vgg", [1.0])}
+    assert _swept(study) == {"alpha": ("loss.alpha_target", [0.01, 10]), "weights": ("loss.weights.vgg", [1.0])}
+    assert [p["default"] for p in study.points()] == [False, False, True]
+
+
+def _swept(study):
+    """Sweep name -> (key, values) of a study at the profile's seed."""
+    return {name: (s.key, s.values) for name, s in study.sweeps().items() if s.seed is None}
 
 
 def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, monkeypatch):
@@ -212,7 +235,7 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     # the quick profile trains the autoencoder stand-in as a stage and stage 2 uses it: the weight sweep runs that
     # default point, the backbone sweep adds the others
     study = Study(load_study(argv))
-    assert study.sweeps() == {
+    assert _swept(study) == {
         "weights": ("loss.weights.vgg", [1.0]),
         "backbone": ("model.perceptual.weights", ["random"]),
     }
@@ -222,7 +245,10 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     autoencoder = str(tmp_path / "perceptual" / "vgg19_autoencoder.pth")
     # no other sweep: the backbone sweep runs the default
     alone = Study(load_study([*argv[:2], "vgg_weights=[]", "seeds=[]"]))
-    assert alone.sweeps() == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
+    assert _swept(alone) == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
+    # neither the α nor the w_vgg sweep runs the default point and `backbones` leaves it out: the backbone sweep adds it
+    only_random = Study(load_study([*argv[:1], "alpha_targets=[]", "vgg_weights=[]", "seeds=[]", "backbones=[random]"]))
+    assert _swept(only_random) == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
     command = study.train_command("backbone")
     assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
     assert [a for a in command if a.startswith("model.perceptual.weights=")] == ["model.perceptual.weights=random"]
@@ -231,7 +257,7 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     argv = ["profile=paper", "profile_overrides=['work_dir=" + str(tmp_path) + "','vgg_standin=true']", *argv[1:]]
     study = Study(load_study(argv))
     weights = str(tmp_path / "study" / "autoencoder" / "vgg19_autoencoder.pth")
-    assert study.sweeps()["backbone"] == ("model.perceptual.weights", [weights, "random"])
+    assert _swept(study)["backbone"] == ("model.perceptual.weights", [weights, "random"])
     autoencoder = study.autoencoder_command()
     assert "experiment=vgg_autoencoder" in autoencoder and f"hydra.run.dir={tmp_path / 'study' / 'autoencoder'}" in (
         autoencoder
@@ -249,7 +275,7 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
 def test_study_reruns_the_default_point_with_other_seeds(tmp_path):
     argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[0.1,10]", "vgg_weights=[]", "backbones=[]"]
     study = Study(load_study([*argv, "seeds=[0,1,2]"]))  # the quick profile's seed is 0: its point is alpha/0
-    assert study.sweeps()["seed"] == ("seed", [1, 2])
+    assert _swept(study)["seed"] == ("seed", [1, 2])
     points = {p["name"]: p for p in study.points()}
     assert [points[n]["seed"] for n in ("alpha/0", "alpha/1", "seed/0", "seed/1")] == [0, 0, 1, 2]
     assert points["seed/1"]["alpha_target"] == 0.1 and points["seed/1"]["vgg_weight"] == 1.0  # the default point
@@ -257,6 +283,59 @@ def test_study_reruns_the_default_point_with_other_seeds(tmp_path):
     assert [a for a in command if a.startswith("seed=")] == ["seed=1,2"]  # the profile's seed=0 replaced
     assert "loss.alpha_target=0.1" in command and f"hydra.sweep.dir={tmp_path / 'study' / 'seed'}" in command
     assert "seed" not in Study(load_study([*argv, "seeds=[0]"])).sweeps()  # only the default point: nothing to add
+
+
+def test_study_repeats_a_seeded_sweep_at_every_other_seed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG file: the autoencoder is the default
+    argv = [f"profile_overrides=['work_dir={tmp_path}']", "alpha_targets=[0.01,0.1]", "vgg_weights=[]", "seeds=[0,1,2]"]
+    study = Study(load_study([*argv, "backbones=[autoencoder,random]", "seeded_sweeps=[alpha,backbone]"]))
+    sweeps = study.sweeps()
+    # the default point (α 0.1, the autoencoder) runs at seed 0 in alpha/1 and at seeds 1, 2 in seed/: the repeats
+    # leave it out
+    assert {name: (s.values, s.seed) for name, s in sweeps.items() if s.seed is not None} == {
+        "alpha-seed1": ([0.01], 1),
+        "alpha-seed2": ([0.01], 2),
+        "backbone-seed1": (["random"], 1),
+        "backbone-seed2": (["random"], 2),
+    }
+    points = {p["name"]: p for p in study.points()}
+    assert {n for n, p in points.items() if p["default"]} == {"alpha/1", "seed/0", "seed/1"}
+    assert (points["backbone-seed2/0"]["seed"], points["backbone-seed2/0"]["sweep"]) == (2, "backbone")
+    assert points["alpha-seed1/0"]["alpha_target"] == 0.01 and points["alpha-seed1/0"]["seed"] == 1
+    command = study.train_command("backbone-seed2")
+    assert [a for a in command if a.startswith("seed=")] == ["seed=2"]  # the profile's seed=0 replaced
+    assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
+    assert f"hydra.sweep.dir={tmp_path / 'study' / 'backbone-seed2'}" in command
+    with pytest.raises(SystemExit, match=r"seeded_sweeps: unknown sweep\(s\) \['seed'\]"):
+        Study(load_study([*argv, "seeded_sweeps=[seed]"])).sweeps()
+
+
+def test_study_summarises_each_setting_over_seeds():
+    def run(seed, psnr, sis, backbone="ae", default=False, alpha=0.1):
+        setting = {"alpha_target": alpha, "vgg_weight": 1.0, "backbone": backbone, "default": default}
+        return {"seed": seed, **setting, "psnr": psnr, "ssim": 0.5, "sis": sis}
+
+    rows = [
+        run(0, 21.0, 0.6, backbone="random"),
+        run(0, 22.71, 0.732, default=True),
+        run(0, 23.0, 0.8, alpha=0.01),  # one seed only: not summarised
+        run(1, 22.45, 0.654, default=True),
+        run(1, 22.50, None, backbone="random"),  # no SIS for this run: PSNR still paired
+        run(2, 21.66, 0.563, default=True),
+        run(2, 21.0, 0.5, backbone="random"),
+    ]
+    default, random = over_seeds(rows)
+    assert default["default"] and default["seeds"] == [0, 1, 2] and "delta" not in default
+    assert default["psnr"] == pytest.approx({"mean": 66.82 / 3, "min": 21.66, "max": 22.71})
+    assert default["sis"] == pytest.approx({"mean": 1.949 / 3, "min": 0.563, "max": 0.732})
+    assert random["seeds"] == [0, 1, 2] and random["sis"] == pytest.approx({"mean": 0.55, "min": 0.5, "max": 0.6})
+    assert random["delta"][0] == pytest.approx({"psnr": -1.71, "sis": -0.132})
+    assert random["delta"][1]["psnr"] == pytest.approx(0.05) and random["delta"][1]["sis"] is None
+    assert random["delta"][2] == pytest.approx({"psnr": -0.66, "sis": -0.063})
+    table = seeds_table([default, random])
+    assert "α target 0.1, w_vgg 1, `ae` (default)" in table and "22.27 (21.66 to 22.71)" in table
+    assert "-1.71, +0.05, -0.66" in table and "-0.132, -0.063" in table
+    assert over_seeds(rows[:3]) == []  # every setting ran once
 
 
 def test_stage2_uses_the_autoencoder_stand_in_only_without_imagenet_weights(tmp_path, monkeypatch):

@@ -13,11 +13,14 @@
    trained here as an autoencoder of the profile's fully-sampled training images (``experiment=vgg_autoencoder``,
    in ``<work_dir>/study/autoencoder``; no labels, no segmentation net), ``random`` the seeded random stand-in.
    A fourth runs the default point again with other ``seeds`` (initialisation, training masks and batch order):
-   stage 2's run-to-run spread, which a setting's difference must beat before it means anything.
+   stage 2's run-to-run spread, which a setting's difference must beat before it means anything. The sweeps named
+   in ``seeded_sweeps`` run every point with those seeds too (in ``<sweep>-seed<s>``), so that a setting is compared
+   with the default over the same seeds.
 3. Evaluates RecNet, DAGAN and every point's last checkpoint on the **validation** split (settings are chosen on
    it, never on the test split) with the same fixed per-slice masks, and writes ``results/study/``: ``table.md``,
    ``table.json`` and ``figure.png`` (SIS against PSNR, one point per run, λ at the end of training annotated,
-   RecNet and DAGAN as reference points).
+   RecNet and DAGAN as reference points). Where a setting ran with more than one seed, ``table.md`` adds its mean and
+   range over seeds and its difference from the default point paired by seed.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -38,6 +41,16 @@ from csmri.reporting import markdown_table, write_strict_json
 
 console = Console()
 CSMRI = [sys.executable, "-m", "csmri"]
+SETTING_SWEEPS = ("alpha", "weights", "backbone")  # the sweeps that vary a setting (``seed`` repeats one)
+
+
+class Sweep(NamedTuple):
+    """One Hydra multirun of stage 2: ``key`` over ``values``, at the profile's seed or at ``seed``."""
+
+    key: str
+    values: list[Any]
+    kind: str  # alpha | weights | backbone | seed: what it varies (a seeded repeat keeps its sweep's kind)
+    seed: int | None = None  # a seeded repeat's seed; None: the profile's
 
 
 def load_study(argv: list[str]) -> DictConfig:
@@ -60,41 +73,71 @@ class Study:
         self.results = Path(cfg.results)
 
     # -- the sweeps ---------------------------------------------------------------------------------------------
-    def sweeps(self) -> dict[str, tuple[str, list[Any]]]:
-        """Sweep name -> (swept key, values). The default point (default α, w_vgg and backbone) is run once, by
-        :meth:`default_point_sweep`; the other sweeps leave it out, and a sweep left without values (e.g.
-        ``vgg_weights=[1.0]`` beside an α sweep with the default α) is dropped."""
+    def sweeps(self) -> dict[str, Sweep]:
+        """Sweep name (its folder under the study's work dir) -> :class:`Sweep`. The default point (default α, w_vgg
+        and backbone) is run once per seed: at the profile's seed by :meth:`default_point_sweep`, at the other
+        ``seeds`` by ``seed``; the other sweeps leave it out, and a sweep left without values (e.g.
+        ``vgg_weights=[1.0]`` beside an α sweep with the default α) is dropped. A sweep named in ``seeded_sweeps``
+        is repeated without its default value at every other seed, as ``<name>-seed<s>``."""
+        unknown = sorted(set(self.cfg.seeded_sweeps) - set(SETTING_SWEEPS))
+        if unknown:
+            raise SystemExit(f"csmri study: seeded_sweeps: unknown sweep(s) {unknown}: {' | '.join(SETTING_SWEEPS)}")
         alpha_runs_default = self.default_point_sweep() == "alpha"
         weights = [v for v in self.cfg.vgg_weights if not (alpha_runs_default and v == self.cfg.default_vgg_weight)]
-        sweeps = {
+        settings = {
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
             "weights": ("loss.weights.vgg", weights),
             "backbone": ("model.perceptual.weights", [self.backbone_weights(b) for b in self.swept_backbones()]),
-            "seed": ("seed", [s for s in self.cfg.seeds if s != self.pipeline.p.seed]),  # the profile's: the default
         }
-        return {name: (key, values) for name, (key, values) in sweeps.items() if values}
+        defaults = self.default_values()
+        sweeps = {name: Sweep(key, values, name) for name, (key, values) in settings.items()}
+        sweeps["seed"] = Sweep("seed", self.other_seeds(), "seed")
+        for name in self.cfg.seeded_sweeps:
+            key, values = settings[name]
+            for seed in self.other_seeds():
+                sweeps[f"{name}-seed{seed}"] = Sweep(key, [v for v in values if v != defaults[name]], name, seed)
+        return {name: sweep for name, sweep in sweeps.items() if sweep.values}
+
+    def default_values(self) -> dict[str, Any]:
+        """The default point's value of each setting sweep's key."""
+        return {
+            "alpha": self.cfg.default_alpha_target,
+            "weights": self.cfg.default_vgg_weight,
+            "backbone": self.backbone_weights(self.default_backbone()),
+        }
+
+    def other_seeds(self) -> list[int]:
+        """``seeds`` without the profile's own (its runs are the sweeps' own points)."""
+        return [s for s in self.cfg.seeds if s != self.pipeline.p.seed]
 
     def default_point_sweep(self) -> str:
-        """The first sweep that lists its default value: ``alpha``, else ``weights``, else ``backbone``."""
+        """The first sweep that lists its default value: ``alpha``, else ``weights``, else ``backbone`` (which then
+        runs stage 2's own backbone even if ``backbones`` leaves it out)."""
         if self.cfg.default_alpha_target in self.cfg.alpha_targets:
             return "alpha"
         return "weights" if self.cfg.default_vgg_weight in self.cfg.vgg_weights else "backbone"
 
     def points(self) -> list[dict[str, Any]]:
-        """Every run of the study: its folder and swept settings (job folders are numbered in sweep order)."""
+        """Every run of the study: its name, folder, sweep kind, settings and whether it is the default point (job
+        folders are numbered in sweep order)."""
         field = {"loss.alpha_target": "alpha_target", "loss.weights.vgg": "vgg_weight", "seed": "seed"}
         defaults = {
             "alpha_target": self.cfg.default_alpha_target,
             "vgg_weight": self.cfg.default_vgg_weight,
             "seed": self.pipeline.p.seed,
         }
+        default_sweep, default_value = self.default_point_sweep(), self.default_values()
         points = []
-        for sweep, (key, values) in self.sweeps().items():
-            for i, value in enumerate(values):
-                settings = dict(defaults)
-                if key in field:
-                    settings[field[key]] = value
-                points.append({"name": f"{sweep}/{i}", "dir": self.work / sweep / str(i), **settings})
+        for name, sweep in self.sweeps().items():
+            for i, value in enumerate(sweep.values):
+                settings = {**defaults, **({"seed": sweep.seed} if sweep.seed is not None else {})}
+                if sweep.key in field:
+                    settings[field[sweep.key]] = value
+                default = sweep.kind == "seed" or (name == default_sweep and value == default_value[name])
+                folder = self.work / name / str(i)
+                points.append(
+                    {"name": f"{name}/{i}", "dir": folder, "sweep": sweep.kind, "default": default, **settings}
+                )
         return points
 
     # -- the autoencoder backbone --------------------------------------------------------------------------------
@@ -104,12 +147,18 @@ class Study:
         stage = self.pipeline.autoencoder_stage()
         return self.pipeline.stage_dir(stage) if stage else self.work / "autoencoder"
 
+    def default_backbone(self) -> str:
+        """Stage 2's own backbone: the profile's autoencoder where stage 2 uses it (offline), else ImageNet VGG-19
+        (or the random stand-in it falls back to)."""
+        return "autoencoder" if self.pipeline.uses_autoencoder() else "imagenet"
+
     def swept_backbones(self) -> list[str]:
-        """``backbones``, without stage 2's own where the α or weight sweep already runs the default point: the
-        profile's autoencoder where stage 2 uses it (offline), else ImageNet VGG-19 (or the random stand-in it
-        falls back to)."""
-        default = "autoencoder" if self.pipeline.uses_autoencoder() else "imagenet"
-        return [b for b in self.cfg.backbones if not (b == default and self.default_point_sweep() != "backbone")]
+        """``backbones``, without stage 2's own where the α or weight sweep already runs the default point, and with
+        it (first) where neither does: the default point is always run."""
+        default, listed = self.default_backbone(), list(self.cfg.backbones)
+        if self.default_point_sweep() != "backbone":
+            return [b for b in listed if b != default]
+        return listed if default in listed else [default, *listed]
 
     def backbone_weights(self, backbone: str) -> str:
         """``model.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""
@@ -140,16 +189,19 @@ class Study:
             console.rule("study: the autoencoder perceptual backbone (experiment=vgg_autoencoder)")
             subprocess.run(self.autoencoder_command(), check=True)
 
-    def train_command(self, sweep: str) -> list[str]:
-        key, values = self.sweeps()[sweep]
+    def train_command(self, name: str) -> list[str]:
+        sweep = self.sweeps()[name]
         stage2 = self.pipeline.train_command("stage2")
-        # after `-m csmri train`, without the run's folder, its resume point and the swept key (stage 2's backbone)
-        stage2 = [a for a in stage2[4:] if not a.startswith(("hydra.run.dir=", "ckpt_path=", key + "="))]
+        replaced = (sweep.key, *(["seed"] if sweep.seed is not None else []))
+        # after `-m csmri train`, without the run's folder, its resume point, the swept key and a seeded repeat's seed
+        stage2 = [
+            a for a in stage2[4:] if not a.startswith(("hydra.run.dir=", "ckpt_path=", *(k + "=" for k in replaced)))
+        ]
         fixed = [
             f"loss.alpha_target={self.cfg.default_alpha_target}",
             f"loss.weights.vgg={self.cfg.default_vgg_weight}",
         ]
-        fixed = [f for f in fixed if not f.startswith(key + "=")]
+        fixed = [f for f in fixed if not f.startswith(sweep.key + "=")]
         return [
             *CSMRI,
             "train",
@@ -157,9 +209,10 @@ class Study:
             *stage2,
             *fixed,
             *self.cfg.train_overrides,
-            f"{key}={','.join(str(v) for v in values)}",
+            f"{sweep.key}={','.join(str(v) for v in sweep.values)}",
+            *([f"seed={sweep.seed}"] if sweep.seed is not None else []),
             "skip_finished=true",
-            f"hydra.sweep.dir={self.work / sweep}",
+            f"hydra.sweep.dir={self.work / name}",
             "hydra.sweep.subdir=${hydra.job.num}",
         ]
 
@@ -186,9 +239,10 @@ class Study:
 
     def run(self) -> Path:
         self.ensure_prerequisites()
-        for sweep in self.sweeps():
-            console.rule(f"study: stage-2 sweep over {self.sweeps()[sweep][0]}")
-            subprocess.run(self.train_command(sweep), check=True)
+        for name, sweep in self.sweeps().items():
+            at = f" at seed {sweep.seed}" if sweep.seed is not None else ""
+            console.rule(f"study: stage-2 sweep over {sweep.key}{at}")
+            subprocess.run(self.train_command(name), check=True)
         stages = {"recnet": ("RecNet", "stage1"), "dagan": ("DAGAN", "dagan")}
         references = {
             stages[m][0]: self.evaluate(m, m, self.pipeline.eval_ckpt(stages[m][1])) for m in self.cfg.references
@@ -229,11 +283,86 @@ class Study:
             f"\n\n{split} of profile `{self.cfg.profile}` (settings are chosen on it, never on the test "
             "split); every refinement run evaluated at its last checkpoint; same fixed per-slice masks for every run.\n"
         )
+        settings = over_seeds(rows)
+        if settings:
+            note += "\n" + seeds_table(settings)
         (self.results / "table.md").write_text(markdown_table(header, body) + note)
-        write_strict_json(self.results / "table.json", {"references": references, "runs": rows})
+        write_strict_json(self.results / "table.json", {"references": references, "runs": rows, "settings": settings})
         figure = sis_psnr_figure(rows, references, self.results / "figure.png")
         console.print(f"[bold green]study results in {self.results}/[/bold green] ({figure.name})")
         return self.results
+
+
+def over_seeds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The settings (α target, w_vgg, backbone) that ran with more than one seed, the default point first: their
+    seeds, mean / min / max of PSNR, SSIM and SIS, and, for the others, ``delta`` — seed -> their PSNR and SIS minus
+    the default point's at that seed (paired by seed: the same initialisation, training masks and batch order).
+    Empty if no setting ran twice. Runs without an SIS (structure absent) count for PSNR and SSIM only."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["alpha_target"], r["vgg_weight"], r["backbone"]), []).append(r)
+    default = next((g for g in groups.values() if any(r.get("default") for r in g)), None)
+    by_seed = {r["seed"]: r for r in default or []}
+    out = []
+    for (alpha, weight, backbone), runs in sorted(groups.items(), key=lambda kv: kv[1] is not default):
+        if len(runs) < 2:
+            continue
+        stats: dict[str, Any] = {"alpha_target": alpha, "vgg_weight": weight, "backbone": backbone}
+        stats |= {"default": runs is default, "seeds": [r["seed"] for r in runs]}
+        for metric in ("psnr", "ssim", "sis"):
+            values = [r[metric] for r in runs if r[metric] is not None]
+            stats[metric] = (
+                {"mean": sum(values) / len(values), "min": min(values), "max": max(values)} if values else None
+            )
+        if runs is not default:
+            stats["delta"] = {
+                r["seed"]: {m: _difference(r[m], by_seed[r["seed"]][m]) for m in ("psnr", "sis")}
+                for r in runs
+                if r["seed"] in by_seed
+            }
+        out.append(stats)
+    return out
+
+
+def _difference(value: float | None, reference: float | None) -> float | None:
+    return None if value is None or reference is None else value - reference
+
+
+def seeds_table(settings: list[dict[str, Any]]) -> str:
+    """``over_seeds``'s summary as markdown, with a sentence saying how to read it."""
+
+    def spread(stat: dict[str, float] | None, digits: int) -> str:
+        if stat is None:
+            return "n/a"
+        return f"{stat['mean']:.{digits}f} ({stat['min']:.{digits}f} to {stat['max']:.{digits}f})"
+
+    def deltas(s: dict[str, Any], metric: str, digits: int) -> str:
+        if s["default"]:
+            return "—"
+        shown = [f"{d[metric]:+.{digits}f}" for d in s.get("delta", {}).values() if d[metric] is not None]
+        return ", ".join(shown) or "n/a (no shared seed)"
+
+    header = ["setting", "seeds", "PSNR (dB): mean (min to max)", "SSIM: mean", "SIS: mean (min to max)"]
+    header += ["ΔPSNR vs default, per seed", "ΔSIS vs default, per seed"]
+    body = []
+    for s in settings:
+        label = f"α target {s['alpha_target']:g}, w_vgg {s['vgg_weight']:g}, `{s['backbone']}`"
+        body.append(
+            [
+                label + (" (default)" if s["default"] else ""),
+                ", ".join(str(seed) for seed in s["seeds"]),
+                spread(s["psnr"], 2),
+                "n/a" if s["ssim"] is None else f"{s['ssim']['mean']:.3f}",
+                spread(s["sis"], 3),
+                deltas(s, "psnr", 2),
+                deltas(s, "sis", 3),
+            ]
+        )
+    return (
+        "Over seeds (each setting that ran with more than one seed; Δ: the setting minus the default point at the same "
+        "seed). A difference means something only where it keeps its sign over the seeds and exceeds the default "
+        "point's own range.\n\n" + markdown_table(header, body) + "\n"
+    )
 
 
 def _metrics(row: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +376,7 @@ def _fmt(value: Any) -> str:
 _SWEEP_STYLES = {
     "alpha": ("o", "tab:blue", "refinement, α target swept", lambda p: f"α·L_pen={p['alpha_target']:g}"),
     "weights": ("s", "tab:orange", "refinement, w_vgg swept", lambda p: f"w_vgg={p['vgg_weight']:g}"),
-    "backbone": ("D", "tab:green", "refinement, backbone swept", lambda p: p["backbone"]),
+    "backbone": ("D", "tab:green", "refinement, backbone swept", lambda p: str(p["backbone"])),
     "seed": ("v", "tab:purple", "refinement, default point, other seed", lambda p: f"seed={p['seed']}"),
 }
 
@@ -279,13 +408,15 @@ def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, 
     offsets = [(5, 5), (5, -20), (-70, 5), (-70, -20)]  # labels of nearby points go to different corners
     n = 0
     for sweep, (marker, colour, label, tagger) in _SWEEP_STYLES.items():
-        points = [r for r in rows if r["name"].startswith(sweep + "/") and r["sis"] is not None]
+        points = [r for r in rows if r["sweep"] == sweep and r["sis"] is not None]
         psnr, sis = [p["psnr"] for p in points], [p["sis"] for p in points]
         for ax in (overview, zoom) if points else ():
             ax.scatter(psnr, sis, marker=marker, c=colour, label=label)
         for p in points:
+            repeat = p["name"].split("/")[0] not in _SWEEP_STYLES  # a seeded repeat (<sweep>-seed<s>): say its seed
+            seed = f", seed={p['seed']}" if repeat else ""
             zoom.annotate(
-                f"{tagger(p)}\nλ={p['lambda']:+.3f}",
+                f"{tagger(p)}{seed}\nλ={p['lambda']:+.3f}",
                 (p["psnr"], p["sis"]),
                 fontsize=6,
                 color=colour,
