@@ -360,8 +360,10 @@ def seeds_table(settings: list[dict[str, Any]]) -> str:
         )
     return (
         "Over seeds (each setting that ran with more than one seed; Δ: the setting minus the default point at the same "
-        "seed). A difference means something only where it keeps its sign over the seeds and exceeds the default "
-        "point's own range.\n\n" + markdown_table(header, body) + "\n"
+        "seed). Read a difference against the default point's own range: one that keeps its sign at every seed and "
+        "exceeds that range is unlikely to be seed noise; with a handful of seeds this is a reading, not a test.\n\n"
+        + markdown_table(header, body)
+        + "\n"
     )
 
 
