@@ -30,7 +30,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
     result = _reproduce(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = tmp_path / "results"
-    for name in ("table.md", "table.json", "per_slice.csv", "figure.png", "README.md"):
+    for name in ("table.md", "table.json", "per_slice.csv", "figure.png", "README.md", "curves.png"):
         assert (results / name).is_file(), name
     methods = [row["method"] for row in json.loads((results / "table.json").read_text())["rows"]]
     assert methods == ["ground_truth", "zero_filled", "recnet", "dagan", "dlmri", "refinement"]
@@ -46,6 +46,9 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert "offline stand-ins" in readme and "not comparable to ImageNet-VGG ones" in readme
     claims = readme[readme.index("## The paper's regime and claims") :]  # every check, measured on this table
     assert claims.count("| calibration |") == 3 and claims.count("| claim |") == 3
+    training = readme[readme.index("## Training, on the validation split") :]  # from every stage's CSV log
+    assert "![Training curves](curves.png)" in training and "- stage 1: validation PSNR" in training
+    assert "- stage 2: validation PSNR per epoch" in training and "- DAGAN: validation NMSE per epoch" in training
 
     again = _reproduce(tmp_path)
     assert again.returncode == 0

@@ -50,6 +50,18 @@ def metric_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     return steps, values
 
 
+def metric_by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
+    """Epoch (Lightning's, 0 = the first, as checkpoints count) -> the last value of ``metric`` logged in it, from the
+    run's CSV log (empty when absent)."""
+    path = run_dir / "csv" / "metrics.csv"
+    values: dict[int, float] = {}
+    if path.is_file():
+        for row in csv.DictReader(path.open()):
+            if row.get(metric):
+                values[int(row["epoch"])] = float(row[metric])
+    return dict(sorted(values.items()))
+
+
 def compare(run_dirs: list[Path], metric: str, out: Path) -> Path:
     runs = {d: read_run(d) for d in run_dirs}
     names = sorted({k for info in runs.values() for k in info.get("final_metrics", {}) if k.startswith("val/")})

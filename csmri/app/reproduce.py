@@ -31,6 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from csmri.app.curves import training_figure
 from csmri.config import compose, config_dir
 from csmri.errors import ConfigError
 from csmri.eval.targets import Check, check_targets, targets_markdown
@@ -360,7 +361,10 @@ class Pipeline:
         for name in RESULT_FILES:
             shutil.copy2(self.stage_dir("eval") / name, self.results / name)
         checks = check_targets(json.loads((self.results / "table.json").read_text())["rows"])
-        (self.results / "README.md").write_text(self.readme(elapsed_s, checks))
+        stages = {name: (self.p.stages[name].experiment, self.stage_dir(name)) for name in self.train_stages}
+        (self.results / "curves.png").unlink(missing_ok=True)  # a previous run's, if this one logged no curve
+        training = training_figure(stages, self.results / "curves.png")
+        (self.results / "README.md").write_text(self.readme(elapsed_s, checks, training[1] if training else []))
         for check in checks:
             colour = {"met": "green", "not met": "red"}.get(check.status, "yellow")
             console.print(f"  {check.kind}: {check.target}: {check.measured} → [{colour}]{check.status}[/{colour}]")
@@ -373,7 +377,9 @@ class Pipeline:
         label = perceptual_precision_label(info.get("perceptual_precision"))
         return f"{info.get('perceptual_backbone', 'n/a')}{f' ({label})' if label else ''}"
 
-    def readme(self, elapsed_s: float, checks: Sequence[Check]) -> str:
+    def readme(self, elapsed_s: float, checks: Sequence[Check], training: Sequence[str] = ()) -> str:
+        """``results/README.md``: the setting, the table and figure, the targets' checks and, where the stages
+        logged curves (``training``: their sentences, ``curves.png`` beside it), how training went."""
         meta = (
             json.loads((self.data_root / "meta.json").read_text()) if (self.data_root / "meta.json").is_file() else {}
         )
@@ -417,6 +423,15 @@ class Pipeline:
             targets_markdown(checks),
             "",
         ]
+        if training:
+            lines += [
+                "## Training, on the validation split",
+                "",
+                "![Training curves](curves.png)",
+                "",
+                *(f"- {sentence}" for sentence in training),
+                "",
+            ]
         return "\n".join(lines)
 
 

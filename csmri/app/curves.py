@@ -1,0 +1,109 @@
+"""The reproduce run's training, epoch by epoch on the validation split: ``curves.png`` and what it shows in words.
+
+Read from each stage's CSV log (``csv/metrics.csv``); a stage without one (another logger) is left out. Three
+panels, one per question the results README asks of training: has stage 1 converged (validation PSNR against the
+zero-filled input), where does stage 2 go from R (validation PSNR against R's, and the gate λ), and which epoch of
+DAGAN its protocol selects (validation NMSE, lowest marked). Epochs count from 0, as checkpoints (and the table's
+footnote) do. Nothing here is chosen: it reports the runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from csmri.app.compare import metric_by_epoch
+
+CURVED_EXPERIMENTS = ("stage1", "stage2", "dagan")  # experiments with a panel, in panel order
+
+
+def stage_curves(experiment: str, run_dir: Path) -> dict[str, dict[int, float]]:
+    """The validation curves of one stage's run, by its experiment: ``psnr`` and its reference (``zero_filled`` for
+    stage 1, ``recon`` — R's PSNR on the same slices — and ``lambda`` for stage 2), ``nmse`` for DAGAN."""
+    metrics = {
+        "stage1": {"psnr": "val/psnr", "zero_filled": "val/psnr_zero_filled"},
+        "stage2": {"psnr": "val/psnr", "recon": "val/psnr_recon", "lambda": "train/lambda"},
+        "dagan": {"nmse": "val/nmse"},
+    }[experiment]
+    return {name: metric_by_epoch(run_dir, metric) for name, metric in metrics.items()}
+
+
+def _last(series: dict[int, float]) -> tuple[int, float]:
+    epoch = max(series)
+    return epoch, series[epoch]
+
+
+def _listed(series: dict[int, float], digits: int, signed: bool = False) -> str:
+    return ", ".join(f"{v:{'+' if signed else ''}.{digits}f}" for v in series.values())
+
+
+def describe(experiment: str, curves: dict[str, dict[int, float]]) -> str | None:
+    """One sentence on a stage's curves (``None`` without them)."""
+    if experiment == "stage1" and curves["psnr"]:
+        psnr = curves["psnr"]
+        final, last = _last(psnr)
+        tail = max(1, len(psnr) // 4)
+        before = psnr.get(final - tail, next(iter(psnr.values())))
+        zero_filled = f" (zero-filled {_last(curves['zero_filled'])[1]:.2f} dB)" if curves["zero_filled"] else ""
+        return (
+            f"stage 1: validation PSNR {next(iter(psnr.values())):.2f} → {last:.2f} dB in {len(psnr)} epochs"
+            f"{zero_filled}; its last {tail} epoch(s) added {last - before:+.2f} dB"
+        )
+    if experiment == "stage2" and curves["psnr"]:
+        recon = f" against R's {_last(curves['recon'])[1]:.2f} dB" if curves["recon"] else ""
+        lam = curves["lambda"]
+        gate = f"; λ as last logged in each epoch {_listed(lam, 3, signed=True)}" if lam else ""
+        return f"stage 2: validation PSNR per epoch {_listed(curves['psnr'], 2)}{recon}{gate}"
+    if experiment == "dagan" and curves["nmse"]:
+        best = min(curves["nmse"], key=curves["nmse"].get)
+        return f"DAGAN: validation NMSE per epoch {_listed(curves['nmse'], 4)}; lowest at epoch {best}"
+    return None
+
+
+def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Path, list[str]] | None:
+    """``curves.png`` of the stages ``name -> (experiment, run_dir)`` with a panel (:data:`CURVED_EXPERIMENTS`) and
+    their sentences; ``None`` if none of them logged a curve."""
+    panels = []
+    for name, (experiment, run_dir) in stages.items():
+        if experiment in CURVED_EXPERIMENTS:
+            curves = stage_curves(experiment, run_dir)
+            sentence = describe(experiment, curves)
+            if sentence:
+                panels.append((name, experiment, curves, sentence))
+    if not panels:
+        return None
+    panels.sort(key=lambda panel: CURVED_EXPERIMENTS.index(panel[1]))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
+    for ax, (name, experiment, curves, _) in zip(axes[0], panels, strict=True):
+        main = "nmse" if experiment == "dagan" else "psnr"
+        series = curves[main]
+        ax.plot(list(series), list(series.values()), marker="o", markersize=3, label=name)
+        if experiment == "stage1" and curves["zero_filled"]:
+            ax.axhline(_last(curves["zero_filled"])[1], ls="--", c="grey", label="zero-filled")
+        if experiment == "stage2" and curves["recon"]:
+            ax.axhline(_last(curves["recon"])[1], ls="--", c="grey", label="R (stage 1)")
+        if experiment == "stage2" and curves["lambda"]:
+            gate = ax.twinx()
+            gate.plot(list(curves["lambda"]), list(curves["lambda"].values()), c="tab:red", marker="s", markersize=3)
+            gate.set_ylabel("λ (last logged in the epoch)", color="tab:red")
+        if experiment == "dagan":
+            best = min(series, key=series.get)
+            ax.scatter([best], [series[best]], s=90, facecolors="none", edgecolors="black", label="lowest")
+        ax.set_xlabel("epoch (0 = the first)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("validation NMSE" if main == "nmse" else "validation PSNR (dB)")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Training, on the validation split")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path, [sentence for *_, sentence in panels]
