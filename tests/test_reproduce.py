@@ -339,6 +339,12 @@ def test_study_summarises_each_setting_over_seeds():
     assert "α target 0.1, w_vgg 1, `ae` (default)" in table and "22.27 (21.66 to 22.71)" in table
     assert "-1.71, +0.05, -0.66" in table and "-0.132, -0.063" in table
     assert over_seeds(rows[:3]) == []  # every setting ran once
+    no_sis = over_seeds([{**r, "sis": None} for r in rows])[1]
+    assert "| n/a | -1.71, +0.05, -0.66 | n/a |" in seeds_table([default, no_sis])  # no SIS anywhere: PSNR still paired
+    other_seeds = [run(5, 21.0, 0.5, backbone="random"), run(6, 21.2, 0.4, backbone="random")]
+    unpaired = over_seeds([r for r in rows if r["default"]] + other_seeds)[1]
+    assert unpaired["delta"] == {}
+    assert seeds_table([default, unpaired]).count("n/a (no seed shared with the default point)") == 2
 
 
 def test_stage2_uses_the_autoencoder_stand_in_only_without_imagenet_weights(tmp_path, monkeypatch):

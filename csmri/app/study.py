@@ -339,8 +339,10 @@ def seeds_table(settings: list[dict[str, Any]]) -> str:
     def deltas(s: dict[str, Any], metric: str, digits: int) -> str:
         if s["default"]:
             return "—"
-        shown = [f"{d[metric]:+.{digits}f}" for d in s.get("delta", {}).values() if d[metric] is not None]
-        return ", ".join(shown) or "n/a (no shared seed)"
+        if not s.get("delta"):
+            return "n/a (no seed shared with the default point)"
+        shown = [f"{d[metric]:+.{digits}f}" for d in s["delta"].values() if d[metric] is not None]
+        return ", ".join(shown) or "n/a"
 
     header = ["setting", "seeds", "PSNR (dB): mean (min to max)", "SSIM: mean", "SIS: mean (min to max)"]
     header += ["ΔPSNR vs default, per seed", "ΔSIS vs default, per seed"]
