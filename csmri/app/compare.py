@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -38,28 +39,26 @@ def best_score(info: dict) -> str:
     return f"{info.get('monitor', '')} {score:.4f}".strip() if isinstance(score, int | float) else ""
 
 
+def _logged(run_dir: Path, metric: str) -> Iterator[tuple[int, int, float]]:
+    """``(epoch, step, value)`` of every row of the run's CSV log that logged ``metric`` (none when absent)."""
+    path = run_dir / "csv" / "metrics.csv"
+    if path.is_file():
+        with path.open() as f:
+            for row in csv.DictReader(f):
+                if row.get(metric):
+                    yield int(row["epoch"]), int(row["step"]), float(row[metric])
+
+
 def metric_curve(run_dir: Path, metric: str) -> tuple[list[int], list[float]]:
     """``(steps, values)`` of ``metric`` in the run's CSV log (empty when absent)."""
-    path = run_dir / "csv" / "metrics.csv"
-    steps, values = [], []
-    if path.is_file():
-        for row in csv.DictReader(path.open()):
-            if row.get(metric):
-                steps.append(int(row["step"]))
-                values.append(float(row[metric]))
-    return steps, values
+    logged = list(_logged(run_dir, metric))
+    return [step for _, step, _ in logged], [value for *_, value in logged]
 
 
 def metric_by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
     """Epoch (Lightning's, 0 = the first, as checkpoints count) -> the last value of ``metric`` logged in it, from the
     run's CSV log (empty when absent)."""
-    path = run_dir / "csv" / "metrics.csv"
-    values: dict[int, float] = {}
-    if path.is_file():
-        for row in csv.DictReader(path.open()):
-            if row.get(metric):
-                values[int(row["epoch"])] = float(row[metric])
-    return dict(sorted(values.items()))
+    return dict(sorted({epoch: value for epoch, _, value in _logged(run_dir, metric)}.items()))
 
 
 def compare(run_dirs: list[Path], metric: str, out: Path) -> Path:
