@@ -61,7 +61,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
         f"profile_overrides=['work_dir={tmp_path / 'work'}']",
         f"results={tmp_path / 'study'}",
         "alpha_targets=[0.1]",  # the default α: alpha/0 is the default point
-        "vgg_weights=[4.0]",
+        "vgg_weights=[]",  # the w_vgg sweep is the α sweep's code with another key (unit tests below)
         "backbones=[random]",
         "seeds=[0,3]",  # 0 is the profile's seed: the default point, not run twice
         "seeded_sweeps=[backbone]",  # ... and the backbone sweep again at seed 3
@@ -70,15 +70,15 @@ def test_smoke_pipeline_then_resume(tmp_path):
     first = run_csmri(*study, timeout=900, **env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = json.loads((tmp_path / "study" / "table.json").read_text())
-    names = ["alpha/0", "weights/0", "backbone/0", "seed/0", "backbone-seed3/0"]
+    names = ["alpha/0", "backbone/0", "seed/0", "backbone-seed3/0"]
     assert [r["name"] for r in table["runs"]] == names
-    assert [r["seed"] for r in table["runs"]] == [0, 0, 0, 3, 3]
-    assert [r["default"] for r in table["runs"]] == [True, False, False, True, False]
+    assert [r["seed"] for r in table["runs"]] == [0, 0, 3, 3]
+    assert [r["default"] for r in table["runs"]] == [True, False, True, False]
     seed_run = json.loads((tmp_path / "work" / "study" / "seed" / "0" / "run_info.json").read_text())
     assert "seed=3" in seed_run["overrides"] and "seed=0" not in seed_run["overrides"]
     repeat = json.loads((tmp_path / "work" / "study" / "backbone-seed3" / "0" / "run_info.json").read_text())
     assert "seed=3" in repeat["overrides"] and "model.perceptual.weights=random" in repeat["overrides"]
-    assert table["runs"][4]["backbone"] == "vgg19-random"
+    assert table["runs"][3]["backbone"] == "vgg19-random"
     # the default point (alpha/0, seed/0) and the random backbone each ran at seeds 0 and 3: summarised over seeds
     settings = table["settings"]
     assert [(s["backbone"], s["default"], s["seeds"]) for s in settings] == [
@@ -89,9 +89,9 @@ def test_smoke_pipeline_then_resume(tmp_path):
     paired = settings[1]["delta"]["3"]["psnr"]  # the random backbone minus the default point, both at seed 3
     assert paired == pytest.approx(runs["backbone-seed3/0"]["psnr"] - runs["seed/0"]["psnr"])
     assert "Over seeds" in (tmp_path / "study" / "table.md").read_text()
-    assert table["runs"][0]["alpha_target"] == 0.1 and table["runs"][1]["vgg_weight"] == 4.0
+    assert table["runs"][0]["alpha_target"] == 0.1 and table["runs"][0]["vgg_weight"] == 1.0
     assert table["runs"][0]["backbone"] == "vgg19-file:vgg19_autoencoder.pth"  # offline: the profile's stand-in
-    assert table["runs"][2]["backbone"] == "vgg19-random"
+    assert table["runs"][1]["backbone"] == "vgg19-random"
     assert set(table["references"]) == {"RecNet", "DAGAN"} and (tmp_path / "study" / "figure.png").is_file()
     assert "validation" in (tmp_path / "study" / "table.md").read_text()
     rerun = run_csmri(*study, timeout=900, **env)
