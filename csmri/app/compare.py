@@ -16,6 +16,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from csmri.reporting import save_figure
+
 
 def read_run(run_dir: Path) -> dict:
     info_path = run_dir / "run_info.json"
@@ -88,10 +90,7 @@ def compare(run_dirs: list[Path], metric: str, out: Path) -> Path:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:

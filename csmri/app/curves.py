@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from csmri.app.compare import metric_by_epoch
+from csmri.reporting import save_figure
 
 CURVED_EXPERIMENTS = ("stage1", "stage2", "dagan")  # experiments with a panel, in panel order
 
@@ -102,8 +103,4 @@ def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Pa
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle("Training, on the validation split")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path, [sentence for *_, sentence in panels]
+    return save_figure(fig, path, dpi=110), [sentence for *_, sentence in panels]

@@ -37,7 +37,7 @@ from rich.console import Console
 
 from csmri.app.reproduce import Pipeline, load_profile
 from csmri.config import compose
-from csmri.reporting import markdown_table, write_strict_json
+from csmri.reporting import markdown_table, save_figure, write_strict_json
 
 console = Console()
 CSMRI = [sys.executable, "-m", "csmri"]
@@ -444,11 +444,7 @@ def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, 
         ax.grid(alpha=0.3)
     overview.legend(fontsize=8, loc="best")
     fig.suptitle("Stage-2 study: SIS against PSNR (validation split)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
