@@ -6,9 +6,10 @@ the perceptual loss reads, ``relu5_4`` by default) encode the fully-sampled magn
 (nearest-neighbour upsampling + 3x3 convolutions) reconstructs it, and the L1 reconstruction error trains both.
 It never sees labels or the segmentation network (so it cannot leak the SIS structure's annotation).
 
-At the end of training the encoder is written as a complete torchvision ``vgg19`` state dict (the untrained
-classifier kept at its seeded initialisation) to ``<run dir>/<weights_file>``, which the perceptual loss loads with
-``model.perceptual.weights=<that file>`` (recorded as backbone ``vgg19-file:<name>``).
+At the end of training the encoder is written as the ``features.*`` entries of a torchvision ``vgg19`` state dict
+(layers past ``layer`` at their seeded initialisation; no classifier: ~80 MB instead of ~575 MB) to
+``<run dir>/<weights_file>``, which the perceptual loss loads with ``model.perceptual.weights=<that file>``
+(recorded as backbone ``vgg19-file:<name>``).
 """
 
 from __future__ import annotations
@@ -111,10 +112,11 @@ class PerceptualPretrainModule(NetworkSpeedMixin, L.LightningModule):
         return build_optimizer(self.hparams.optimizer, [*self.encoder.parameters(), *self.decoder.parameters()])
 
     def vgg19_state_dict(self) -> dict[str, torch.Tensor]:
-        """A complete torchvision ``vgg19`` state dict: the trained encoder, the rest at its seeded initialisation."""
-        vgg = _seeded_vgg19(self.hparams.net["seed"])
-        vgg.features[: len(self.encoder)].load_state_dict(self.encoder.state_dict())
-        return {k: v.detach().cpu().contiguous() for k, v in vgg.state_dict().items()}
+        """The ``features.*`` entries of a torchvision ``vgg19`` state dict: the trained encoder, the layers past it at
+        their seeded initialisation (the classifier, unused by any feature extractor, is left out)."""
+        features = _seeded_vgg19(self.hparams.net["seed"]).features
+        features[: len(self.encoder)].load_state_dict(self.encoder.state_dict())
+        return {f"features.{k}": v.detach().cpu().contiguous() for k, v in features.state_dict().items()}
 
     def export_weights(self, path: str | Path) -> Path:
         path = Path(path)

@@ -10,7 +10,8 @@ Weights (``weights=``):
   with a message naming the expected file — unless ``allow_random_fallback`` is set, in which case a seeded
   random network is used with a loud warning and :attr:`VGGFeatures.backbone` says ``vgg19-random`` /
   ``vgg16-random`` (record it: numbers from it are not comparable).
-- a path to a ``.pth`` state dict of torchvision's ``vgg19`` / ``vgg16``, or to a ``.npz`` of the Caffe VGG
+- a path to a ``.pth`` state dict of torchvision's ``vgg19`` / ``vgg16`` (complete, or only its ``features.*``
+  entries: the classifier is never used), or to a ``.npz`` of the Caffe VGG
   converted to TensorFlow (keys ``conv1_1_W`` (3, 3, in, out), ``conv1_1_b``, …; e.g. the ``vgg16_weights.npz``
   DAGAN loads): those weights expect [0, 255] RGB inputs minus the mean, not torchvision's normalisation;
 - ``random``: a seeded random-weight stand-in.
@@ -117,8 +118,22 @@ def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) 
     if path.suffix == ".npz":
         _load_caffe_npz(model, path)
         return model, f"{arch}-npz:{path.name}"
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    _load_torchvision_file(model, path, arch)
     return model, f"{arch}-file:{path.name}"
+
+
+def _load_torchvision_file(model: nn.Module, path: Path, arch: str) -> None:
+    """Load a torchvision ``arch`` state dict into ``model``: every ``features.*`` entry is required, the classifier's
+    are optional (left at their initialisation: the extractor never runs the classifier)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing_features = [k for k in missing if k.startswith("features.")]
+    if missing_features or unexpected:
+        raise KeyError(
+            f"{path} is not a torchvision {arch} state dict: missing {missing_features[:4]}"
+            f"{' …' if len(missing_features) > 4 else ''}, unexpected {unexpected[:4]}"
+            f"{' …' if len(unexpected) > 4 else ''}"
+        )
 
 
 def _load_caffe_npz(model: nn.Module, path: Path) -> None:

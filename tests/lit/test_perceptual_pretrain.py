@@ -32,6 +32,8 @@ def test_autoencoder_trains_and_exports_weights_the_perceptual_loss_loads(phanto
     weights = tmp_path / "vgg19_autoencoder.pth"
     assert weights.is_file()
     state = torch.load(weights, weights_only=True)
+    assert {k.split(".")[0] for k in state} == {"features"}  # no classifier: ~80 MB, not ~575 MB
+    assert len(state) == 2 * 16  # weight and bias of VGG-19's 16 convolutions, past the encoder's too
     untrained = VGGFeatures(weights="random", layer="relu2_2", seed=0)  # the same seeded initialisation
     trained = VGGFeatures(weights=str(weights), layer="relu2_2")
     assert trained.backbone == "vgg19-file:vgg19_autoencoder.pth"
