@@ -129,10 +129,13 @@ def _load_torchvision_file(model: nn.Module, path: Path, arch: str) -> None:
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing_features = [k for k in missing if k.startswith("features.")]
     if missing_features or unexpected:
+
+        def first(keys: list[str]) -> str:
+            return f"{keys[:4]}{' …' if len(keys) > 4 else ''}"
+
         raise KeyError(
-            f"{path} is not a torchvision {arch} state dict: missing {missing_features[:4]}"
-            f"{' …' if len(missing_features) > 4 else ''}, unexpected {unexpected[:4]}"
-            f"{' …' if len(unexpected) > 4 else ''}"
+            f"{path} is not a torchvision {arch} state dict: missing {first(missing_features)}, "
+            f"unexpected {first(unexpected)}"
         )
 
 

@@ -9,6 +9,7 @@ import torch
 
 from csmri.app.train import train
 from csmri.data.dataset import SliceDataset
+from csmri.lit import precision
 from csmri.lit.segmentation import SegmentationModule, SegmenterEnsemble, _random_flips, segmentation_input
 from csmri.metrics.segmentation import DiceMetric
 from tests.helpers import compose_config
@@ -121,7 +122,7 @@ def test_fast_dev_run(phantom_root, tmp_path):
     assert (tmp_path / "run_info.json").is_file()
 
 
-def test_short_training_beats_chance_and_best_checkpoint_reloads(phantom_root, tmp_path):
+def test_short_training_beats_chance_and_best_checkpoint_reloads(phantom_root, tmp_path, monkeypatch):
     """6 epochs of batch-1 training (72 steps, lr 3e-3) on the 64x64 phantom fixture.
 
     Baselines on the 3 validation slices with the left atrium (~75 of 4096 pixels each): an empty
@@ -134,6 +135,8 @@ def test_short_training_beats_chance_and_best_checkpoint_reloads(phantom_root, t
         "trainer.max_epochs=6",
         "module.optimizer.lr=3e-3",
     ]
+    # as on an AMX CPU, where `auto` picks bf16-mixed: the segmentation experiment must still train in fp32
+    monkeypatch.setattr(precision, "cpu_bf16_is_faster", lambda: True)
     cfg = compose_config("train", [*overrides, "data.batch_size=1", *FAST], tmp_path)
     best_score = train(cfg)
     info = json.loads((tmp_path / "run_info.json").read_text())

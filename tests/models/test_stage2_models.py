@@ -105,6 +105,8 @@ def test_vgg_from_local_file(tmp_path):
     path = tmp_path / "vgg.pth"
     torch.save(vgg19(weights=None).state_dict(), path)
     assert VGGFeatures(str(path), layer="relu1_2").backbone == "vgg19-file:vgg.pth"
+    with pytest.raises(FileNotFoundError, match="imagenet"):
+        VGGFeatures(str(tmp_path / "missing.pth"))
 
 
 def test_vgg_from_a_features_only_file_and_refusal_of_other_files(tmp_path):
@@ -113,28 +115,18 @@ def test_vgg_from_a_features_only_file_and_refusal_of_other_files(tmp_path):
     features = vgg19(weights=None).features
     for p in features.parameters():
         torch.nn.init.normal_(p)  # unlike any initialisation, so a silent fallback cannot pass
+    state = {f"features.{k}": v for k, v in features.state_dict().items()}
     path = tmp_path / "features.pth"
-    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    torch.save(state, path)
     loaded = VGGFeatures(str(path), layer="relu2_2")
     assert loaded.backbone == "vgg19-file:features.pth"
     x = torch.rand(1, 1, 16, 16)
     rgb = (x.expand(-1, 3, -1, -1) - loaded.mean) / loaded.std
     torch.testing.assert_close(loaded(x), features[: LAYERS["relu2_2"] + 1](rgb))
 
-    partial = {f"features.{k}": v for k, v in features.state_dict().items() if not k.startswith("34.")}
-    torch.save(partial, tmp_path / "partial.pth")
+    torch.save({k: v for k, v in state.items() if not k.startswith("features.34.")}, tmp_path / "partial.pth")
     with pytest.raises(KeyError, match=r"partial.pth is not a torchvision vgg19 state dict: missing \['features.34"):
         VGGFeatures(str(tmp_path / "partial.pth"), layer="relu1_2")
-    torch.save(
-        {
-            **partial,
-            "features.34.weight": features[34].weight,
-            "features.34.bias": features[34].bias,
-            "head.weight": torch.zeros(1),
-        },
-        tmp_path / "extra.pth",
-    )
+    torch.save({**state, "head.weight": torch.zeros(1)}, tmp_path / "extra.pth")
     with pytest.raises(KeyError, match=r"unexpected \['head.weight'\]"):
         VGGFeatures(str(tmp_path / "extra.pth"), layer="relu1_2")
-    with pytest.raises(FileNotFoundError, match="imagenet"):
-        VGGFeatures(str(tmp_path / "missing.pth"))
