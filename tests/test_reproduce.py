@@ -48,11 +48,19 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert claims.count("| calibration |") == 3 and claims.count("| claim |") == 3
     training = readme[readme.index("## Training, on the validation split") :]  # from every stage's CSV log
     assert "![Training curves](curves.png)" in training and "- stage 1: validation PSNR" in training
-    assert "- stage 2: validation PSNR per epoch" in training and "- DAGAN: validation NMSE per epoch" in training
+    assert "- DAGAN: validation NMSE per epoch" in training
+    assert "- stage 2 (stage2): validation PSNR per epoch" in training  # both runs of the refinement
+    assert "- stage 2 (stage2_seed1): validation PSNR per epoch" in training
+    assert "Refinement (ours): each slice's metrics averaged over 2 training runs (stage2: last.ckpt" in footnote
+    assert "Refinement (ours) per training run (PSNR / SSIM / SIS): stage2 " in footnote
+    assert [r["method"] for r in json.loads((results / "table.json").read_text())["runs"]["refinement"]] == [
+        "refinement:stage2",
+        "refinement:stage2_seed1",
+    ]
 
     again = _reproduce(tmp_path)
     assert again.returncode == 0
-    assert again.stdout.count("finished earlier, skipped") == 6
+    assert again.stdout.count("finished earlier, skipped") == 7
 
     # the alpha / loss-weight study on the same work dir: reuses stage 1, segnet and DAGAN, then resumes
     study = [
@@ -161,7 +169,9 @@ def test_the_evaluation_reruns_when_its_command_changed(tmp_path):
         *pipeline.data_overrides(),
         f"methods=[{','.join(e.methods)}]",
         pipeline.segnet_override(),
-        *(f"{m}.ckpt={pipeline.eval_ckpt(s)}" for m, s in (("recnet", "stage1"), ("refinement", "stage2"))),
+        f"recnet.ckpt={pipeline.eval_ckpt('stage1')}",
+        f"refinement.ckpt=[{tmp_path / 'stage2' / 'checkpoints' / 'last.ckpt'},"
+        f"{tmp_path / 'stage2_seed1' / 'checkpoints' / 'last.ckpt'}]",
         f"dagan.ckpt={pipeline.eval_ckpt('dagan')}",
         *e.overrides,
     ]
@@ -197,6 +207,23 @@ def test_every_segnet_stage_joins_the_sis_ensemble(tmp_path):
         del profile.stages["segnet"]
     with pytest.raises(SystemExit, match="no stages.*segnet"):
         Pipeline(profile)
+
+
+def test_every_refinement_stage_is_a_run_of_the_tables_refinement_row(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG: the autoencoder stand-in
+    quick = Pipeline(load_profile(["profile=quick", f"work_dir={tmp_path}"]))
+    names = quick.refinement_stages()
+    assert names == ["stage2", "stage2_seed1", "stage2_seed2"]
+    recon = f"model.recon_ckpt={tmp_path / 'stage1' / 'checkpoints' / 'best.ckpt'}"
+    weights = f"model.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
+    commands = [quick.train_command(n) for n in names]
+    assert all(recon in c and weights in c and "experiment=stage2" in c for c in commands)  # the same R and backbone
+    seeds = [[o for o in c if o.startswith("seed=")][-1] for c in commands]
+    assert seeds == ["seed=0", "seed=1", "seed=2"]  # the last seed= wins in Hydra
+    expected = ",".join(str(tmp_path / n / "checkpoints" / "last.ckpt") for n in names)  # each at the end of training
+    assert f"refinement.ckpt=[{expected}]" in quick.eval_command()
+    paper = Pipeline(load_profile(["profile=paper", f"work_dir={tmp_path}"]))
+    assert f"refinement.ckpt={tmp_path / 'stage2' / 'checkpoints' / 'last.ckpt'}" in paper.eval_command()
 
 
 def test_paper_profile_refuses_to_start_without_imagenet_vgg(tmp_path, monkeypatch):

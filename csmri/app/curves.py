@@ -37,8 +37,10 @@ def _listed(series: dict[int, float], digits: int, signed: bool = False) -> str:
     return ", ".join(f"{v:{'+' if signed else ''}.{digits}f}" for v in series.values())
 
 
-def describe(experiment: str, curves: dict[str, dict[int, float]]) -> str | None:
-    """One sentence on a stage's curves (``None`` without them)."""
+def describe(experiment: str, curves: dict[str, dict[int, float]], run: str | None = None) -> str | None:
+    """One sentence on a stage's curves (``None`` without them); ``run`` names the run when an experiment has several
+    (the refinement's seeds)."""
+    named = f" ({run})" if run else ""
     if experiment == "stage1" and curves["psnr"]:
         psnr = curves["psnr"]
         final, last = _last(psnr)
@@ -46,33 +48,38 @@ def describe(experiment: str, curves: dict[str, dict[int, float]]) -> str | None
         before = psnr.get(final - tail, next(iter(psnr.values())))
         zero_filled = f" (zero-filled {_last(curves['zero_filled'])[1]:.2f} dB)" if curves["zero_filled"] else ""
         return (
-            f"stage 1: validation PSNR {next(iter(psnr.values())):.2f} → {last:.2f} dB in {len(psnr)} epochs"
+            f"stage 1{named}: validation PSNR {next(iter(psnr.values())):.2f} → {last:.2f} dB in {len(psnr)} epochs"
             f"{zero_filled}; its last {tail} epoch(s) added {last - before:+.2f} dB"
         )
     if experiment == "stage2" and curves["psnr"]:
         recon = f" against R's {_last(curves['recon'])[1]:.2f} dB" if curves["recon"] else ""
         lam = curves["lambda"]
         gate = f"; λ as last logged in each epoch {_listed(lam, 3, signed=True)}" if lam else ""
-        return f"stage 2: validation PSNR per epoch {_listed(curves['psnr'], 2)}{recon}{gate}"
+        return f"stage 2{named}: validation PSNR per epoch {_listed(curves['psnr'], 2)}{recon}{gate}"
     if experiment == "dagan" and curves["nmse"]:
         best = min(curves["nmse"], key=curves["nmse"].get)
-        return f"DAGAN: validation NMSE per epoch {_listed(curves['nmse'], 4)}; lowest at epoch {best}"
+        return f"DAGAN{named}: validation NMSE per epoch {_listed(curves['nmse'], 4)}; lowest at epoch {best}"
     return None
 
 
 def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Path, list[str]] | None:
-    """``curves.png`` of the stages ``name -> (experiment, run_dir)`` with a panel (:data:`CURVED_EXPERIMENTS`) and
-    their sentences; ``None`` if none of them logged a curve."""
-    panels = []
+    """``curves.png`` of the stages ``name -> (experiment, run_dir)`` with a panel (:data:`CURVED_EXPERIMENTS`; the
+    runs of one experiment, e.g. the refinement's seeds, share its panel) and their sentences; ``None`` if none of them
+    logged a curve."""
+    logged: dict[str, list[tuple[str, dict[str, dict[int, float]]]]] = {}
     for name, (experiment, run_dir) in stages.items():
         if experiment in CURVED_EXPERIMENTS:
             curves = stage_curves(experiment, run_dir)
-            sentence = describe(experiment, curves)
-            if sentence:
-                panels.append((name, experiment, curves, sentence))
-    if not panels:
+            if describe(experiment, curves):
+                logged.setdefault(experiment, []).append((name, curves))
+    if not logged:
         return None
-    panels.sort(key=lambda panel: CURVED_EXPERIMENTS.index(panel[1]))
+    panels = sorted(logged.items(), key=lambda panel: CURVED_EXPERIMENTS.index(panel[0]))
+    sentences = [
+        describe(experiment, curves, name if len(runs) > 1 else None)
+        for experiment, runs in panels
+        for name, curves in runs
+    ]
 
     import matplotlib
 
@@ -81,26 +88,37 @@ def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Pa
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), squeeze=False)
-    for ax, (name, experiment, curves, _) in zip(axes[0], panels, strict=True):
+    for ax, (experiment, runs) in zip(axes[0], panels, strict=True):
         main = "nmse" if experiment == "dagan" else "psnr"
-        series = curves[main]
-        ax.plot(list(series), list(series.values()), marker="o", markersize=3, label=name)
-        if experiment == "stage1" and curves["zero_filled"]:
-            ax.axhline(_last(curves["zero_filled"])[1], ls="--", c="grey", label="zero-filled")
-        if experiment == "stage2" and curves["recon"]:
-            ax.axhline(_last(curves["recon"])[1], ls="--", c="grey", label="R (stage 1)")
-        if experiment == "stage2" and curves["lambda"]:
-            gate = ax.twinx()
-            gate.plot(list(curves["lambda"]), list(curves["lambda"].values()), c="tab:red", marker="s", markersize=3)
-            gate.set_ylabel("λ (last logged in the epoch)", color="tab:red")
-        if experiment == "dagan":
-            best = min(series, key=series.get)
-            ax.scatter([best], [series[best]], s=90, facecolors="none", edgecolors="black", label="lowest")
+        gate = ax.twinx() if experiment == "stage2" and any(curves["lambda"] for _, curves in runs) else None
+        for k, (name, curves) in enumerate(runs):
+            series = curves[main]
+            line = ax.plot(list(series), list(series.values()), marker="o", markersize=3, label=name)[0]
+            if gate is not None and curves["lambda"]:
+                lam = curves["lambda"]
+                gate.plot(list(lam), list(lam.values()), c=line.get_color(), ls=":", marker="s", markersize=3)
+            if experiment == "dagan":
+                best = min(series, key=series.get)
+                ax.scatter(
+                    [best],
+                    [series[best]],
+                    s=90,
+                    facecolors="none",
+                    edgecolors="black",
+                    label="lowest" if k == 0 else None,
+                )
+        first = runs[0][1]
+        if experiment == "stage1" and first["zero_filled"]:
+            ax.axhline(_last(first["zero_filled"])[1], ls="--", c="grey", label="zero-filled")
+        if experiment == "stage2" and first["recon"]:
+            ax.axhline(_last(first["recon"])[1], ls="--", c="grey", label="R (stage 1)")
+        if gate is not None:
+            gate.set_ylabel("λ (last logged in the epoch; dotted)")
         ax.set_xlabel("epoch (0 = the first)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("validation NMSE" if main == "nmse" else "validation PSNR (dB)")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(", ".join(name for name, _ in runs), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle("Training, on the validation split")
-    return save_figure(fig, path, dpi=110), [sentence for *_, sentence in panels]
+    return save_figure(fig, path, dpi=110), [s for s in sentences if s]

@@ -6,7 +6,8 @@ Stages: phantom data -> stage 1 (RecNet) -> segmentation net(s) -> stage 2 (refi
 ``csmri eval`` (zero-filled, RecNet, DAGAN, DLMRI, refinement) -> ``results/``. The training stages are the
 profile's ``stages``, in order (``stage1``, ``stage2`` and ``dagan`` by name); every stage with
 ``experiment: segnet`` joins the segmentation ensemble that scores SIS. Each training stage is a
-``csmri train`` run in ``<work_dir>/<stage>``; a stage whose ``run_info.json`` says ``finished`` and
+``csmri train`` run in ``<work_dir>/<stage>``; every stage with ``experiment: stage2`` is a training run of the
+refinement (seeds), and the table reports the mean over them. A stage whose ``run_info.json`` says ``finished`` and
 that has ``checkpoints/best.ckpt`` is skipped, an interrupted one resumes from its newest checkpoint
 (``last.ckpt`` / ``on_exception.ckpt``); a stage folder whose run was started with other overrides than the
 profile now gives it is an error (a changed setting needs its own ``work_dir``). The evaluation reruns when a
@@ -232,10 +233,21 @@ class Pipeline:
         """The stages that train a segmentation net (``experiment: segnet``): SIS uses all of them."""
         return [name for name in self.train_stages if self.p.stages[name].experiment == "segnet"]
 
+    def refinement_stages(self) -> list[str]:
+        """The stages that train the refinement (``experiment: stage2``; ``stage2`` first): the table's refinement row
+        is each slice's metrics averaged over all of them (several seeds: one run's end point is not a measurement,
+        README round 6)."""
+        return [name for name in self.train_stages if self.p.stages[name].experiment == "stage2"]
+
     def segnet_override(self) -> str:
         """``segnet.ckpt=...`` for ``csmri eval``: one checkpoint, or the list of an ensemble."""
         ckpts = [str(self.eval_ckpt(name)) for name in self.segnet_stages()]
         return f"segnet.ckpt={ckpts[0]}" if len(ckpts) == 1 else f"segnet.ckpt=[{','.join(ckpts)}]"
+
+    def refinement_override(self) -> str:
+        """``refinement.ckpt=...`` for ``csmri eval``: one checkpoint, or the list of the refinement's training runs."""
+        ckpts = [str(self.eval_ckpt(name)) for name in self.refinement_stages()]
+        return f"refinement.ckpt={ckpts[0]}" if len(ckpts) == 1 else f"refinement.ckpt=[{','.join(ckpts)}]"
 
     def training_command(self, experiment: str, run_dir: Path, overrides: Sequence[str] = ()) -> list[str]:
         """``csmri train experiment=<experiment>`` on the profile's data into ``run_dir``, then ``overrides``
@@ -261,11 +273,11 @@ class Pipeline:
         the stage's own ``overrides``."""
         stage = self.p.stages[name]
         inputs = []
-        if name == "stage2":
+        if stage.experiment == "stage2":
             inputs.append(f"model.recon_ckpt={self.eval_ckpt('stage1')}")
-        if name in ("stage2", "dagan") and not self.p.get("vgg_standin", True):
+        if stage.experiment in ("stage2", "dagan") and not self.p.get("vgg_standin", True):
             inputs.append("model.perceptual.allow_random_fallback=false")
-        if name == "stage2" and self.uses_autoencoder():
+        if stage.experiment == "stage2" and self.uses_autoencoder():
             inputs.append(f"model.perceptual.weights={self.autoencoder_weights()}")
         return [*inputs, *self.p.train_overrides, *stage.overrides]
 
@@ -281,7 +293,7 @@ class Pipeline:
             f"methods=[{','.join(e.methods)}]",
             self.segnet_override(),
             f"recnet.ckpt={self.eval_ckpt('stage1')}",
-            f"refinement.ckpt={self.eval_ckpt('stage2')}",
+            self.refinement_override(),
             f"dagan.ckpt={self.eval_ckpt('dagan')}",
             *e.overrides,
         ]

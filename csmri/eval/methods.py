@@ -4,12 +4,15 @@ A method is any object with ``reconstruct(batch) -> complex (B, H, W)`` on the b
 ``batch`` is a simulated batch of :class:`csmri.data.MRIDataModule` (``target``, ``kspace``, ``mask``,
 ``zero_filled``, ``key``, ...). Every method of one evaluation receives the same batches, so the
 same fixed per-slice masks.
+
+A method trained several times (e.g. from several seeds) is a :class:`TrainingRuns`: its ``runs`` are evaluated
+one by one and its table row holds each slice's metrics averaged over them (see :mod:`csmri.eval.runner`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -99,6 +102,13 @@ def checkpoint_provenance(path: str | Path, checkpoint: Mapping[str, Any]) -> st
     return f"{where} ({'best ' + monitor + ' on the validation split' if monitor else 'end of training'})"
 
 
+def run_folder(ckpt: str | Path) -> str:
+    """The run a checkpoint belongs to, for footnotes: the folder that holds ``checkpoints/`` (e.g. ``stage2_seed1``),
+    else the file's own folder."""
+    path = Path(ckpt)
+    return path.parent.parent.name if path.parent.name == "checkpoints" else path.parent.name
+
+
 class CheckpointMethod:
     """A trained csmri stage (stage 1, stage 2, DAGAN, joint) loaded from its checkpoint."""
 
@@ -109,6 +119,7 @@ class CheckpointMethod:
                 "checkpoints/best.ckpt of the matching `csmri train` run, or drop it from methods",
             )
         self.module = load_module(ckpt, f"{name}.ckpt")
+        self.run_name = run_folder(ckpt)
         if not hasattr(self.module, "reconstruct"):
             raise ConfigError(f"{name}.ckpt={ckpt} is a {type(self.module).__name__}, not a reconstruction method")
 
@@ -133,3 +144,50 @@ class CheckpointMethod:
     @torch.inference_mode()
     def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return self.module.reconstruct(batch)
+
+
+class TrainingRuns:
+    """One method trained several times (seeds, or any setting the runs share): each run's checkpoint is a
+    :class:`CheckpointMethod`. The evaluation reconstructs every slice with every run and reports the method as each
+    slice's metrics averaged over the runs (a mean over training randomness, never an average of images: averaging
+    the images of adversarially trained runs would blur what each of them adds). ``reconstruct`` is the first run's:
+    it is the image the figure and ``recons.npz`` show."""
+
+    def __init__(self, runs: Sequence[CheckpointMethod]) -> None:
+        if len(runs) < 2:
+            raise ValueError(f"TrainingRuns needs at least 2 runs, got {len(runs)}")
+        self.runs = list(runs)
+        self.run_names = [run.run_name for run in self.runs]
+
+    def to(self, device: torch.device) -> TrainingRuns:
+        self.runs = [run.to(device) for run in self.runs]
+        return self
+
+    @property
+    def description(self) -> str:
+        """The runs' perceptual backbone(s), each named once."""
+        return ", ".join(dict.fromkeys(run.description for run in self.runs if run.description))
+
+    @property
+    def provenance(self) -> str:
+        listed = "; ".join(f"{name}: {run.provenance}" for name, run in zip(self.run_names, self.runs, strict=True))
+        return (
+            f"each slice's metrics averaged over {len(self.runs)} training runs ({listed}); "
+            f"the figure shows {self.run_names[0]}"
+        )
+
+    @torch.inference_mode()
+    def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        return self.runs[0].reconstruct(batch)
+
+
+def checkpoint_method(ckpt: str | Sequence[str] | None = None, name: str = "checkpoint") -> Any:
+    """``method/checkpoint.yaml``'s target: a :class:`CheckpointMethod` for one path (``<name>.ckpt=PATH``), a
+    :class:`TrainingRuns` for a list of two or more (``<name>.ckpt=[P1,P2,...]``: the same method trained from
+    several seeds)."""
+    paths = [ckpt] if isinstance(ckpt, str | Path) or ckpt is None else [str(p) for p in ckpt]
+    if len(paths) == 1:
+        return CheckpointMethod(paths[0], name)
+    if len(set(paths)) != len(paths):
+        raise ConfigError(f"{name}.ckpt lists a checkpoint twice: {paths}", "list each training run once")
+    return TrainingRuns([CheckpointMethod(p, f"{name}[{i}]") for i, p in enumerate(paths)])

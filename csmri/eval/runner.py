@@ -1,5 +1,9 @@
 """The evaluation runner behind ``csmri eval``: every method on the same test slices and masks.
 
+A method given several checkpoints (``refinement.ckpt=[A,B,C]``: training runs from different seeds) is reported as
+each slice's metrics averaged over its runs; each run's own summary follows in the footnote and ``table.json``
+(``runs``), its per-slice records in ``per_slice.csv`` as ``<method>:<run>``.
+
 Writes into the run directory: ``per_slice.csv``, ``table.md``, ``table.json``, ``figure.png``,
 ``recons.npz`` (magnitudes of the structure slices, for ``csmri readers export``) and ``run_info.json``;
 prints a summary table. Metrics per slice on magnitudes (data range = ground-truth max, see
@@ -27,7 +31,7 @@ from csmri.data.datamodule import MRIDataModule
 from csmri.data.dataset import read_meta
 from csmri.errors import ConfigError, did_you_mean
 from csmri.eval.figure import pick_samples, save_figure
-from csmri.eval.methods import Reconstructor, load_module
+from csmri.eval.methods import Reconstructor, TrainingRuns, load_module
 from csmri.eval.recons import GROUND_TRUTH, RECONS_FILE, save_recons
 from csmri.eval.tables import print_summary, summarise_methods, write_per_slice_csv, write_table
 from csmri.lit.segmentation import SegmenterEnsemble
@@ -93,7 +97,9 @@ class _Collector:
     """Per-slice records, ground-truth Dice and the images kept for the figure and reader study."""
 
     def __init__(self, keep_images: bool) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []  # per method and slice (a TrainingRuns: the mean over its runs)
+        # a TrainingRuns' per-run records, by method; their method field is ``<method>:<run>``
+        self.run_records: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.dice_gt: dict[str, float] = {}
         self.structure: dict[str, bool] = {}
         self.keep_images = keep_images
@@ -138,23 +144,54 @@ def run_evaluation(
                 results.labels[key] = labels[i].to(torch.uint8).cpu().numpy()
                 results.keep(GROUND_TRUTH, key, target[i], gt_pred[i] if gt_pred is not None else None)
         for name, method in methods.items():
-            recon = method.reconstruct(batch)
-            image = magnitude(recon)
-            metrics = {
-                "psnr": psnr(image, target),
-                "ssim": ssim(image, target),
-                "nmse": nmse(image, target),
-                "hfen": hfen(image, target),
-            }
-            pred = segnet.predict_labels(recon) if segnet is not None else None
-            dice = foreground_dice(pred, labels).tolist() if pred is not None else [None] * len(structure)
+            runs = method.runs if isinstance(method, TrainingRuns) else [method]
+            scored = [_score(run.reconstruct(batch), target, labels, segnet) for run in runs]
+            run_names = method.run_names if isinstance(method, TrainingRuns) else [name]
             for i, key in enumerate(batch["key"]):
-                record = {"method": name, "key": key, **{m: float(v[i]) for m, v in metrics.items()}}
-                record["dice"] = dice[i] if structure[i] else None
-                results.records.append(record)
-                if keep_images and structure[i]:
+                per_run = [
+                    _record(f"{name}:{run}", key, metrics, dice[i] if structure[i] else None, i)
+                    for run, (metrics, dice, *_) in zip(run_names, scored, strict=True)
+                ]
+                if len(runs) > 1:
+                    results.run_records[name] += per_run
+                results.records.append({**_run_mean(per_run), "method": name})
+                if keep_images and structure[i]:  # a method's first run is the one shown
+                    _, _, image, pred = scored[0]
                     results.keep(name, key, image[i], pred[i] if pred is not None else None)
     return results
+
+
+def _score(
+    recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, segnet: Any | None
+) -> tuple[dict[str, torch.Tensor], list[float | None], torch.Tensor, torch.Tensor | None]:
+    """Per-slice image metrics ``{name: (B,)}`` and foreground Dice of one batch of reconstructions, with the
+    magnitude images and the predicted label maps (``None`` without a segmenter)."""
+    image = magnitude(recon)
+    metrics = {
+        "psnr": psnr(image, target),
+        "ssim": ssim(image, target),
+        "nmse": nmse(image, target),
+        "hfen": hfen(image, target),
+    }
+    pred = segnet.predict_labels(recon) if segnet is not None else None
+    dice = foreground_dice(pred, labels).tolist() if pred is not None else [None] * target.shape[0]
+    return metrics, dice, image, pred
+
+
+def _record(method: str, key: str, metrics: Mapping[str, torch.Tensor], dice: float | None, i: int) -> dict[str, Any]:
+    return {"method": method, "key": key, **{m: float(v[i]) for m, v in metrics.items()}, "dice": dice}
+
+
+def _run_mean(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One slice's record of a method from its runs' records: every metric averaged over the runs (the record
+    itself for a single run)."""
+    if len(records) == 1:
+        return dict(records[0])
+    mean: dict[str, Any] = {"key": records[0]["key"]}
+    for field in ("psnr", "ssim", "nmse", "hfen", "dice"):
+        values = [r[field] for r in records]
+        mean[field] = None if any(v is None for v in values) else float(np.mean(values))
+    return mean
 
 
 def _figure_samples(results: _Collector, methods: list[str], keys: list[str]) -> list[dict[str, Any]]:
@@ -285,9 +322,22 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
         methods_order=names,
         labels=OmegaConf.to_container(cfg.labels),
     )
-    write_per_slice_csv(results.records, out / "per_slice.csv")
+    write_per_slice_csv(
+        [*results.records, *(r for rs in results.run_records.values() for r in rs)], out / "per_slice.csv"
+    )
+    runs = {  # a method trained several times: one summary row per run (no tests; the table's row is their mean)
+        name: summarise_methods(records, results.dice_gt)[1:] for name, records in results.run_records.items()
+    }
     provenance = {n: m.provenance for n, m in methods.items() if getattr(m, "provenance", "")}
-    write_table(rows, out / "table.md", out / "table.json", provenance=provenance, split=cfg.split, segmenter=segmenter)
+    write_table(
+        rows,
+        out / "table.md",
+        out / "table.json",
+        provenance=provenance,
+        split=cfg.split,
+        segmenter=segmenter,
+        runs=runs,
+    )
     if results.images:
         save_recons(out / RECONS_FILE, {m: results.images[m] for m in [GROUND_TRUTH, *names]}, results.labels)
         keys = [r["key"] for r in results.records if r["method"] == names[0]]

@@ -289,6 +289,7 @@ def _footnote(
     provenance: Mapping[str, str] | None = None,
     split: str = "test",
     segmenter: str = "the segmentation net",
+    runs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> str:
     gt = next((r for r in rows if r.get("kind") == "ground_truth"), None)
     ref = next((r for r in rows if r.get("is_reference")), None)
@@ -304,10 +305,20 @@ def _footnote(
             f" p: two-sided paired Wilcoxon signed-rank test against {ref.get('label', ref['method'])} "
             "(paired by slice); significance at p < 0.01 as in the paper."
         )
+    labels = {r["method"]: r.get("label", r["method"]) for r in rows}
     if provenance:
-        labels = {r["method"]: r.get("label", r["method"]) for r in rows}
         text += " Evaluated weights: " + "; ".join(f"{labels.get(m, m)}: {p}" for m, p in provenance.items()) + "."
+    for method, run_rows in (runs or {}).items():
+        listed = "; ".join(f"{r['method'].split(':', 1)[-1]} {_run_cells(r)}" for r in run_rows)
+        text += f" {labels.get(method, method)} per training run (PSNR / SSIM / SIS): {listed}."
     return text
+
+
+def _run_cells(row: Mapping[str, Any]) -> str:
+    """``24.29 / 0.605 / 0.797``: a training run's PSNR / SSIM / SIS."""
+    return " / ".join(
+        _cell(row, field, None, decimals) for field, decimals in (("psnr_mean", 2), ("ssim_mean", 3), ("sis", 3))
+    )
 
 
 def write_table(
@@ -317,21 +328,23 @@ def write_table(
     provenance: Mapping[str, str] | None = None,
     split: str = "test",
     segmenter: str = "the segmentation net",
+    runs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> tuple[Path, Path]:
     """Write the markdown table (see :func:`format_table`) and the full-precision JSON.
 
     ``provenance`` (method -> which checkpoint, how it was chosen, its perceptual backbone) goes into the footnote
-    and the JSON.
+    and the JSON; so do ``runs`` (method -> the summary rows of each of its training runs, named ``<method>:<run>``,
+    for a method whose row is the mean over several runs).
 
-    JSON layout: ``{"reference": method | null, "columns": [...], "rows": [row, ...]}``; non-finite
-    numbers (nan, inf) are written as ``null`` so the file is strict JSON.
+    JSON layout: ``{"reference": method | null, "columns": [...], "rows": [row, ...], "provenance": {...},
+    "runs": {method: [row, ...]}}``; non-finite numbers (nan, inf) are written as ``null`` so the file is strict JSON.
     """
     md_path, json_path = Path(md_path), Path(json_path)
     table = format_table(rows)
     align = ["left"] + ["right"] * (len(table[0]) - 1)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(
-        markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows, provenance, split, segmenter) + "\n"
+        markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows, provenance, split, segmenter, runs) + "\n"
     )
     ref = next((r["method"] for r in rows if r.get("is_reference")), None)
     payload = {
@@ -339,6 +352,7 @@ def write_table(
         "columns": table[0],
         "rows": [dict(r) for r in rows],
         "provenance": dict(provenance or {}),
+        "runs": {method: [dict(r) for r in run_rows] for method, run_rows in (runs or {}).items()},
     }
     return md_path, write_strict_json(json_path, payload)
 

@@ -67,3 +67,25 @@ def test_the_training_figure_describes_every_stage_with_a_curve(tmp_path):
     ]
     assert training_figure({"stage1": ("stage1", tmp_path / "no_log")}, tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_the_refinements_runs_share_a_panel_and_are_named(tmp_path):
+    runs = {
+        name: _log(
+            tmp_path / name,
+            [
+                {"epoch": e, "step": e, "val/psnr": p, "val/psnr_recon": 24.0, "train/lambda": lam}
+                for e, p in enumerate(psnr)
+            ],
+        )
+        for name, psnr, lam in (("stage2", [23.0, 22.0], -0.01), ("stage2_seed1", [23.5, 23.4], 0.02))
+    }
+    stages = {name: ("stage2", run_dir) for name, run_dir in runs.items()}
+    path, sentences = training_figure(stages, tmp_path / "curves.png")
+    assert path.stat().st_size > 0
+    assert sentences == [
+        "stage 2 (stage2): validation PSNR per epoch 23.00, 22.00 against R's 24.00 dB; "
+        "λ as last logged in each epoch -0.010, -0.010",
+        "stage 2 (stage2_seed1): validation PSNR per epoch 23.50, 23.40 against R's 24.00 dB; "
+        "λ as last logged in each epoch +0.020, +0.020",
+    ]

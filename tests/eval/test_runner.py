@@ -60,3 +60,56 @@ def test_eval_logs_table_to_wandb_offline(phantom_root, stage1_ckpt, tmp_path, m
     evaluate(_eval_config(phantom_root, tmp_path, "methods=[zero_filled]", "reference=zero_filled"))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))  # the run file with the logged table
+
+
+def _perturbed_copy(ckpt, path, scale):
+    """A copy of a checkpoint in ``path/checkpoints/best.ckpt`` with every floating-point weight of its network
+    multiplied by ``scale``: another "training run" whose reconstructions differ."""
+    import torch
+
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    checkpoint["state_dict"] = {
+        k: v * scale if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()
+    }
+    (path / "checkpoints").mkdir(parents=True)
+    torch.save(checkpoint, path / "checkpoints" / "best.ckpt")
+    return path / "checkpoints" / "best.ckpt"
+
+
+def test_a_method_trained_several_times_is_the_mean_of_its_runs(phantom_root, stage1_ckpt, tmp_path):
+    """recnet.ckpt=[A,B]: each slice's metrics averaged over the runs; each run as evaluated on its own."""
+    other = _perturbed_copy(stage1_ckpt, tmp_path / "seed1", 0.9)
+    alone = {}
+    for name, ckpt in (("a", stage1_ckpt), ("b", other)):
+        evaluate(_eval_config(phantom_root, tmp_path / name, "methods=[recnet]", f"recnet.ckpt={ckpt}"))
+        alone[name] = {r["key"]: r for r in read_per_slice_csv(tmp_path / name / "per_slice.csv")}
+    assert alone["a"] != alone["b"]
+
+    out = tmp_path / "both"
+    rows = evaluate(
+        _eval_config(phantom_root, out, "methods=[zero_filled,recnet]", f"recnet.ckpt=[{stage1_ckpt},{other}]")
+    )
+    records = read_per_slice_csv(out / "per_slice.csv")
+    runs = {stage1_ckpt.parent.parent.name: alone["a"], "seed1": alone["b"]}
+    for run, expected in runs.items():  # each run's records, as that checkpoint alone scored them
+        mine = {r["key"]: r for r in records if r["method"] == f"recnet:{run}"}
+        assert mine.keys() == expected.keys()
+        for key, record in mine.items():
+            assert record["psnr"] == pytest.approx(expected[key]["psnr"], abs=1e-6)
+    mean = {r["key"]: r for r in records if r["method"] == "recnet"}
+    for key, record in mean.items():
+        for metric in ("psnr", "ssim", "nmse", "hfen"):
+            assert record[metric] == pytest.approx((alone["a"][key][metric] + alone["b"][key][metric]) / 2, abs=1e-6)
+    recnet = next(r for r in rows if r["method"] == "recnet")
+    assert recnet["psnr_mean"] == pytest.approx(sum(r["psnr"] for r in mean.values()) / len(mean))
+
+    table = json.loads((out / "table.json").read_text())
+    per_run = {r["method"]: r["psnr_mean"] for r in table["runs"]["recnet"]}
+    assert per_run == pytest.approx(
+        {f"recnet:{run}": sum(r["psnr"] for r in expected.values()) / len(expected) for run, expected in runs.items()}
+    )
+    footnote = (out / "table.md").read_text()
+    assert "RecNet: each slice's metrics averaged over 2 training runs" in footnote
+    assert "RecNet per training run (PSNR / SSIM / SIS): " in footnote and "seed1 " in footnote
+    with pytest.raises(ValueError, match="twice"):
+        evaluate(_eval_config(phantom_root, tmp_path / "c", "methods=[recnet]", f"recnet.ckpt=[{other},{other}]"))
