@@ -157,7 +157,9 @@ class TrainingRuns:
         if len(runs) < 2:
             raise ValueError(f"TrainingRuns needs at least 2 runs, got {len(runs)}")
         self.runs = list(runs)
-        self.run_names = [run.run_name for run in self.runs]
+        names = [run.run_name for run in self.runs]
+        unique = len(set(names)) == len(names)  # else (runs from same-named folders) numbered
+        self.run_names = names if unique else [f"{name}#{i}" for i, name in enumerate(names)]
 
     def to(self, device: torch.device) -> TrainingRuns:
         self.runs = [run.to(device) for run in self.runs]
@@ -186,8 +188,8 @@ def checkpoint_method(ckpt: str | Sequence[str] | None = None, name: str = "chec
     :class:`TrainingRuns` for a list of two or more (``<name>.ckpt=[P1,P2,...]``: the same method trained from
     several seeds)."""
     paths = [ckpt] if isinstance(ckpt, str | Path) or ckpt is None else [str(p) for p in ckpt]
-    if len(paths) == 1:
-        return CheckpointMethod(paths[0], name)
+    if len(paths) <= 1:
+        return CheckpointMethod(paths[0] if paths else None, name)
     if len(set(paths)) != len(paths):
         raise ConfigError(f"{name}.ckpt lists a checkpoint twice: {paths}", "list each training run once")
     return TrainingRuns([CheckpointMethod(p, f"{name}[{i}]") for i, p in enumerate(paths)])
