@@ -94,6 +94,8 @@ def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Pa
         for k, (name, curves) in enumerate(runs):
             series = curves[main]
             line = ax.plot(list(series), list(series.values()), marker="o", markersize=3, label=name)[0]
+            if experiment == "stage2" and curves["recon"]:  # R on this run's validation masks (they follow its seed)
+                ax.axhline(_last(curves["recon"])[1], ls="--", c=line.get_color(), lw=1, label=f"R ({name}'s masks)")
             if gate is not None and curves["lambda"]:
                 lam = curves["lambda"]
                 gate.plot(list(lam), list(lam.values()), c=line.get_color(), ls=":", marker="s", markersize=3)
@@ -110,10 +112,10 @@ def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Pa
         first = runs[0][1]
         if experiment == "stage1" and first["zero_filled"]:
             ax.axhline(_last(first["zero_filled"])[1], ls="--", c="grey", label="zero-filled")
-        if experiment == "stage2" and first["recon"]:
-            ax.axhline(_last(first["recon"])[1], ls="--", c="grey", label="R (stage 1)")
         if gate is not None:
             gate.set_ylabel("λ (last logged in the epoch; dotted)")
+            ax.set_zorder(gate.get_zorder() + 1)  # the PSNR axes (and their legend) above the λ axes
+            ax.patch.set_visible(False)
         ax.set_xlabel("epoch (0 = the first)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("validation NMSE" if main == "nmse" else "validation PSNR (dB)")
