@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["bench", "precision_parity", "dlmri_study", "refinement_diagnostics"])
+@pytest.mark.parametrize("name", ["bench", "precision_parity", "dlmri_study", "refinement_diagnostics", "stage2_long"])
 def test_experiment_script_imports(name):
     module = importlib.import_module(f"experiments.{name}")
     assert callable(module.main)

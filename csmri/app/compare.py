@@ -63,6 +63,15 @@ def metric_by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
     return dict(sorted({epoch: value for epoch, _, value in _logged(run_dir, metric)}.items()))
 
 
+def mean_by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
+    """Epoch -> the mean of every value of ``metric`` logged in it (e.g. a training loss logged every N steps), from the
+    run's CSV log (empty when absent)."""
+    values: dict[int, list[float]] = {}
+    for epoch, _, value in _logged(run_dir, metric):
+        values.setdefault(epoch, []).append(value)
+    return {epoch: sum(v) / len(v) for epoch, v in sorted(values.items())}
+
+
 def compare(run_dirs: list[Path], metric: str, out: Path) -> Path:
     runs = {d: read_run(d) for d in run_dirs}
     names = sorted({k for info in runs.values() for k in info.get("final_metrics", {}) if k.startswith("val/")})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from csmri.app.compare import metric_by_epoch
+from csmri.app.compare import mean_by_epoch, metric_by_epoch
 from csmri.app.curves import training_figure
 
 
@@ -26,6 +26,7 @@ def test_each_epoch_keeps_the_last_value_logged_in_it(tmp_path):
         tmp_path, [{"epoch": 0, "step": 9, "m": 1.0}, {"epoch": 0, "step": 19, "m": 2.0}, {"epoch": 1, "step": 29}]
     )
     assert metric_by_epoch(run, "m") == {0: 2.0}
+    assert mean_by_epoch(run, "m") == {0: 1.5}  # every value logged in the epoch
     assert metric_by_epoch(run, "other") == {} and metric_by_epoch(tmp_path / "nothing", "m") == {}
 
 
