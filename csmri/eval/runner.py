@@ -144,9 +144,10 @@ def run_evaluation(
                 results.labels[key] = labels[i].to(torch.uint8).cpu().numpy()
                 results.keep(GROUND_TRUTH, key, target[i], gt_pred[i] if gt_pred is not None else None)
         for name, method in methods.items():
-            runs = method.runs if isinstance(method, TrainingRuns) else [method]
+            runs, run_names = (
+                (method.runs, method.run_names) if isinstance(method, TrainingRuns) else ([method], [name])
+            )
             scored = [_score(run.reconstruct(batch), target, labels, segnet) for run in runs]
-            run_names = method.run_names if isinstance(method, TrainingRuns) else [name]
             for i, key in enumerate(batch["key"]):
                 per_run = [
                     _record(f"{name}:{run}", key, metrics, dice[i] if structure[i] else None, i)
