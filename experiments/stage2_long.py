@@ -56,6 +56,16 @@ def summary(run_dir: Path) -> dict[str, object]:
     }
 
 
+def _label(ax, twin, xlabel: str, ylabel: str, title: str, legend_loc: str) -> None:
+    """Axis labels, title, grid, and one legend for a panel and its twin axes."""
+    handles = [h for axes in (ax, twin) for h in axes.get_legend_handles_labels()[0]]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc=legend_loc)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+
+
 def figure(s: dict[str, object], path: Path) -> Path:
     import matplotlib
 
@@ -74,12 +84,7 @@ def figure(s: dict[str, object], path: Path) -> Path:
         sis.axhline(next(iter(scores.values()))["recnet_sis"], ls="--", c="tab:green", lw=1, label="R, SIS")
     sis.set_ylabel("validation SIS", color="tab:green")
     sis.set_ylim(0, 1)
-    handles = [h for ax in (a, sis) for h in ax.get_legend_handles_labels()[0]]
-    a.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="lower left")
-    a.set_xlabel("epoch (0 = the first)")
-    a.set_ylabel("validation PSNR (dB)")
-    a.set_title("stage 2, validation split", fontsize=10)
-    a.grid(alpha=0.3)
+    _label(a, sis, "epoch (0 = the first)", "validation PSNR (dB)", "stage 2, validation split", "lower left")
     for term, label in (("adv_norm", "L_adv / M"), ("vgg_norm", "L_VGG / O")):
         b.plot(list(s[term]), list(s[term].values()), "o-", ms=3, label=f"{label} (epoch mean)")
     game = b.twinx()
@@ -87,12 +92,7 @@ def figure(s: dict[str, object], path: Path) -> Path:
     game.plot(list(s["lambda"]), [abs(v) for v in s["lambda"].values()], "s:", c="black", ms=3, label="|λ| (epoch end)")
     game.set_ylabel("D(x̂), |λ|")
     game.set_ylim(0, 0.5)
-    handles = [h for ax in (b, game) for h in ax.get_legend_handles_labels()[0]]
-    b.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper left")
-    b.set_xlabel("epoch")
-    b.set_ylabel("normalised generator term (1 at step 1)")
-    b.set_title("the adversarial game", fontsize=10)
-    b.grid(alpha=0.3)
+    _label(b, game, "epoch", "normalised generator term (1 at step 1)", "the adversarial game", "upper left")
     return save_figure(fig, path, dpi=110)
 
 
