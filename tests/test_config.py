@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -37,6 +38,15 @@ def test_model_override_reaches_the_network(phantom_root, tmp_path):
     cfg = compose_config("train", ["experiment=stage1", "model.nf=16", "model.nc=2"], tmp_path)
     net = build_module(cfg).net
     assert len(net.blocks) == 2 and net.blocks[0][0].out_channels == 16
+
+
+@pytest.mark.parametrize("data", ["phantom", "folder", "h5"])
+def test_runs_with_different_seeds_are_validated_on_the_same_masks(data, phantom_root):
+    configs = [compose_config("train", [f"data={data}", f"data.root={phantom_root}", f"seed={s}"]) for s in (0, 1)]
+    samplers = [instantiate(cfg.data).sampler for cfg in configs]
+    assert [s.seed for s in samplers] == [0, 1] and [s.eval_seed for s in samplers] == [0, 0]
+    masks = [s.evaluation_mask("p/000", (32, 32))[0] for s in samplers]
+    assert torch.equal(masks[0], masks[1])
 
 
 def test_typo_in_override_names_the_key():

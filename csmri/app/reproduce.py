@@ -406,7 +406,8 @@ class Pipeline:
             "## Setting",
             f"- data: `{self.data_root}` ({meta.get('source', 'unknown')} source, size {meta.get('size')}, "
             f"patients per split {splits}), {self.p.data.acceleration}x Cartesian undersampling",
-            f"- seed: {self.p.seed}; evaluation masks fixed per slice from (seed, slice key)",
+            f"- seed: {self.p.seed}; validation/test masks fixed per slice from (data.eval_seed, slice key),"
+            " the same for every training seed",
             f"- SIS: segmentation net(s) of stage(s) {', '.join(self.segnet_stages())}"
             + (" (an ensemble: the argmax of their mean class probabilities)" if len(self.segnet_stages()) > 1 else ""),
             f"- perceptual backbone actually used: stage 2 `{backbones['stage2']}`, DAGAN `{backbones['dagan']}`"

@@ -34,7 +34,8 @@ class MRIDataModule(L.LightningDataModule):
         acceleration, sample_n, noise_std: acquisition simulation, see :class:`MaskSampler`.
         batch_size: training batch size; ``eval_batch_size`` for val/test (default: same).
         num_workers: DataLoader workers.
-        seed: base seed of all masks.
+        seed: base seed of the training masks; ``eval_seed``: of the fixed validation/test masks
+            (``None`` = ``seed``; the configs fix it at 0 so that every training seed is validated on the same masks).
         cache: load every slice into RAM once instead of reading HDF5 per item.
         source: a :class:`csmri.data.sources.DatasetSource` (or its ``_target_`` config) that prepares
             the layout from ``root`` when missing, e.g. the phantom generator or a folder of NIfTI files.
@@ -59,6 +60,7 @@ class MRIDataModule(L.LightningDataModule):
         source: DatasetSource | Mapping[str, Any] | None = None,
         mask: str = "gaussian",
         center_fraction: float | None = None,
+        eval_seed: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -69,7 +71,7 @@ class MRIDataModule(L.LightningDataModule):
             raise TypeError(f"source must implement layout_dir() and prepare(), got {type(source).__name__}")
         self.source = source
         self.root = Path(root)
-        self.sampler = MaskSampler(acceleration, sample_n, noise_std, seed, mask, center_fraction)
+        self.sampler = MaskSampler(acceleration, sample_n, noise_std, seed, mask, center_fraction, eval_seed)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers

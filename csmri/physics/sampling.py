@@ -5,9 +5,11 @@ Mask seeding rules (the reason this module exists):
 - **training**: a fresh mask for every sample of every batch, drawn on the batch's device from a
   generator seeded by ``(seed, "train", rank, step)``; ``step`` counts training batches, so masks
   differ across batches and ranks and repeat exactly after resuming from a checkpoint;
-- **evaluation**: one fixed mask per slice, seeded by ``(seed, "eval", key)`` only, drawn on the CPU
-  (a 1-D line pattern, negligible cost) and moved to the device — identical whatever the batch size,
-  worker count, order, DDP rank or device type, so every method is evaluated on identical inputs.
+- **evaluation** (validation and test): one fixed mask per slice, seeded by ``(eval_seed, "eval", key)``
+  only, drawn on the CPU (a 1-D line pattern, negligible cost) and moved to the device — identical whatever
+  the batch size, worker count, order, DDP rank or device type, so every method is evaluated on identical
+  inputs. ``eval_seed`` is apart from the training ``seed`` (the configs fix it at 0), so that runs trained
+  from different seeds are validated on the same masks; ``None`` means "the training seed".
 
 The same rules hold for every mask type (gaussian, random, equispaced; see :func:`csmri.physics.mask.line_mask`).
 """
@@ -31,9 +33,10 @@ class MaskSampler:
         acceleration: undersampling factor (``floor(H / acceleration)`` lines are sampled).
         sample_n: always-sampled centre lines; ``None`` = :func:`csmri.physics.default_sample_n`.
         noise_std: std of complex Gaussian k-space noise per real component (0 = noiseless).
-        seed: base seed of every mask and noise draw.
+        seed: base seed of the training masks and noise (and of evaluation masks if ``eval_seed`` is ``None``).
         mask: ``gaussian`` (the paper's), ``random`` or ``equispaced`` (fastMRI's), see :func:`line_mask`.
         center_fraction: fraction of always-sampled centre lines (instead of ``sample_n``; fastMRI's setting).
+        eval_seed: base seed of the fixed validation/test masks and noise; ``None`` = ``seed``.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class MaskSampler:
         seed: int = 0,
         mask: str = "gaussian",
         center_fraction: float | None = None,
+        eval_seed: int | None = None,
     ) -> None:
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
@@ -55,6 +59,7 @@ class MaskSampler:
         self.sample_n = sample_n
         self.noise_std = noise_std
         self.seed = seed
+        self.eval_seed = seed if eval_seed is None else eval_seed
         self.mask = mask
         self.center_fraction = center_fraction
 
@@ -68,6 +73,7 @@ class MaskSampler:
             "center_fraction": self.center_fraction,
             "noise_std": self.noise_std,
             "seed": self.seed,
+            "eval_seed": self.eval_seed,
         }
 
     def _draw(
@@ -96,7 +102,7 @@ class MaskSampler:
 
     def evaluation_mask(self, key: str, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Generator]:
         """The fixed CPU mask ``(H, W)`` of slice ``key`` and its (advanced) CPU generator."""
-        generator = seeded_generator(self.seed, "eval", key)
+        generator = seeded_generator(self.eval_seed, "eval", key)
         mask = self._draw(1, shape, generator)[0]
         return mask, generator
 

@@ -17,6 +17,20 @@ def test_evaluation_mask_depends_only_on_seed_and_key():
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, d)
 
 
+def test_evaluation_masks_follow_eval_seed_not_the_training_seed():
+    shape, key = (64, 64), "p1/003"
+    pinned = [MaskSampler(acceleration=4, seed=s, eval_seed=0) for s in (0, 1, 2)]
+    masks = [sampler.evaluation_mask(key, shape)[0] for sampler in pinned]
+    assert all(torch.equal(masks[0], m) for m in masks[1:])
+    # eval_seed=None keeps the single-seed behaviour (csmri reconstruct --seed, export's example inputs)
+    assert torch.equal(MaskSampler(acceleration=4, seed=0).evaluation_mask(key, shape)[0], masks[0])
+    assert not torch.equal(MaskSampler(acceleration=4, seed=1).evaluation_mask(key, shape)[0], masks[0])
+    assert not torch.equal(MaskSampler(acceleration=4, seed=1, eval_seed=1).evaluation_mask(key, shape)[0], masks[0])
+    training = [s.training_masks(4, shape, step=0, rank=0, device=torch.device("cpu"))[0] for s in pinned[:2]]
+    assert not torch.equal(training[0], training[1])  # training masks still follow the run's seed
+    assert pinned[1].settings["seed"] == 1 and pinned[1].settings["eval_seed"] == 0
+
+
 def test_training_masks_fresh_per_sample_step_and_rank():
     sampler = MaskSampler(acceleration=4, seed=0)
     target = torch.randn(6, 64, 64, dtype=torch.complex64)
