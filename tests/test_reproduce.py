@@ -53,6 +53,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert "- stage 2 (stage2_seed1): validation PSNR per epoch" in training
     assert "Refinement (ours): each slice's metrics averaged over 2 training runs (stage2: last.ckpt" in footnote
     assert "Refinement (ours) per training run (PSNR / SSIM / SIS): stage2 " in footnote
+    assert "| Refinement (ours) (mean of 2 runs) (ref.) |" in footnote
     assert [r["method"] for r in json.loads((results / "table.json").read_text())["runs"]["refinement"]] == [
         "refinement:stage2",
         "refinement:stage2_seed1",

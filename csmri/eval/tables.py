@@ -256,17 +256,22 @@ def _cell(row: Mapping[str, Any], mean_field: str, std_field: str | None, decima
     return text
 
 
-def format_table(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+def format_table(
+    rows: Sequence[Mapping[str, Any]], runs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> list[list[str]]:
     """Rows as strings (header first): Method | PSNR | SSIM | SIS | Dice | p (PSNR) | p (Dice).
 
     The best value per column (highest mean; Ground truth excluded) is wrapped in ``**bold**``;
-    the reference method is marked "(ref.)".
+    a method averaged over several training runs (``runs``, see :func:`write_table`) is marked
+    "(mean of N runs)", the reference method "(ref.)".
     """
     header = ["Method", *(c[0] for c in _COLUMNS), "p (PSNR)", "p (Dice)"]
     best = {c[1]: _best(rows, c[1]) for c in _COLUMNS}
     table = [header]
     for row in rows:
-        name = str(row.get("label", row["method"])) + (" (ref.)" if row.get("is_reference") else "")
+        name = str(row.get("label", row["method"]))
+        n_runs = len((runs or {}).get(row["method"], ()))
+        name += (f" (mean of {n_runs} runs)" if n_runs > 1 else "") + (" (ref.)" if row.get("is_reference") else "")
         cells = [name]
         for _, mean_field, std_field, decimals in _COLUMNS:
             text = _cell(row, mean_field, std_field, decimals)
@@ -340,7 +345,7 @@ def write_table(
     "runs": {method: [row, ...]}}``; non-finite numbers (nan, inf) are written as ``null`` so the file is strict JSON.
     """
     md_path, json_path = Path(md_path), Path(json_path)
-    table = format_table(rows)
+    table = format_table(rows, runs)
     align = ["left"] + ["right"] * (len(table[0]) - 1)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(

@@ -111,5 +111,6 @@ def test_a_method_trained_several_times_is_the_mean_of_its_runs(phantom_root, st
     footnote = (out / "table.md").read_text()
     assert "RecNet: each slice's metrics averaged over 2 training runs" in footnote
     assert "RecNet per training run (PSNR / SSIM / SIS): " in footnote and "seed1 " in footnote
+    assert "| RecNet (mean of 2 runs) (ref.) |" in footnote
     with pytest.raises(ValueError, match="twice"):
         evaluate(_eval_config(phantom_root, tmp_path / "c", "methods=[recnet]", f"recnet.ckpt=[{other},{other}]"))
