@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 
 import pytest
 
 
-@pytest.mark.parametrize("name", ["bench", "precision_parity", "dlmri_study", "refinement_diagnostics", "stage2_long"])
+@pytest.mark.parametrize(
+    "name",
+    ["bench", "precision_parity", "dlmri_study", "refinement_diagnostics", "stage2_long", "discriminator_scale"],
+)
 def test_experiment_script_imports(name):
     module = importlib.import_module(f"experiments.{name}")
     assert callable(module.main)
@@ -34,3 +38,19 @@ def test_refinement_alignment_on_hand_made_outputs():
     out = alignment(x_v, base, residual, gate=-0.1, scale=scale)
     torch.testing.assert_close(out["cos_gated_residual"], -torch.tensor([1.0, 0.0, 2**-0.5]))
     torch.testing.assert_close(out["best_gate"], torch.tensor([1 / 8, 0.0, 1 / 2]))
+
+
+def test_discriminator_scale_table_lists_each_runs_checkpoints(tmp_path):
+    from experiments.discriminator_scale import _run, table
+
+    def run(psnr: float, d_fake: float) -> dict:
+        scores = {"ref_psnr": psnr, "ref_ssim": 0.5, "ref_sis": 0.25, "recnet_psnr": 25.0, "recnet_ssim": 0.6}
+        return {"checkpoints": {2: {**scores, "recnet_sis": 0.875}}, "lambda": {2: -0.03}, "d_fake": {2: d_fake}}
+
+    text = table({"4x4": run(24.0, 0.125), "16x16": run(24.5, 0.375)})
+    assert "| 4x4 | 2 | 24.00 | 0.500 | 0.250 | -0.030 | 0.125 |" in text
+    assert "| 16x16 | 2 | 24.50 | 0.500 | 0.250 | -0.030 | 0.375 |" in text
+    assert text.splitlines()[-1] == "| RecNet (R) | | 25.00 | 0.600 | 0.875 | | |"
+    assert _run(f"paper D (4x4)={tmp_path}") == ("paper D (4x4)", tmp_path)
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=RUN_DIR"):
+        _run(str(tmp_path))
