@@ -1,4 +1,7 @@
-"""`csmri export`: a trained RecNet (stage 1), stage-2 model (R + gated V) or DAGAN generator as ONNX or TorchScript.
+"""`csmri export`: a trained RecNet (stage 1), stage-2 model (R + gated V) or DAGAN generator as ONNX or TorchScript,
+or as an inference-only csmri checkpoint (``--format checkpoint``: the training checkpoint without optimiser,
+discriminator, VGG and replay state — what `csmri eval`, `csmri reconstruct` and `csmri.load` need; a stage-2
+checkpoint shrinks from ~345 MB to a few MB; see :func:`csmri.lit.checkpoints.inference_checkpoint`).
 
 The exported graph has no complex tensors (ONNX has none): the centred orthonormal FFTs and data consistency are
 matrix products over real tensors for one fixed image size (:mod:`csmri.physics.real_fft`). It runs in fp32.
@@ -28,11 +31,12 @@ from torch import nn
 
 from csmri.errors import OutputError
 from csmri.inference import InferenceError, TrainedReconstructor
+from csmri.lit.checkpoints import inference_checkpoint, read_checkpoint
 from csmri.physics.real_fft import RealDataConsistency, RealFFT2c
 
 INPUT_NAMES = ["kspace_real", "kspace_imag", "mask"]
 OUTPUT_NAMES = ["reconstruction"]
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "checkpoint")
 
 
 class ExportedReconstructor(nn.Module):
@@ -157,6 +161,9 @@ def export(
                 )
                 actual = run_onnx(tmp, *example_inputs(height, width, model.acquisition, batch=3, seed=1))
                 expected = reference(model, *example_inputs(height, width, model.acquisition, batch=3, seed=1))
+            elif fmt == "checkpoint":
+                torch.save(inference_checkpoint(read_checkpoint(ckpt)), tmp)
+                actual = reference(TrainedReconstructor(tmp, device="cpu", precision="32"), *inputs)
             else:
                 traced = torch.jit.trace(wrapper, inputs, check_trace=False)
                 torch.jit.save(traced, str(tmp))
@@ -202,12 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
             "Export a RecNet (stage 1), stage-2 or DAGAN checkpoint as ONNX or TorchScript for one fixed image size. "
             "Inputs kspace_real, kspace_imag, mask (B, H, W) float32 (centred k-space); output reconstruction "
             "(B, 2, H, W) = [real, imag]. FFTs are matrix products over real tensors; fp32; checked against "
-            "PyTorch at export."
+            "PyTorch at export. --format checkpoint writes an inference-only .ckpt instead (no optimiser or "
+            "discriminator state; for csmri eval / reconstruct / csmri.load)."
         ),
     )
     parser.add_argument("--ckpt", required=True, help="a csmri checkpoint (stage 1, stage 2 or DAGAN)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="onnx or torchscript")
-    parser.add_argument("--out", required=True, help="output file (.onnx / .pt)")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="onnx, torchscript or checkpoint")
+    parser.add_argument("--out", required=True, help="output file (.onnx / .pt / .ckpt)")
     parser.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), help="image size (default: the training size)")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="max abs difference allowed (default 1e-4)")
     return parser

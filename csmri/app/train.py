@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from csmri.app.guard import guarded
 from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_raise_cause
 from csmri.errors import ConfigError, TrainingError, did_you_mean
-from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint
+from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint, refuse_inference_only_resume
 from csmri.lit.precision import configure_matmul, resolve_precision
 from csmri.run_info import RunInfo, job_overrides, one_line, overrides_change, read_run_info
 
@@ -158,6 +158,8 @@ def train(cfg: DictConfig) -> float | None:
     try:
         check_no_missing(cfg)
         check_launch(cfg)
+        if cfg.get("ckpt_path"):
+            refuse_inference_only_resume(cfg.ckpt_path)
         return _fit(cfg, info)
     except BaseException as err:
         if info is not None:

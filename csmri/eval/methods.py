@@ -12,6 +12,7 @@ one by one and its table row holds each slice's metrics averaged over them (see 
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -20,7 +21,7 @@ import lightning as L
 import torch
 
 from csmri.errors import CheckpointError, ConfigError, CsmriError
-from csmri.lit.checkpoints import load_failure, read_checkpoint
+from csmri.lit.checkpoints import INFERENCE_ONLY, check_inference_load, load_failure, read_checkpoint
 from csmri.lit.optim import upgrade_legacy_hparams
 from csmri.run_info import perceptual_precision_label
 
@@ -52,7 +53,9 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
 
     Only what reconstruction needs is loaded faithfully: a perceptual (VGG) extractor, used by training
     losses alone, is built with random weights instead of being fetched. The backbone the run actually
-    trained with stays available as ``module.trained_perceptual_backbone``.
+    trained with stays available as ``module.trained_perceptual_backbone``. An inference-only checkpoint
+    (:func:`csmri.lit.checkpoints.inference_checkpoint`) loads with the state it left out (discriminator, VGG)
+    freshly initialised; any other missing or unexpected entry is an error, as for a full checkpoint.
     """
     checkpoint = read_checkpoint(path, what)
     tag = checkpoint.get("csmri_module")
@@ -68,8 +71,15 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
     net = hparams.get("net")
     if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
         overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
+    inference_only = INFERENCE_ONLY in checkpoint
     try:
-        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides).eval()
+        with warnings.catch_warnings():  # Lightning lists the keys an inference-only file left out; checked below
+            warnings.filterwarnings("ignore", "Found keys that are in the model state dict but not in the checkpoint")
+            module = cls.load_from_checkpoint(
+                path, map_location="cpu", weights_only=True, strict=not inference_only, **overrides
+            ).eval()
+        if inference_only:
+            check_inference_load(module, checkpoint, f"{what} {path}")
     except CsmriError:
         raise
     except Exception as err:  # missing entries, mismatched weights: a damaged or foreign file

@@ -30,6 +30,53 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
         ) from err
 
 
+INFERENCE_ONLY = "csmri_inference_only"  # checkpoint key: the state-dict prefixes left out (see below)
+TRAINING_ONLY_PREFIXES = ("discriminator.", "perceptual.", "replay.")  # training only: D, VGG (if stored), replay
+
+
+def inference_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``checkpoint`` with only what reconstruction needs: no optimiser or scheduler state, and none of the
+    state under :data:`TRAINING_ONLY_PREFIXES` (a stage-2 checkpoint: ~345 MB -> a few MB at the paper's sizes).
+
+    Everything else is kept — the reconstruction networks, hyper-parameters, the recorded acquisition, perceptual
+    backbone, epoch and checkpoint-callback state (the table's provenance) — and ``csmri_inference_only`` lists the
+    prefixes left out, so :func:`check_inference_load` can tell a deliberately smaller file from a damaged one.
+    Training cannot resume from it.
+    """
+    state = checkpoint["state_dict"]
+    dropped = sorted({p for p in TRAINING_ONLY_PREFIXES for k in state if k.startswith(p)})
+    slim = {k: v for k, v in checkpoint.items() if k not in ("optimizer_states", "lr_schedulers", "state_dict")}
+    slim["state_dict"] = {k: v for k, v in state.items() if not k.startswith(tuple(dropped))} if dropped else state
+    slim[INFERENCE_ONLY] = dropped
+    return slim
+
+
+def check_inference_load(module: nn.Module, checkpoint: dict[str, Any], what: str) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint``'s state covers ``module`` except for the prefixes it says
+    it left out (an inference-only file loads with ``strict=False``; this keeps the strictness that matters)."""
+    dropped = tuple(checkpoint.get(INFERENCE_ONLY) or ())
+    have, want = set(checkpoint["state_dict"]), set(module.state_dict())
+    missing = sorted(k for k in want - have if not (dropped and k.startswith(dropped)))
+    unexpected = sorted(have - want)
+    if missing or unexpected:
+        listed = ", ".join([*(f"missing {k}" for k in missing[:3]), *(f"unexpected {k}" for k in unexpected[:3])])
+        raise CheckpointError(
+            f"cannot load {what} as a {type(module).__name__} ({listed})",
+            "the file is damaged or was written by an incompatible csmri version; export it again from the "
+            "training checkpoint",
+        )
+
+
+def refuse_inference_only_resume(path: str | Path) -> None:
+    """``ckpt_path`` must be a training checkpoint: an inference-only one has no optimiser state to resume."""
+    if INFERENCE_ONLY in read_checkpoint(path, "ckpt_path"):
+        raise ConfigError(
+            f"ckpt_path {path} is an inference-only checkpoint (`csmri export --format checkpoint`): it holds no "
+            "optimiser or discriminator state to resume training from",
+            "resume from the run's own checkpoints/last.ckpt",
+        )
+
+
 def load_failure(err: BaseException) -> str:
     """A short reason for a failed checkpoint load (torch's messages run over several long lines)."""
     text = str(err).strip()

@@ -62,3 +62,39 @@ def test_export_errors(dagan_ckpt, tmp_path, capsys):
     assert len(lines) == 2 and lines[0].startswith("csmri export: error: ") and "do not fit" in lines[0]
     assert lines[1].startswith("  hint: ")
     assert not any(p.suffix in (".onnx", ".pt") for p in tmp_path.iterdir())
+
+
+def test_inference_only_checkpoint_reconstructs_as_the_training_one(stage2_ckpt, phantom_root, stage1_ckpt, tmp_path):
+    from csmri.app.train import train
+    from csmri.errors import CheckpointError, ConfigError
+    from csmri.eval.methods import load_module
+    from tests.conftest import TINY_STAGE2
+    from tests.helpers import compose_config
+
+    out = tmp_path / "stage2_inference.ckpt"
+    assert main(["--ckpt", str(stage2_ckpt), "--format", "checkpoint", "--out", str(out)]) == 0
+    full = torch.load(stage2_ckpt, map_location="cpu", weights_only=True)
+    slim = torch.load(out, map_location="cpu", weights_only=True)
+    assert "optimizer_states" in full and "optimizer_states" not in slim
+    assert slim["csmri_inference_only"] == ["discriminator.", "replay."]  # the frozen VGG is not in the state
+    kept = {k for k in full["state_dict"] if not k.startswith(("discriminator.", "replay."))}
+    assert set(slim["state_dict"]) == kept and any(k.startswith("refinement.refiner.") for k in kept)
+    assert float(slim["state_dict"]["refinement.gate"]) == pytest.approx(0.3)
+    assert out.stat().st_size < stage2_ckpt.stat().st_size / 2
+    for key in ("csmri_module", "csmri_acquisition", "perceptual_backbone", "hyper_parameters", "epoch", "callbacks"):
+        assert slim[key] == full[key]
+
+    # the same reconstruction, bit for bit, through csmri.load's path on other inputs than export's check
+    inputs = example_inputs(64, 64, full["csmri_acquisition"], batch=3, seed=7)
+    expected = reference(TrainedReconstructor(stage2_ckpt, device="cpu"), *inputs)
+    assert torch.equal(reference(TrainedReconstructor(out, device="cpu"), *inputs), expected)
+    assert load_module(out).checkpoint_provenance.endswith("(end of training)")
+
+    damaged = dict(slim, state_dict={k: v for k, v in slim["state_dict"].items() if k != "refinement.gate"})
+    torch.save(damaged, tmp_path / "damaged.ckpt")
+    with pytest.raises(CheckpointError, match="missing refinement.gate"):
+        load_module(tmp_path / "damaged.ckpt")
+
+    overrides = ["experiment=stage2", f"data.root={phantom_root}", f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2]
+    with pytest.raises(ConfigError, match="inference-only checkpoint"):
+        train(compose_config("train", [*overrides, f"+ckpt_path={out}"], tmp_path / "resume"))
