@@ -37,6 +37,18 @@ def _listed(series: dict[int, float], digits: int, signed: bool = False) -> str:
     return ", ".join(f"{v:{'+' if signed else ''}.{digits}f}" for v in series.values())
 
 
+def r_lines(runs: list[tuple[str, dict[str, dict[int, float]]]]) -> list[tuple[str, float, int | None]]:
+    """Stage 2's reference lines: R's last validation PSNR as ``(label, value, run index or None)``. One line ``R``
+    when every run saw the same value (validation masks from ``data.eval_seed``, the same for every seed), else one
+    per run (runs validated on different masks: before ``data.eval_seed``, or with it set per run)."""
+    values = [(k, name, _last(curves["recon"])[1]) for k, (name, curves) in enumerate(runs) if curves["recon"]]
+    if not values:
+        return []
+    if len({round(v, 9) for _, _, v in values}) == 1:
+        return [("R", values[0][2], None)]
+    return [(f"R ({name}'s masks)", v, k) for k, name, v in values]
+
+
 def describe(experiment: str, curves: dict[str, dict[int, float]], run: str | None = None) -> str | None:
     """One sentence on a stage's curves (``None`` without them); ``run`` names the run when an experiment has several
     (the refinement's seeds)."""
@@ -91,11 +103,11 @@ def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Pa
     for ax, (experiment, runs) in zip(axes[0], panels, strict=True):
         main = "nmse" if experiment == "dagan" else "psnr"
         gate = ax.twinx() if experiment == "stage2" and any(curves["lambda"] for _, curves in runs) else None
+        colours = []
         for k, (name, curves) in enumerate(runs):
             series = curves[main]
             line = ax.plot(list(series), list(series.values()), marker="o", markersize=3, label=name)[0]
-            if experiment == "stage2" and curves["recon"]:  # R on this run's validation masks (they follow its seed)
-                ax.axhline(_last(curves["recon"])[1], ls="--", c=line.get_color(), lw=1, label=f"R ({name}'s masks)")
+            colours.append(line.get_color())
             if gate is not None and curves["lambda"]:
                 lam = curves["lambda"]
                 gate.plot(list(lam), list(lam.values()), c=line.get_color(), ls=":", marker="s", markersize=3)
@@ -109,6 +121,9 @@ def training_figure(stages: dict[str, tuple[str, Path]], path: Path) -> tuple[Pa
                     edgecolors="black",
                     label="lowest" if k == 0 else None,
                 )
+        if experiment == "stage2":
+            for label, value, k in r_lines(runs):
+                ax.axhline(value, ls="--", c="grey" if k is None else colours[k], lw=1, label=label)
         first = runs[0][1]
         if experiment == "stage1" and first["zero_filled"]:
             ax.axhline(_last(first["zero_filled"])[1], ls="--", c="grey", label="zero-filled")

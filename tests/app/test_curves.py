@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from csmri.app.compare import mean_by_epoch, metric_by_epoch
-from csmri.app.curves import training_figure
+from csmri.app.curves import r_lines, training_figure
 
 
 def _log(run_dir: Path, rows: list[dict[str, object]]) -> Path:
@@ -90,3 +90,14 @@ def test_the_refinements_runs_share_a_panel_and_are_named(tmp_path):
         "stage 2 (stage2_seed1): validation PSNR per epoch 23.50, 23.40 against R's 24.00 dB; "
         "λ as last logged in each epoch +0.020, +0.020",
     ]
+
+
+def test_stage2_runs_share_one_r_line_when_validated_on_the_same_masks():
+    def run(recon: list[float]) -> dict[str, dict[int, float]]:
+        return {"psnr": {0: 23.0}, "recon": dict(enumerate(recon)), "lambda": {}}
+
+    same = [("stage2", run([25.48])), ("stage2_seed1", run([25.48]))]
+    assert r_lines(same) == [("R", 25.48, None)]
+    differ = [("stage2", run([25.4, 25.48])), ("stage2_seed1", run([25.32])), ("old", run([]))]
+    assert r_lines(differ) == [("R (stage2's masks)", 25.48, 0), ("R (stage2_seed1's masks)", 25.32, 1)]
+    assert r_lines([("old", run([]))]) == []
