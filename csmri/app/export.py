@@ -1,7 +1,7 @@
 """`csmri export`: a trained RecNet (stage 1), stage-2 model (R + gated V) or DAGAN generator as ONNX or TorchScript,
 or as an inference-only csmri checkpoint (``--format checkpoint``: the training checkpoint without optimiser,
-discriminator, VGG and replay state — what `csmri eval`, `csmri reconstruct` and `csmri.load` need; a stage-2
-checkpoint shrinks from ~345 MB to a few MB; see :func:`csmri.lit.checkpoints.inference_checkpoint`).
+discriminator, VGG and replay state — what `csmri eval`, `csmri reconstruct` and `csmri.load` need; the quick
+profile's stage-2 checkpoint shrinks from 345 MB to 1.6 MB; see :func:`csmri.lit.checkpoints.inference_checkpoint`).
 
 The exported graph has no complex tensors (ONNX has none): the centred orthonormal FFTs and data consistency are
 matrix products over real tensors for one fixed image size (:mod:`csmri.physics.real_fft`). It runs in fp32.

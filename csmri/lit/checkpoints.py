@@ -36,7 +36,7 @@ TRAINING_ONLY_PREFIXES = ("discriminator.", "perceptual.", "replay.")  # trainin
 
 def inference_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``checkpoint`` with only what reconstruction needs: no optimiser or scheduler state, and none of the
-    state under :data:`TRAINING_ONLY_PREFIXES` (a stage-2 checkpoint: ~345 MB -> a few MB at the paper's sizes).
+    state under :data:`TRAINING_ONLY_PREFIXES` (the quick profile's stage-2 checkpoint: 345 MB -> 1.6 MB).
 
     Everything else is kept — the reconstruction networks, hyper-parameters, the recorded acquisition, perceptual
     backbone, epoch and checkpoint-callback state (the table's provenance) — and ``csmri_inference_only`` lists the
