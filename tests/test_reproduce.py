@@ -219,6 +219,7 @@ def test_every_refinement_stage_is_a_run_of_the_tables_refinement_row(tmp_path, 
     weights = f"model.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
     commands = [quick.train_command(n) for n in names]
     assert all(recon in c and weights in c and "experiment=stage2" in c for c in commands)  # the same R and backbone
+    assert all("model.discriminator.net.strides=[2,2,2,1,1,1]" in c for c in commands)  # the paper's 16x16 grid at 128²
     seeds = [[o for o in c if o.startswith("seed=")][-1] for c in commands]
     assert seeds == ["seed=0", "seed=1", "seed=2"]  # the last seed= wins in Hydra
     expected = ",".join(str(tmp_path / n / "checkpoints" / "last.ckpt") for n in names)  # each at the end of training

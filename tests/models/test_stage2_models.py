@@ -58,6 +58,17 @@ def test_patch_discriminator_layout_and_features():
         d(torch.randn(1, 1, 16, 16))
 
 
+def test_two_fewer_strides_give_the_papers_patch_grid_at_a_quarter_of_its_size():
+    small = (8, 8, 16, 16, 32, 32)  # the grid depends on the strides, not the filters
+    paper = PatchDiscriminator(features=small).eval()  # strides 2,2,2,2,2,1 on the paper's 512^2 images
+    quick = PatchDiscriminator(features=small, strides=(2, 2, 2, 1, 1, 1)).eval()  # the quick profile's, at 128^2
+    with torch.no_grad():
+        assert paper(torch.randn(1, 1, 512, 512))[0].shape[-2:] == (16, 16)
+        assert paper(torch.randn(1, 1, 128, 128))[0].shape[-2:] == (4, 4)
+        logits, features = quick(torch.randn(1, 1, 128, 128))
+    assert logits.shape[-2:] == (16, 16) and [f.shape[-1] for f in features] == [64, 32, 16, 16, 16, 16]
+
+
 def test_vgg_random_is_frozen_seeded_and_not_in_state_dict():
     vgg = VGGFeatures("random", layer="relu2_2", seed=3)
     assert vgg.backbone == "vgg19-random"
