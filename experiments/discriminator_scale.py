@@ -65,6 +65,7 @@ def figure(runs: dict[str, dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (psnr, sis, game) = plt.subplots(1, 3, figsize=(13, 3.8))
     for i, (name, s) in enumerate(runs.items()):
@@ -88,6 +89,7 @@ def figure(runs: dict[str, dict], path: Path) -> Path:
         (game, "D(x̂) (epoch mean), |λ| (epoch end)", "the adversarial game"),
     ):
         ax.set_xlabel("epoch (0 = the first)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
