@@ -9,14 +9,14 @@ D wins the game within a few epochs at 128²; this measures whether D's patch sc
     # 1. one stage-2 run per discriminator (the profile's R, backbone, seed and data), a checkpoint every 3 epochs
     csmri train experiment=stage2 <the profile's data overrides> hydra.run.dir=outputs/dscale/strides_222111 \
         model.recon_ckpt=…/stage1/checkpoints/best.ckpt model.perceptual.weights=…/perceptual/vgg19_autoencoder.pth \
-        "model.discriminator.net.strides=[2,2,2,1,1,1]" trainer.max_epochs=9 \
+        "model.discriminator.net.strides=[2,2,2,1,1,1]" trainer.max_epochs=6 \
         +callbacks.periodic._target_=lightning.pytorch.callbacks.ModelCheckpoint … +callbacks.periodic.every_n_epochs=3
     # 2. each checkpoint on the validation split (never the test split), beside RecNet
     csmri eval split=val methods=[recnet,refinement] refinement.ckpt=…/periodic/epoch05.ckpt … \
         hydra.run.dir=outputs/dscale/strides_222111/eval_epoch05
     # 3. the comparison
-    python -m experiments.discriminator_scale "paper D (4x4)=outputs/dscale/strides_222221" \
-        "16x16=outputs/dscale/strides_222111" --figure docs/discriminator_scale.png
+    python -m experiments.discriminator_scale "4x4 (released strides)=outputs/dscale/strides_222221" \
+        "16x16 (paper grid)=outputs/dscale/strides_222111" --figure docs/discriminator_scale.png
 
 Each run folder is read as :mod:`experiments.stage2_long` reads one (CSV log, ``eval_epochNN/table.json``).
 """
