@@ -35,7 +35,7 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     configs = OmegaConf.to_container(cfg.get("logger") or OmegaConf.create(), resolve=True)
     wandb_cfg = configs.get("wandb")
     if wandb_cfg and cfg.get("ckpt_path"):
-        run_id = read_checkpoint(cfg.ckpt_path, "ckpt_path").get("wandb_run_id")
+        run_id = read_checkpoint(cfg.ckpt_path, "ckpt_path", mmap=True).get("wandb_run_id")
         if run_id:
             wandb_cfg.update(id=run_id, resume="allow")
     return [instantiate(c, _convert_="all") for c in configs.values() if c is not None]

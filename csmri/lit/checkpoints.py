@@ -13,8 +13,9 @@ from csmri.errors import CheckpointError, ConfigError, path_hint
 from csmri.lit._config import build
 
 
-def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
-    """Load a checkpoint file safely; clear errors for a missing or unreadable file."""
+def read_checkpoint(path: str | Path, what: str = "checkpoint", mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file safely; clear errors for a missing or unreadable file. ``mmap``: map the tensors instead
+    of reading them (for callers that only look at the metadata of a possibly large file)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
@@ -22,7 +23,7 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
             f"point it at an existing .ckpt file (nearest existing folder: {path_hint(path)})",
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
         raise CheckpointError(
             f"cannot read {what} {path} ({load_failure(err)})",
@@ -46,7 +47,7 @@ def inference_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
     state = checkpoint["state_dict"]
     dropped = sorted({p for p in TRAINING_ONLY_PREFIXES for k in state if k.startswith(p)})
     slim = {k: v for k, v in checkpoint.items() if k not in ("optimizer_states", "lr_schedulers", "state_dict")}
-    slim["state_dict"] = {k: v for k, v in state.items() if not k.startswith(tuple(dropped))} if dropped else state
+    slim["state_dict"] = {k: v for k, v in state.items() if not k.startswith(tuple(dropped))}
     slim[INFERENCE_ONLY] = dropped
     return slim
 
@@ -56,7 +57,7 @@ def check_inference_load(module: nn.Module, checkpoint: dict[str, Any], what: st
     it left out (an inference-only file loads with ``strict=False``; this keeps the strictness that matters)."""
     dropped = tuple(checkpoint.get(INFERENCE_ONLY) or ())
     have, want = set(checkpoint["state_dict"]), set(module.state_dict())
-    missing = sorted(k for k in want - have if not (dropped and k.startswith(dropped)))
+    missing = sorted(k for k in want - have if not k.startswith(dropped))
     unexpected = sorted(have - want)
     if missing or unexpected:
         listed = ", ".join([*(f"missing {k}" for k in missing[:3]), *(f"unexpected {k}" for k in unexpected[:3])])
@@ -69,7 +70,7 @@ def check_inference_load(module: nn.Module, checkpoint: dict[str, Any], what: st
 
 def refuse_inference_only_resume(path: str | Path) -> None:
     """``ckpt_path`` must be a training checkpoint: an inference-only one has no optimiser state to resume."""
-    if INFERENCE_ONLY in read_checkpoint(path, "ckpt_path"):
+    if INFERENCE_ONLY in read_checkpoint(path, "ckpt_path", mmap=True):
         raise ConfigError(
             f"ckpt_path {path} is an inference-only checkpoint (`csmri export --format checkpoint`): it holds no "
             "optimiser or discriminator state to resume training from",
