@@ -8,7 +8,7 @@ import pytest
 from omegaconf import open_dict
 
 from csmri.app.reproduce import Pipeline, load_profile
-from csmri.app.study import Study, load_study, over_seeds, seeds_table, zoom_limits
+from csmri.app.study import Study, load_study, over_seeds, point_key, seeds_table, sis_psnr_figure, zoom_limits
 from csmri.errors import ConfigError
 from csmri.lit.precision import resolve_feature_precision
 from tests.helpers import run_csmri
@@ -399,3 +399,24 @@ def test_study_figure_zooms_on_the_runs_and_recnet():
     (x_lo, x_hi), (y_lo, y_hi) = zoom_limits(rows, references)
     assert (x_lo, x_hi) == pytest.approx((23.25, 24.55)) and (y_lo, y_hi) == pytest.approx((0.766, 0.853))
     assert zoom_limits([], {}) is None
+
+
+def test_study_figure_numbers_every_run_and_keys_it_in_sweep_order(tmp_path):
+    def run(name, sweep, sis, **settings):
+        return {"name": name, "sweep": sweep, "psnr": 25.0, "sis": sis, "lambda": -0.0123, "seed": 0, **settings}
+
+    rows = [
+        run("seed/0", "seed", 0.86, seed=1),
+        run("alpha/0", "alpha", 0.85, alpha_target=0.001),
+        run("weights/0", "weights", None, vgg_weight=4.0),  # not evaluated: not plotted, not keyed
+        run("alpha-seed1/0", "alpha", 0.84, alpha_target=0.01, seed=1),
+    ]
+    key = point_key(rows)
+    # alpha before seed (the sweeps' order), a seeded repeat says its seed, λ with its sign
+    assert [(n, text) for n, _, text in key] == [
+        (1, "α·L_pen=0.001, λ=-0.012"),
+        (2, "α·L_pen=0.01, seed=1, λ=-0.012"),
+        (3, "seed=1, λ=-0.012"),
+    ]
+    references = {"RecNet": {"psnr": 25.5, "sis": 0.86}, "DAGAN": {"psnr": 20.0, "sis": 0.1}}
+    assert sis_psnr_figure(rows, references, tmp_path / "figure.png").stat().st_size > 0

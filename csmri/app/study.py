@@ -398,50 +398,66 @@ def zoom_limits(
     return (min(psnr) - pad[0], max(psnr) + pad[0]), (min(sis) - pad[1], max(sis) + pad[1])
 
 
+def point_key(rows: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any], str]]:
+    """The zoomed panel's key: ``(number, row, text)`` per run with an SIS, numbered from 1 in sweep order (the
+    order of ``_SWEEP_STYLES``), the text naming the run's setting (and a seeded repeat's seed) and its λ."""
+    key = []
+    for sweep, (_, _, _, tagger) in _SWEEP_STYLES.items():
+        for p in (r for r in rows if r["sweep"] == sweep and r["sis"] is not None):
+            repeat = p["name"].split("/")[0] not in _SWEEP_STYLES  # a seeded repeat (<sweep>-seed<s>): say its seed
+            seed = f", seed={p['seed']}" if repeat else ""
+            key.append((len(key) + 1, p, f"{tagger(p)}{seed}, λ={p['lambda']:+.3f}"))
+    return key
+
+
 def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, Any]], path: Path) -> Path:
     """SIS against PSNR: one point per run (α, weight, backbone, seed sweeps), λ annotated; RecNet, DAGAN as references.
 
-    Left: every point. Right: zoomed to the runs and the first reference (RecNet), with the labels — a far-off
-    reference (DAGAN) would otherwise squeeze the runs together."""
+    Left: every point. Middle: zoomed to the runs and the first reference (RecNet) — a far-off reference (DAGAN)
+    would otherwise squeeze the runs together — each run numbered. Right: the key of those numbers (setting and λ at
+    the end), which stays legible however close the runs lie."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (overview, zoom) = plt.subplots(1, 2, figsize=(11, 4.6))
-    offsets = [(5, 5), (5, -20), (-70, 5), (-70, -20)]  # labels of nearby points go to different corners
-    n = 0
-    for sweep, (marker, colour, label, tagger) in _SWEEP_STYLES.items():
+    fig, (overview, zoom, legend) = plt.subplots(1, 3, figsize=(15, 4.8), width_ratios=[1, 1, 0.55])
+    for sweep, (marker, colour, label, _) in _SWEEP_STYLES.items():
         points = [r for r in rows if r["sweep"] == sweep and r["sis"] is not None]
-        psnr, sis = [p["psnr"] for p in points], [p["sis"] for p in points]
         for ax in (overview, zoom) if points else ():
-            ax.scatter(psnr, sis, marker=marker, c=colour, label=label)
-        for p in points:
-            repeat = p["name"].split("/")[0] not in _SWEEP_STYLES  # a seeded repeat (<sweep>-seed<s>): say its seed
-            seed = f", seed={p['seed']}" if repeat else ""
-            zoom.annotate(
-                f"{tagger(p)}{seed}\nλ={p['lambda']:+.3f}",
-                (p["psnr"], p["sis"]),
-                fontsize=6,
-                color=colour,
-                xytext=offsets[n % len(offsets)],
-                textcoords="offset points",
-                arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5},  # which point a label belongs to
-            )
-            n += 1
+            ax.scatter([p["psnr"] for p in points], [p["sis"] for p in points], marker=marker, c=colour, label=label)
+    key = point_key(rows)
+    legend.axis("off")
+    for number, p, text in key:
+        colour = _SWEEP_STYLES[p["sweep"]][1]
+        zoom.annotate(
+            str(number), (p["psnr"], p["sis"]), xytext=(4, 3), textcoords="offset points", fontsize=7, color=colour
+        )
+        legend.text(
+            0,
+            1 - 0.06 * (number - 1),
+            f"{number}  {text}",
+            transform=legend.transAxes,
+            fontsize=8,
+            color=colour,
+            va="top",
+        )
     for i, ((name, ref), marker) in enumerate(zip(references.items(), ("*", "X"), strict=False)):
         if ref["sis"] is not None:
             for ax in (overview, zoom) if i == 0 else (overview,):
                 ax.scatter([ref["psnr"]], [ref["sis"]], marker=marker, s=140, c="black", label=name)
+            if i == 0:
+                zoom.annotate(name, (ref["psnr"], ref["sis"]), xytext=(8, -12), textcoords="offset points", fontsize=8)
     limits = zoom_limits(rows, references)
     if limits is not None:
         zoom.set_xlim(*limits[0])
         zoom.set_ylim(*limits[1])
-    for ax, title in ((overview, "all runs and references"), (zoom, "the runs, zoomed (λ at the end)")):
+    for ax, title in ((overview, "all runs and references"), (zoom, "the runs, zoomed (numbers: see the key)")):
         ax.set_xlabel("PSNR (dB)")
         ax.set_ylabel("SIS")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
+    legend.set_title("run (λ at the end of training)", fontsize=10, loc="left")
     overview.legend(fontsize=8, loc="best")
     fig.suptitle("Stage-2 study: SIS against PSNR (validation split)")
     return save_figure(fig, path)
