@@ -428,6 +428,7 @@ def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, 
             ax.scatter([p["psnr"] for p in points], [p["sis"] for p in points], marker=marker, c=colour, label=label)
     key = point_key(rows)
     legend.axis("off")
+    line = min(0.06, 1 / max(len(key), 1))  # the key's line height (axes fraction): long keys are set tighter
     for number, p, text in key:
         colour = _SWEEP_STYLES[p["sweep"]][1]
         zoom.annotate(
@@ -435,10 +436,10 @@ def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, 
         )
         legend.text(
             0,
-            1 - 0.06 * (number - 1),
+            1 - line * (number - 1),
             f"{number}  {text}",
             transform=legend.transAxes,
-            fontsize=8,
+            fontsize=min(8, 130 * line),
             color=colour,
             va="top",
         )
