@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ def github_anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+@cache  # one parse per file, however many links point into it
 def anchors(markdown: Path) -> set[str]:
     """Anchors of a Markdown file's headings (fenced code blocks skipped: their ``#`` lines are comments)."""
     found, fenced = set(), False

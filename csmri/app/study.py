@@ -422,11 +422,11 @@ def sis_psnr_figure(rows: list[dict[str, Any]], references: dict[str, dict[str, 
     import matplotlib.pyplot as plt
 
     fig, (overview, zoom, legend) = plt.subplots(1, 3, figsize=(15, 4.8), width_ratios=[1, 1, 0.55])
+    key = point_key(rows)  # the runs plotted, numbered
     for sweep, (marker, colour, label, _) in _SWEEP_STYLES.items():
-        points = [r for r in rows if r["sweep"] == sweep and r["sis"] is not None]
+        points = [p for _, p, _ in key if p["sweep"] == sweep]
         for ax in (overview, zoom) if points else ():
             ax.scatter([p["psnr"] for p in points], [p["sis"] for p in points], marker=marker, c=colour, label=label)
-    key = point_key(rows)
     legend.axis("off")
     line = min(0.06, 1 / max(len(key), 1))  # the key's line height (axes fraction): long keys are set tighter
     for number, p, text in key:
