@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.installed
 PROFILE ?= quick
 DATA    ?=
 PYTEST_ARGS ?=
+MODULES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format bench reproduce study phantom clean sync-wandb
+.PHONY: help venv test lint format bench mutation reproduce study phantom clean sync-wandb
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +35,9 @@ format: venv  ## apply ruff fixes and formatting
 
 bench: venv  ## stage-1 throughput and mask-drawing share (prints figures)
 	$(PY) -m experiments.bench
+
+mutation: venv  ## mutation testing (mutmut) of the science-critical modules; kill rate per module (MODULES=physics ...)
+	$(PY) -m experiments.mutation $(MODULES)
 
 phantom: venv  ## write the default phantom dataset to data/phantom
 	$(VENV)/bin/csmri data phantom --out data/phantom
