@@ -2,20 +2,67 @@ import numpy as np
 import pytest
 import torch
 
-from csmri.physics import default_sample_n, gaussian_line_density, gaussian_line_mask
+from csmri.physics import default_sample_n, fft2c, gaussian_line_density, gaussian_line_mask, undersample, zero_filled
 from csmri.physics.mask import centre_slice, gaussian_line_lines
+
+
+def _lowest_frequency_rows(n: int, sample_n: int) -> list[int]:
+    """Rows of *centred* k-space (numpy's ``fftshift`` layout) holding the ``sample_n`` lowest phase-encode
+    frequencies, written from numpy's conventions alone: row ``r`` holds the integer frequency
+    ``fftshift(fftfreq(n, 1/n))[r]``, and the ``sample_n`` lowest frequencies are those of a ``sample_n``-point grid,
+    ``fftfreq(sample_n, 1/sample_n)`` (for an even count: ``-s/2 ... s/2 - 1``, numpy's own split)."""
+    row_frequency = np.fft.fftshift(np.fft.fftfreq(n, d=1.0 / n))
+    wanted = np.fft.fftfreq(sample_n, d=1.0 / sample_n)
+    return sorted(int(np.flatnonzero(row_frequency == f)[0]) for f in wanted)
+
+
+def test_lowest_frequency_rows_of_the_centred_layout():
+    # the helper itself, by hand: 8 rows, DC at row 4 (fftshift of [0 1 2 3 -4 -3 -2 -1] is [-4 ... 3])
+    assert _lowest_frequency_rows(8, 2) == [3, 4]
+    assert _lowest_frequency_rows(8, 4) == [2, 3, 4, 5]
+    assert _lowest_frequency_rows(512, 8) == list(range(252, 260))
+
+
+def test_fft2c_puts_dc_on_the_row_numpy_centres_it():
+    """The convention the centre lines rely on: ``fft2c`` is numpy's centred orthonormal FFT."""
+    x = torch.randn(2, 16, 12, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    a = x.numpy()
+    expected = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(a, axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+    np.testing.assert_allclose(fft2c(x).numpy(), expected, atol=1e-5)
+    dc_row = int(np.flatnonzero(np.fft.fftshift(np.fft.fftfreq(16)) == 0)[0])
+    dc_col = int(np.flatnonzero(np.fft.fftshift(np.fft.fftfreq(12)) == 0)[0])
+    np.testing.assert_allclose(fft2c(x)[:, dc_row, dc_col].numpy(), a.sum(axis=(-2, -1)) / np.sqrt(16 * 12), atol=1e-5)
 
 
 @pytest.mark.parametrize("n, acc", [(512, 8), (128, 8), (64, 4), (66, 8), (32, 2.5), (16, 1)])
 def test_exact_line_count_and_centre(n, acc):
     g = torch.Generator().manual_seed(0)
-    mask = gaussian_line_mask(16, (n, 40), acc, generator=g)
-    assert mask.shape == (16, n, 40) and mask.dtype == torch.float32
+    mask = gaussian_line_mask(256, (n, 8), acc, generator=g)
+    assert mask.shape == (256, n, 8) and mask.dtype == torch.float32
     lines = mask[:, :, 0]
     assert torch.all(lines.sum(dim=1) == int(n / acc))
-    assert torch.all(lines[:, centre_slice(n, default_sample_n(n))] == 1)
+    # the lines sampled in all 256 masks are exactly the sample_n lowest frequencies (all lines when acc = 1)
+    always = torch.nonzero(lines.all(dim=0)).flatten().tolist()
+    expected = list(range(n)) if acc == 1 else _lowest_frequency_rows(n, max(2, n // 64))
+    assert always == expected
     # every sampled line is full along the readout axis
     assert torch.equal(mask, lines.unsqueeze(-1).expand_as(mask))
+
+
+@pytest.mark.parametrize("n, acc, sample_n", [(64, 8, None), (64, 4, 4), (128, 8, 6), (66, 8, None)])
+def test_zero_filling_keeps_the_lowest_frequencies_of_numpys_fft(n, acc, sample_n):
+    """Undersampling through the project's path keeps DC and the ``sample_n`` lowest phase-encode frequencies of the
+    image's plain (uncentred) numpy FFT exactly, in every mask: convention-free, whatever the shift."""
+    g = torch.Generator().manual_seed(1)
+    image = torch.randn(32, n, 24, dtype=torch.complex128, generator=g).to(torch.complex64)
+    mask = gaussian_line_mask(32, (n, 24), acc, sample_n=sample_n, generator=g)
+    zf = zero_filled(undersample(image, mask)).numpy().astype(np.complex128)
+    full = np.fft.fft2(image.numpy().astype(np.complex128))
+    kept = np.fft.fft2(zf)
+    np.testing.assert_allclose(kept[:, 0, 0], full[:, 0, 0], rtol=1e-5, atol=1e-4)  # DC
+    s = max(2, n // 64) if sample_n is None else sample_n
+    low = np.fft.fftfreq(s, d=1.0 / s).astype(int) % n  # numpy's row index of each of the s lowest frequencies
+    np.testing.assert_allclose(kept[:, low, :], full[:, low, :], rtol=1e-5, atol=1e-4)
 
 
 def test_paper_setting_512_with_8_centre_lines():

@@ -1,32 +1,83 @@
-"""Mask types: the paper's Gaussian lines (bit-identical to before fastMRI's types were added), fastMRI's random and
+"""Mask types: the paper's Gaussian lines (their distribution against the documented density), fastMRI's random and
 equispaced lines, and the sampler's seeding rules for all of them."""
+
+import hashlib
 
 import numpy as np
 import pytest
 import torch
 
-from csmri.physics import MASK_TYPES, MaskSampler, line_mask
+from csmri.physics import MASK_TYPES, MaskSampler, gaussian_line_mask, line_mask
 from csmri.physics.mask import centre_line_count, centre_slice, equispaced_spacing
 
-# line indices drawn before the random/equispaced types existed (commit 456eacb): the default must not move
-GAUSSIAN_EVAL_64 = [3, 29, 30, 31, 32, 54, 59, 60]  # MaskSampler(8).evaluation_mask("p0/3", (64, 64))
-GAUSSIAN_EVAL_128_ACC4_SEED7 = [11, 20, 21, 26, 28, 37, 38, 41, 42, 46, 50, 53, 54, 56, 58, 59]
-GAUSSIAN_TRAIN = (  # MaskSampler(4, seed=7).training_masks(2, (64, 64), step=5, rank=1)
-    [5, 9, 10, 21, 22, 23, 24, 26, 28, 30, 31, 32, 35, 37, 39, 45],
-    [1, 14, 15, 22, 23, 26, 27, 28, 31, 32, 37, 38, 40, 45, 57, 61],
-)
+
+def _seed(*parts: object) -> int:
+    """The documented seed derivation (csmri.physics.seeding), written out: BLAKE2b-64 of ``repr(parts)``, read
+    little-endian, top 63 bits."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
 
 
-def _lines(mask: torch.Tensor) -> list[int]:
-    return torch.nonzero(mask[..., 0]).flatten().tolist()
+def _paper_density(n: int, acc: float, sample_n: int) -> np.ndarray:
+    """The paper's line density (DESIGN §2, Schlemper's ``cartesian_mask``), written out with numpy: a Gaussian of
+    sigma N/10 centred at N/2 plus the floor 1/(2 acc); the ``sample_n`` centre rows ``N/2 - s/2 ... N/2 + s/2 - 1``
+    (always sampled) get 0; normalised."""
+    i = np.arange(n, dtype=np.float64)
+    sigma = n / 10
+    density = np.exp(-((i - n / 2) ** 2) / (2 * sigma**2)) + 1 / (2 * acc)
+    density[n // 2 - sample_n // 2 : n // 2 - sample_n // 2 + sample_n] = 0.0
+    return density / density.sum()
 
 
-def test_gaussian_default_is_bit_identical_to_before():
-    assert _lines(MaskSampler(8).evaluation_mask("p0/3", (64, 64))[0]) == GAUSSIAN_EVAL_64
-    mask = MaskSampler(4, seed=7).evaluation_mask("a/0", (128, 32))[0]
-    assert _lines(mask)[:16] == GAUSSIAN_EVAL_128_ACC4_SEED7
-    masks, _ = MaskSampler(4, seed=7).training_masks(2, (64, 64), 5, 1, torch.device("cpu"))
-    assert (_lines(masks[0]), _lines(masks[1])) == GAUSSIAN_TRAIN
+def _reference_inclusion(n: int, acc: float, sample_n: int, draws: int, seed: int) -> np.ndarray:
+    """Line inclusion frequencies of Schlemper's procedure: the centre rows, plus ``N/acc - sample_n`` rows drawn by
+    ``numpy.random.choice(N, k, replace=False, p=density)`` (one row at a time, proportional to the remaining
+    density), over ``draws`` masks."""
+    rng = np.random.RandomState(seed)
+    p = _paper_density(n, acc, sample_n)
+    counts = np.zeros(n)
+    k = int(n / acc) - sample_n
+    for _ in range(draws):
+        counts[rng.choice(n, k, replace=False, p=p)] += 1
+    counts[n // 2 - sample_n // 2 : n // 2 - sample_n // 2 + sample_n] = draws
+    return counts / draws
+
+
+@pytest.mark.parametrize("n, acc, sample_n", [(64, 4, 2), (128, 8, 4)])
+def test_gaussian_line_frequencies_follow_the_paper_density(n, acc, sample_n):
+    """Each line's inclusion frequency over many of csmri's masks agrees with Schlemper's procedure run with numpy on
+    the density written out above, within the binomial standard error of both estimates (no copied line lists)."""
+    draws, ref_draws = 8000, 8000
+    g = torch.Generator().manual_seed(0)
+    ours = line_mask("gaussian", draws, (n, 1), acc, sample_n=sample_n, generator=g)[..., 0].double().mean(0).numpy()
+    ref = _reference_inclusion(n, acc, sample_n, ref_draws, seed=1)
+    assert ours.sum() == pytest.approx(int(n / acc))  # exactly N/acc lines per mask
+    pooled = (ours * draws + ref * ref_draws) / (draws + ref_draws)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / draws + 1 / ref_draws))
+    z = np.abs(ours - ref) / np.maximum(se, 1e-12)
+    # 5 standard errors on every line: a chance failure has probability < n * 6e-7 (seeds are fixed anyway)
+    assert z.max() < 5, (int(z.argmax()), ours[z.argmax()], ref[z.argmax()])
+    # the shape the density implies: edge lines sampled at the floor's rate, lines beside the centre far more often
+    assert ours[n // 2 + sample_n] > 3 * ours[:4].mean() > 0
+
+
+def test_gaussian_type_is_the_gaussian_line_mask():
+    a = line_mask("gaussian", 4, (64, 16), 4, generator=torch.Generator().manual_seed(5))
+    b = gaussian_line_mask(4, (64, 16), 4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", MASK_TYPES)
+def test_masks_are_drawn_from_their_documented_seeds(kind):
+    """Evaluation mask of slice ``key``: one draw from a generator seeded with ``(eval_seed, "eval", key)``; training
+    masks of batch ``step`` on ``rank``: one batch draw from ``(seed, "train", rank, step)``
+    (csmri.physics.sampling).
+    """
+    sampler = MaskSampler(4, mask=kind, seed=7, eval_seed=2)
+    expected = line_mask(kind, 1, (128, 32), 4, generator=torch.Generator().manual_seed(_seed(2, "eval", "a/0")))[0]
+    assert torch.equal(sampler.evaluation_mask("a/0", (128, 32))[0], expected)
+    masks, _ = sampler.training_masks(3, (64, 64), 5, 1, torch.device("cpu"))
+    expected = line_mask(kind, 3, (64, 64), 4, generator=torch.Generator().manual_seed(_seed(7, "train", 1, 5)))
+    assert torch.equal(masks, expected)
 
 
 @pytest.mark.parametrize("kind", ["random", "equispaced"])
@@ -99,6 +150,10 @@ def test_sampler_determinism_by_seed_and_key(kind):
     batch = {"target": torch.randn(2, 64, 64, dtype=torch.complex64), "key": ["p/1", "q/0"]}
     out = sampler.simulate(batch, train=False)
     assert torch.equal(out["mask"][0], a)
+    # a slice's evaluation mask does not depend on its batch: neighbours, position or batch size
+    reordered = {"target": torch.randn(3, 64, 64, dtype=torch.complex64), "key": ["r/5", "q/0", "p/1"]}
+    again = sampler.simulate(reordered, train=False)
+    assert torch.equal(again["mask"][2], a) and torch.equal(again["mask"][1], out["mask"][1])
 
 
 def test_bad_mask_settings():
