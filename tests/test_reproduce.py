@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from omegaconf import open_dict
 
+import csmri.app.reproduce as reproduce
 from csmri.app.reproduce import Pipeline, load_profile
 from csmri.app.study import Study, load_study, over_seeds, point_key, seeds_table, sis_psnr_figure, zoom_limits
 from csmri.errors import ConfigError
@@ -163,8 +170,11 @@ def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
     assert pipeline.status("dagan") == "done"
 
 
-def test_the_evaluation_reruns_when_its_command_changed(tmp_path):
+def test_the_evaluation_reruns_when_its_command_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG: the autoencoder stage is needed
     pipeline = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
+    for stage in pipeline.train_stages:  # finished runs of a csmri that recorded neither overrides nor inputs
+        _fake_run(tmp_path / stage, None)
     e = pipeline.p.eval
     recorded = [
         *pipeline.data_overrides(),
@@ -180,6 +190,9 @@ def test_the_evaluation_reruns_when_its_command_changed(tmp_path):
     eval_dir.mkdir()
     (eval_dir / "table.json").write_text("{}")
     (eval_dir / "run_info.json").write_text(json.dumps({"status": "finished", "overrides": recorded}))
+    table = (eval_dir / "table.json").stat().st_mtime
+    for ckpt in tmp_path.glob("*/checkpoints/*.ckpt"):
+        os.utime(ckpt, (table - 60, table - 60))  # trained before the table was written
     assert pipeline.status("eval") == "done"
     fewer = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}", "eval.methods=[zero_filled,recnet]"]))
     assert fewer.status("eval") == "todo"
@@ -420,3 +433,206 @@ def test_study_figure_numbers_every_run_and_keys_it_in_sweep_order(tmp_path):
     ]
     references = {"RecNet": {"psnr": 25.5, "sis": 0.86}, "DAGAN": {"psnr": 20.0, "sis": 0.1}}
     assert sis_psnr_figure(rows, references, tmp_path / "figure.png").stat().st_size > 0
+
+
+# -- stale stages: `csmri reproduce` against fake `csmri train` / `csmri eval` subprocesses ---------------------------
+
+
+class FakeCsmri:
+    """Stands in for the ``csmri train`` / ``csmri eval`` subprocesses of :meth:`Pipeline.run_stage`: writes what the
+    pipeline reads of a finished run (``run_info.json`` with the job's overrides, checkpoints whose bytes are new for
+    every training, the autoencoder's weights file, the evaluation's table). ``calls``: the run folders' names and
+    arguments, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+        self.trainings = 0
+
+    def __call__(self, command, *args, **kwargs):
+        verb, argv = command[3], command[4:]
+        run_dir = Path(next(a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")))
+        self.calls.append((run_dir.name, argv))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if verb == "train":
+            self.trainings += 1
+            weights = f"{run_dir.name}: training {self.trainings}".encode()  # every training ends elsewhere
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            for name in ("best.ckpt", "last.ckpt"):
+                (run_dir / "checkpoints" / name).write_bytes(weights)
+            if "experiment=vgg_autoencoder" in argv:
+                (run_dir / "vgg19_autoencoder.pth").write_bytes(weights)
+        else:
+            (run_dir / "table.json").write_text("{}")
+        overrides = [a for a in argv if not a.startswith(("hydra.", "ckpt_path="))]  # as csmri records them
+        (run_dir / "run_info.json").write_text(json.dumps({"status": "finished", "overrides": overrides}))
+        return subprocess.CompletedProcess(command, 0)
+
+    def ran(self) -> list[str]:
+        """The folders run since the last call."""
+        names, self.calls = [c[0] for c in self.calls], []
+        return names
+
+
+def _fake_dataset(root: Path) -> Path:
+    """A prepared layout as the pipeline's fingerprint sees it: meta.json and one file per patient and split."""
+    for split in ("train", "val", "test"):
+        (root / split).mkdir(parents=True)
+        (root / split / f"{split}_000.h5").write_bytes(b"x" * 100)
+    splits = {"train": ["train_000"], "val": ["val_000"], "test": ["test_000"]}
+    (root / "meta.json").write_text(json.dumps({"format": "csmri-slices-v1", "source": "phantom", "splits": splits}))
+    return root
+
+
+@pytest.fixture
+def fake_pipeline(tmp_path, monkeypatch):
+    """``make(*overrides)``: a smoke-profile Pipeline on a fake dataset whose steps run :class:`FakeCsmri` (results are
+    not collected); the fake is ``make.fake``. No ImageNet VGG file: stage 2 uses the profile's autoencoder stage."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fake = FakeCsmri()
+    monkeypatch.setattr(reproduce, "subprocess", SimpleNamespace(run=fake))
+    monkeypatch.setattr(Pipeline, "collect", lambda self, elapsed_s: self.results)
+    data = _fake_dataset(tmp_path / "data")
+
+    def make(*overrides):
+        argv = [
+            "profile=smoke",
+            f"work_dir={tmp_path / 'work'}",
+            f"results={tmp_path / 'results'}",
+            f"data.root={data}",
+        ]
+        return Pipeline(load_profile([*argv, *overrides]))
+
+    make.fake, make.work = fake, tmp_path / "work"
+    return make
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+ALL_STEPS = ["stage1", "segnet", "perceptual", "stage2", "stage2_seed1", "dagan", "eval"]  # the smoke profile's
+
+
+def test_a_retrained_stage1_makes_reproduce_retrain_stage2_and_evaluate_again(fake_pipeline, capsys):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    assert fake.ran() == ALL_STEPS
+    fake_pipeline().run()
+    assert fake.ran() == []  # every step finished, its inputs unchanged
+    ckpt = work / "stage1" / "checkpoints" / "best.ckpt"
+    old = _sha(ckpt)
+    ckpt.write_bytes(b"stage 1 trained again")  # stage 1's weights changed (trained again outside the pipeline)
+    new = _sha(ckpt)
+    old_stage2 = (work / "stage2" / "checkpoints" / "last.ckpt").read_bytes()
+    capsys.readouterr()
+    fake_pipeline().run()
+    out = capsys.readouterr().out
+    assert fake.ran() == ["stage2", "stage2_seed1", "eval"]  # segnet, the autoencoder and DAGAN do not read stage 1
+    reason = f"stage1 checkpoint changed (sha256 {old[:8]}… → {new[:8]}…)"
+    assert f"stage2: stale — {reason}" in out and f"stage2_seed1: stale — {reason}" in out
+    assert f"stage2: stale — {reason}; the old run moved to {work / 'stage2.stale-1'}, training afresh" in out
+    assert (work / "stage2.stale-1" / "checkpoints" / "last.ckpt").read_bytes() == old_stage2  # kept, not deleted
+    assert (work / "stage2" / "checkpoints" / "last.ckpt").read_bytes() != old_stage2  # a new run
+    assert f"eval: stale — {reason}; stage2 checkpoint changed (sha256 " in out
+    fake_pipeline().run()
+    assert fake.ran() == []  # the new runs recorded the new stage-1 checkpoint
+
+
+def test_a_touched_checkpoint_retrains_nothing(fake_pipeline):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    fake.ran()
+    later = (work / "eval" / "table.json").stat().st_mtime + 3600
+    for ckpt in work.glob("*/checkpoints/*.ckpt"):
+        os.utime(ckpt, (later, later))  # newer than every run that read it and than the table; same bytes
+    assert fake_pipeline().status("stage2") == "done" and fake_pipeline().status("eval") == "done"
+    fake_pipeline().run()
+    assert fake.ran() == []
+
+
+def test_changed_perceptual_weights_make_stage2_stale(fake_pipeline, capsys):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    fake.ran()
+    weights = work / "perceptual" / "vgg19_autoencoder.pth"
+    old = _sha(weights)
+    weights.write_bytes(b"another autoencoder")
+    pipeline = fake_pipeline()
+    reason = f"perceptual weights changed (sha256 {old[:8]}… → {_sha(weights)[:8]}…)"
+    assert [pipeline.status(s) for s in ALL_STEPS] == ["done", "done", "done", "stale", "stale", "done", "stale"]
+    assert pipeline.stale_reason("stage2") == reason
+    assert pipeline.stale_reason("eval") == (
+        "stage2 runs again first (stage2 checkpoint will change); "
+        "stage2_seed1 runs again first (stage2_seed1 checkpoint will change)"
+    )
+    capsys.readouterr()
+    pipeline.run()
+    assert f"stage2: stale — {reason}" in capsys.readouterr().out
+    assert fake.ran() == ["stage2", "stage2_seed1", "eval"]
+
+
+def test_a_changed_dataset_makes_every_step_stale(fake_pipeline):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    fake.ran()
+    (work.parent / "data" / "train" / "train_000.h5").write_bytes(b"x" * 101)  # a case written again, other size
+    pipeline = fake_pipeline()
+    assert [pipeline.status(s) for s in ALL_STEPS] == ["stale"] * 7
+    assert pipeline.stale_reason("stage1").startswith("data changed (sha256 ")
+    pipeline.run()
+    assert fake.ran() == ALL_STEPS
+    assert sorted(p.name for p in work.glob("*.stale-1")) == sorted(f"{s}.stale-1" for s in ALL_STEPS[:-1])
+
+
+def test_a_stage_trained_again_in_the_same_invocation_retrains_its_downstream(fake_pipeline, capsys):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    fake.ran()
+    shutil.rmtree(work / "stage1")  # stage 1 is trained again from scratch
+    capsys.readouterr()
+    pipeline = fake_pipeline()
+    pipeline.run()
+    out = capsys.readouterr().out
+    assert "stage2: stale — stage1 runs again first (stage1 checkpoint will change)" in out  # the plan says why
+    assert fake.ran() == ["stage1", "stage2", "stage2_seed1", "eval"]
+    assert "stage2: stale — stage1 checkpoint changed (sha256" in out  # ... and the step, once stage 1 has run
+
+
+def test_a_stale_interrupted_stage_starts_afresh(fake_pipeline):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    fake.ran()
+    info = work / "stage2" / "run_info.json"
+    info.write_text(json.dumps({**json.loads(info.read_text()), "status": "interrupted"}))
+    assert fake_pipeline().status("stage2") == "resume"  # inputs unchanged: resumed from last.ckpt
+    (work / "stage1" / "checkpoints" / "best.ckpt").write_bytes(b"stage 1 trained again")
+    pipeline = fake_pipeline()
+    assert pipeline.status("stage2") == "stale"
+    pipeline.run()
+    calls = dict(fake.calls)
+    assert not any(a.startswith("ckpt_path=") for a in calls["stage2"])  # a new run, not the old one resumed
+    assert (work / "stage2.stale-1" / "run_info.json").is_file()
+
+
+def test_a_run_without_recorded_inputs_is_kept_with_a_note(fake_pipeline, capsys):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    fake.ran()
+    (work / "stage2" / "inputs.json").unlink()  # as trained by a csmri that recorded no inputs
+    (work / "stage1" / "checkpoints" / "best.ckpt").write_bytes(b"stage 1 trained again")
+    pipeline = fake_pipeline()
+    assert pipeline.status("stage2") == "done" and pipeline.status("stage2_seed1") == "stale"
+    capsys.readouterr()
+    pipeline.run()
+    assert "stage2: inputs not recorded (an earlier csmri); kept as it is" in capsys.readouterr().out
+    assert fake.ran() == ["stage2_seed1", "eval"]
+    # the evaluation without a record: the earlier rule, a checkpoint newer than its table
+    (work / "eval" / "inputs.json").unlink()
+    table = (work / "eval" / "table.json").stat().st_mtime
+    os.utime(work / "stage2" / "checkpoints" / "last.ckpt", (table - 60, table - 60))
+    for other in work.glob("*/checkpoints/*.ckpt"):
+        if other.parent.parent.name != "stage2":
+            os.utime(other, (table - 60, table - 60))
+    assert fake_pipeline().status("eval") == "done"
+    os.utime(work / "stage2" / "checkpoints" / "last.ckpt", (table + 60, table + 60))
+    assert fake_pipeline().stale_reason("eval").startswith("inputs not recorded; ")

@@ -10,9 +10,21 @@ profile's ``stages``, in order (``stage1``, ``stage2`` and ``dagan`` by name); e
 refinement (seeds), and the table reports the mean over them. A stage whose ``run_info.json`` says ``finished`` and
 that has ``checkpoints/best.ckpt`` is skipped, an interrupted one resumes from its newest checkpoint
 (``last.ckpt`` / ``on_exception.ckpt``); a stage folder whose run was started with other overrides than the
-profile now gives it is an error (a changed setting needs its own ``work_dir``). The evaluation reruns when a
-checkpoint is newer than its table. Profiles live in ``csmri/conf/reproduce/<name>.yaml``; any key can be
-overridden as ``key=value``.
+profile now gives it is an error (a changed setting needs its own ``work_dir``). Profiles live in
+``csmri/conf/reproduce/<name>.yaml``; any key can be overridden as ``key=value``.
+
+Stale stages: each step records the content identities of the inputs it consumed in ``<stage>/inputs.json``
+(:mod:`csmri.pipeline_inputs`: SHA-256 of upstream checkpoints and perceptual weights files, a fingerprint of the
+dataset). Stage 2 consumes stage 1's checkpoint, its perceptual weights (the autoencoder stage's VGG-19 file, or the
+ImageNet file) and the data; DAGAN its VGG-16 weights file and the data; the other training stages the data; the
+evaluation every checkpoint it is given and the data. A finished step (or an interrupted one) is ``stale`` when
+an input's content differs from its record, or when a stage that produces one of its inputs runs again in this
+invocation; contents are compared, never file times (a touched checkpoint changes nothing). A stale training
+stage starts afresh: its old folder is moved to ``<stage>.stale-<n>`` (never resumed, never deleted) and one line
+says why; a stale evaluation runs again in its folder. The status is checked again just before each step, so a
+step downstream of one retrained in this invocation runs again exactly when that step's output changed. A run
+without ``inputs.json`` (trained before csmri recorded inputs, or by hand) keeps the earlier rule, with a note:
+a finished training stage is kept, the evaluation reruns when a checkpoint is newer than its table.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from csmri.app.curves import training_figure
 from csmri.config import compose, config_dir
 from csmri.errors import ConfigError
 from csmri.eval.targets import Check, check_targets, targets_markdown
+from csmri.pipeline_inputs import Input, changes, identities, read_record, write_record
 from csmri.run_info import git_state, overrides_change, perceptual_precision_label, read_run_info
 
 console = Console()
@@ -78,13 +91,15 @@ def _override_value(value: Any) -> str:
 
 
 SKIPPED = ("done", "unneeded")  # step states that run nothing
+RUNS = ("todo", "resume", "stale")  # step states that run something
+PERCEPTUAL_ARCH = {"stage2": "vgg19", "joint": "vgg19", "dagan": "vgg16"}  # experiments with a perceptual loss
 
 
 @dataclass
 class Step:
     name: str
     estimate_s: float
-    status: str = "todo"  # todo | resume | done | unneeded
+    status: str = "todo"  # todo | resume | stale | done | unneeded
     elapsed_s: float = 0.0
 
 
@@ -169,29 +184,101 @@ class Pipeline:
         )
 
     def status(self, name: str) -> str:
+        """``todo`` (nothing to keep), ``resume`` (interrupted, inputs unchanged), ``stale`` (finished or interrupted,
+        but an input changed: :meth:`stale_reason` says which), ``done`` or ``unneeded`` (the autoencoder stage when
+        stage 2 uses ImageNet weights)."""
         if name == self.autoencoder_stage() and not self.uses_autoencoder():
             return "unneeded"  # stage 2 uses the ImageNet VGG-19 weights (present, or required: vgg_standin=false)
         if name == "eval":
             table = self.stage_dir("eval") / "table.json"
-            newest = max(
-                (self.eval_ckpt(s).stat().st_mtime for s in self.train_stages if self.eval_ckpt(s).is_file()), default=0
-            )
             info = self._run_info("eval")
             now = _recorded_overrides(self.eval_args())
             done = (
                 table.is_file()
                 and info.get("status") == "finished"
-                and table.stat().st_mtime > newest
                 and overrides_change(info, now) is None  # e.g. eval.methods changed: evaluate again
             )
-            return "done" if done else "todo"
+            if not done:
+                return "todo"
+            return "stale" if self.stale_reason(name) else "done"
         run_dir = self.stage_dir(name)
         finished, resume = self._finished(run_dir), self._resume_ckpt(run_dir)
-        if finished or resume:
-            self._check_same_settings(name)
-        if finished:
-            return "done"
-        return "resume" if resume else "todo"
+        if not (finished or resume):
+            return "todo"
+        self._check_same_settings(name)
+        if self.stale_reason(name):
+            return "stale"
+        return "done" if finished else "resume"
+
+    def stage_inputs(self, name: str) -> list[Input]:
+        """What step ``name`` consumes (see the module docstring): the data, then the files it loads, each with the
+        stage that produces it (``None``: an external file)."""
+        data = Input("data", self.data_root, kind="data")
+        if name == "eval":
+            producers = dict.fromkeys(["stage1", *self.segnet_stages(), *self.refinement_stages(), "dagan"])
+            return [data, *(Input(f"{s} checkpoint", self.eval_ckpt(s), producer=s) for s in producers)]
+        inputs = [data]
+        if self.p.stages[name].experiment == "stage2":
+            inputs.append(Input("stage1 checkpoint", self.eval_ckpt("stage1"), producer="stage1"))
+        weights = self.perceptual_weights(name)
+        if weights is not None:
+            autoencoder = self.autoencoder_stage() if weights == self.autoencoder_weights() else None
+            inputs.append(Input("perceptual weights", weights, producer=autoencoder))
+        return inputs
+
+    def perceptual_weights(self, name: str) -> Path | None:
+        """The weights file stage ``name``'s perceptual loss loads: its last ``model.perceptual.weights=`` override
+        (default ``imagenet``: torchvision's cached VGG-19, or VGG-16 for DAGAN, whether or not it is there yet);
+        ``None`` for ``random`` or a stage without a perceptual loss."""
+        arch = PERCEPTUAL_ARCH.get(self.p.stages[name].experiment)
+        if arch is None:
+            return None
+        value = "imagenet"
+        for override in self._stage_overrides(name):
+            key, _, v = override.partition("=")
+            if key.lstrip("+~") == "model.perceptual.weights":
+                value = v
+        if value == "random":
+            return None
+        if value == "imagenet":
+            from csmri.models.vgg import imagenet_weights_file
+
+            return imagenet_weights_file(arch)
+        return Path(value)
+
+    def stale_reason(self, name: str) -> str | None:
+        """Why step ``name``'s run no longer matches its inputs (``None``: it does, or it recorded none): a stage
+        producing one of its inputs runs again first, or the inputs' contents differ from ``<stage>/inputs.json``.
+        Without a record, the evaluation falls back to comparing file times (a checkpoint newer than its table);
+        a training stage is kept (:meth:`unrecorded_note`)."""
+        produced = [i for i in self.stage_inputs(name) if i.producer is not None]
+        again = [f"{i.producer} runs again first ({i.name} will change)" for i in produced if self._runs(i.producer)]
+        if again:
+            return "; ".join(again)
+        recorded = read_record(self.stage_dir(name))
+        if recorded is None:
+            if name != "eval":
+                return None
+            table = self.stage_dir("eval") / "table.json"
+            ckpts = [i.path for i in self.stage_inputs(name) if i.kind == "file" and i.path.is_file()]
+            newer = [str(c) for c in ckpts if c.stat().st_mtime >= table.stat().st_mtime]
+            return f"inputs not recorded; {newer[0]} is newer than the table" if newer else None
+        found = changes(recorded, identities(self.stage_inputs(name)))
+        return "; ".join(found) if found else None
+
+    def _runs(self, name: str) -> bool:
+        return self.status(name) in RUNS
+
+    def unrecorded_note(self, name: str) -> str | None:
+        """A note for a kept run that recorded no inputs (a run of an earlier csmri, or trained by hand)."""
+        if self.status(name) not in ("done", "resume") or read_record(self.stage_dir(name)) is not None:
+            return None
+        if name == "eval":
+            return "eval: inputs not recorded (an earlier csmri); its checkpoints are compared by file time"
+        return (
+            f"{name}: inputs not recorded (an earlier csmri); kept as it is, not checked against its inputs "
+            f"(move {self.stage_dir(name)} away to train it again)"
+        )
 
     def _check_same_settings(self, name: str) -> None:
         """A stage's folder must hold a run of this profile's command for it: one trained with other overrides
@@ -307,6 +394,9 @@ class Pipeline:
             step.status = self.status(step.name)
             table.add_row(step.name, step.status, "-" if step.status in SKIPPED else _minutes(step.estimate_s))
         console.print(table)
+        for step in self.steps:
+            line = f"{step.name}: stale — {self.stale_reason(step.name)}" if step.status == "stale" else None
+            _say(line or self.unrecorded_note(step.name))
         todo = sum(s.estimate_s for s in self.steps if s.status not in SKIPPED)
         console.print(f"data: {self.data_root} | work dir: {self.work} | results: {self.results}")
         console.print(f"[bold]estimated time: {_minutes(todo)}[/bold] (estimates measured on 2 CPU cores)")
@@ -344,6 +434,7 @@ class Pipeline:
         self.data_root.parent.mkdir(parents=True, exist_ok=True)
         ran: list[Step] = []
         for i, step in enumerate(self.steps, 1):
+            step.status = self.status(step.name)  # again: a step run above may have changed this one's inputs
             if step.status == "done":
                 console.print(f"[green]✓ {step.name}: finished earlier, skipped[/green]")
                 continue
@@ -352,11 +443,9 @@ class Pipeline:
                     f"[green]✓ {step.name}: not needed (stage 2 uses the ImageNet VGG-19 weights), skipped[/green]"
                 )
                 continue
-            command = self.eval_command() if step.name == "eval" else self.train_command(step.name)
             console.rule(f"[{i}/{len(self.steps)}] {step.name} ({step.status}) — ETA of the pipeline {self.eta(ran)}")
-            console.print(" ".join(command[2:]), style="dim", markup=False)  # overrides hold [lists]
             t0 = time.time()
-            result = subprocess.run(command)
+            result = self.run_stage(step.name)
             step.elapsed_s = time.time() - t0
             if result.returncode != 0:
                 raise SystemExit(
@@ -366,6 +455,38 @@ class Pipeline:
             ran.append(step)
             console.print(f"[green]✓ {step.name} in {_minutes(step.elapsed_s)}[/green]")
         return self.collect(time.time() - start)
+
+    def run_stage(self, name: str) -> subprocess.CompletedProcess:
+        """Run step ``name`` (a training stage or ``eval``) unless it is done: a stale training stage's old folder is
+        first moved to ``<stage>.stale-<n>`` and the stage trains afresh (one line says why and where the old run
+        went); a stale evaluation runs again in place. The inputs are recorded in ``inputs.json`` when a training run
+        starts and, for every step, once it has finished."""
+        status = self.status(name)
+        if status == "stale":
+            reason = self.stale_reason(name)
+            if name == "eval":
+                _say(f"eval: stale — {reason}; evaluating again")
+            else:
+                old = self.set_aside(name)
+                _say(f"{name}: stale — {reason}; the old run moved to {old}, training afresh")
+        command = self.eval_command() if name == "eval" else self.train_command(name)
+        console.print(" ".join(command[2:]), style="dim", markup=False, soft_wrap=True)  # overrides hold [lists]
+        inputs = self.stage_inputs(name)
+        if name != "eval":
+            write_record(self.stage_dir(name), inputs)
+        result = subprocess.run(command)
+        if result.returncode == 0:
+            write_record(self.stage_dir(name), inputs)
+        return result
+
+    def set_aside(self, name: str) -> Path:
+        """Move stage ``name``'s folder to the first free ``<stage>.stale-<n>`` (n = 1, 2, ...) beside it; returns
+        that path."""
+        n = 1
+        while (old := self.work / f"{name}.stale-{n}").exists():
+            n += 1
+        self.stage_dir(name).rename(old)
+        return old
 
     def collect(self, elapsed_s: float) -> Path:
         """Copy the evaluation's outputs to ``results`` and write its README."""
@@ -446,6 +567,12 @@ class Pipeline:
                 "",
             ]
         return "\n".join(lines)
+
+
+def _say(line: str | None) -> None:
+    """Print one plain line unwrapped (paths and reasons stay whole); nothing for ``None``."""
+    if line:
+        console.print(line, markup=False, soft_wrap=True)
 
 
 def _minutes(seconds: float) -> str:
