@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import h5py
+import lightning as L
 import pytest
 import torch
 
 from csmri.data import MRIDataModule, SliceDataset
 from csmri.errors import DataError
-from csmri.physics import fft2c
+from csmri.physics import MaskSampler, fft2c
 
 
 def _eval_masks(root, batch_size: int, num_workers: int) -> dict[str, torch.Tensor]:
@@ -105,3 +106,81 @@ def test_corrupt_file_names_the_file(tmp_path, phantom_root):
         f["image"] = torch.zeros(2, 8, 8, dtype=torch.complex64).numpy()
     with pytest.raises(ValueError, match="missing dataset 'label'"):
         SliceDataset(root, "val")
+
+
+class _MaskRecorder(L.LightningModule):
+    """A one-parameter module that records the masks the DataModule hands to each training and validation step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.train_seen: list[tuple[int, list[str], torch.Tensor]] = []  # (global step, keys, lines (B, H))
+        self.val_seen: list[tuple[int, list[str], torch.Tensor]] = []  # (epoch, keys, lines (B, H))
+
+    @staticmethod
+    def _lines(batch) -> torch.Tensor:
+        mask = batch["mask"]
+        assert torch.equal(mask, mask[..., :1].expand_as(mask))  # whole lines
+        return mask[..., 0].bool().cpu().clone()
+
+    def training_step(self, batch, batch_idx):
+        self.train_seen.append((self.global_step, list(batch["key"]), self._lines(batch)))
+        return (self.weight * batch["zero_filled"].abs().mean()) ** 2
+
+    def validation_step(self, batch, batch_idx):
+        self.val_seen.append((self.current_epoch, list(batch["key"]), self._lines(batch)))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_masks_inside_trainer_fit_fresh_in_training_fixed_in_validation(phantom_root):
+    """A real ``Trainer.fit`` (2 epochs x 3 training batches of 4 slices, validation each epoch): training masks differ
+    between the samples of a batch, between steps, and for the same slice between epochs, and are the sampler's masks
+    of (seed, step); every validation slice gets the mask defined by (eval seed, slice key), the same in both epochs."""
+    dm = MRIDataModule(str(phantom_root), acceleration=4, batch_size=4, eval_batch_size=4, seed=5, eval_seed=11)
+    module = _MaskRecorder()
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=dm)
+    shape = (64, 64)
+
+    assert [step for step, _, _ in module.train_seen] == list(range(6))  # 12 training slices, batch 4, 2 epochs
+    by_slice: dict[str, list[tuple[int, torch.Tensor]]] = {}
+    step_patterns = []
+    for step, keys, lines in module.train_seen:
+        assert torch.all(lines.sum(1) == 16)
+        assert len({tuple(row.tolist()) for row in lines}) == len(keys)  # every sample its own mask
+        # the documented training draw of this batch (seed, "train", rank 0, step); 3 batches per epoch
+        expected, _ = MaskSampler(4, seed=5).training_masks(len(keys), shape, step, 0, torch.device("cpu"))
+        assert torch.equal(lines, expected[..., 0].bool())
+        step_patterns.append(lines)
+        for key, row in zip(keys, lines, strict=True):
+            by_slice.setdefault(key, []).append((step, row))
+    # no two steps draw the same masks
+    assert all(not torch.equal(a, b) for i, a in enumerate(step_patterns) for b in step_patterns[i + 1 :])
+    assert len(by_slice) == 12 and all(len(seen) == 2 for seen in by_slice.values())
+    eval_sampler = MaskSampler(4, seed=5, eval_seed=11)
+    for key, ((s0, first), (s1, second)) in by_slice.items():
+        assert s0 < 3 <= s1  # once per epoch
+        assert not torch.equal(first, second), key  # the same slice, a fresh mask the next epoch
+        assert not torch.equal(first, eval_sampler.evaluation_mask(key, shape)[0][:, 0].bool()), key
+
+    # validation: the fixed mask of (eval_seed, key), computed here by a sampler of its own
+    val = {epoch: {} for epoch in (0, 1)}
+    for epoch, keys, lines in module.val_seen:
+        for key, row in zip(keys, lines, strict=True):
+            val[epoch][key] = row
+    assert len(val[0]) == 6 and val[0].keys() == val[1].keys()
+    fresh = MaskSampler(4, seed=123, eval_seed=11)  # the training seed plays no part
+    for key in val[0]:
+        expected = fresh.evaluation_mask(key, shape)[0][:, 0].bool()
+        assert torch.equal(val[0][key], expected) and torch.equal(val[1][key], expected), key
