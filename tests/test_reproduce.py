@@ -636,3 +636,15 @@ def test_a_run_without_recorded_inputs_is_kept_with_a_note(fake_pipeline, capsys
     assert fake_pipeline().status("eval") == "done"
     os.utime(work / "stage2" / "checkpoints" / "last.ckpt", (table + 60, table + 60))
     assert fake_pipeline().stale_reason("eval").startswith("inputs not recorded; ")
+
+
+def test_the_study_trains_a_stale_prerequisite_afresh(fake_pipeline, tmp_path):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    fake.ran()
+    assert fake_pipeline().run_stage("stage1").returncode == 0 and fake.ran() == []  # done: nothing runs
+    (tmp_path / "data" / "meta.json").write_text("{}")  # another dataset
+    overrides = f"profile_overrides=['work_dir={work}','data.root={tmp_path / 'data'}']"
+    Study(load_study(["profile=smoke", overrides])).ensure_prerequisites()
+    assert fake.ran() == ["stage1", "segnet", "dagan"]  # the study's references, each trained afresh
+    assert (work / "stage1.stale-1" / "checkpoints" / "best.ckpt").is_file()

@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -456,12 +457,14 @@ class Pipeline:
             console.print(f"[green]✓ {step.name} in {_minutes(step.elapsed_s)}[/green]")
         return self.collect(time.time() - start)
 
-    def run_stage(self, name: str) -> subprocess.CompletedProcess:
+    def run_stage(self, name: str) -> CompletedProcess:
         """Run step ``name`` (a training stage or ``eval``) unless it is done: a stale training stage's old folder is
         first moved to ``<stage>.stale-<n>`` and the stage trains afresh (one line says why and where the old run
         went); a stale evaluation runs again in place. The inputs are recorded in ``inputs.json`` when a training run
         starts and, for every step, once it has finished."""
         status = self.status(name)
+        if status in SKIPPED:
+            return CompletedProcess([], 0)
         if status == "stale":
             reason = self.stale_reason(name)
             if name == "eval":

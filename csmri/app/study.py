@@ -183,7 +183,7 @@ class Study:
         for name in ("stage1", *self.pipeline.segnet_stages(), *(["dagan"] if "dagan" in self.cfg.references else [])):
             if self.pipeline.status(name) != "done":
                 console.rule(f"study: {name} of profile {self.cfg.profile}")
-                subprocess.run(self.pipeline.train_command(name), check=True)
+                self.pipeline.run_stage(name).check_returncode()  # a stale run moved aside, the inputs recorded
         wanted = "autoencoder" in self.swept_backbones() or self.pipeline.uses_autoencoder()
         if wanted and not Path(self.backbone_weights("autoencoder")).is_file():
             console.rule("study: the autoencoder perceptual backbone (experiment=vgg_autoencoder)")
