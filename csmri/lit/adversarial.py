@@ -24,7 +24,7 @@ from torch import nn
 from csmri.lit._config import build
 from csmri.lit.gan import AdversarialReconstructionBase
 from csmri.lit.optim import plain_configs
-from csmri.losses.dagan import dagan_freq, dagan_nmse
+from csmri.losses.dagan import dagan_freq, dagan_nmse, dagan_nmse_01
 from csmri.physics import complex_to_channels
 
 
@@ -77,8 +77,9 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
         return self.generator.parameters()
 
     def log_validation_extras(self, batch, output, extras, target) -> None:  # type: ignore[override]
-        """``val/nmse``: DAGAN's per-image root NMSE (its model-selection metric), averaged over images."""
-        self.log("val/nmse", dagan_nmse(output, batch["target"]), sync_dist=True, batch_size=target.shape[0])
+        """``val/nmse``: DAGAN's model-selection metric, the per-image root NMSE of the magnitudes in [0, 1]
+        (its ``nmse_0_1``, :func:`csmri.losses.dagan.dagan_nmse_01`), averaged over images."""
+        self.log("val/nmse", dagan_nmse_01(output, batch["target"]), sync_dist=True, batch_size=target.shape[0])
 
     def extra_terms(self, batch, output, extras, target) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return image_terms(output, target, set(self.normalizer.term_names))

@@ -6,6 +6,8 @@ DAGAN (TensorFlow/TensorLayer, ``train.py``/``utils.py``/``model.py``) works on 
 - ``g_nmse = mean_b ||x_hat_b - x_b||_2 / ||x_b||_2`` on the [-1, 1] images (a root, per image);
 - ``g_fft = mean_b mean_pixels (|FFT2(u_hat_b)| - |FFT2(u_b)|)^2`` with ``u = (x + 1) / 2`` in [0, 1] and the
   unnormalised FFT (``tf.spectral.fft2d``);
+- ``nmse_0_1 = mean_b ||u_hat_b - u_b||_2 / ||u_b||_2`` on the [0, 1] images ``u = (x + 1) / 2``: not a loss but its
+  validation metric, on which it keeps the best model and stops early (``train.py``);
 - ``g_perceptual = mean_b mean_{c,h,w} (phi(x_hat_b) - phi(x_b))^2`` where ``phi`` is VGG-16 up to
   ``pool4`` (DAGAN's ``conv4``: conv4_3 -> ReLU -> 2x2 max-pool) on the image resized to 244 x 244, tiled to
   3 channels, mapped to [0, 255] (``(x + 1) * 127.5``) minus the ImageNet mean ``[123.68, 116.779, 103.939]``
@@ -14,9 +16,10 @@ DAGAN (TensorFlow/TensorLayer, ``train.py``/``utils.py``/``model.py``) works on 
 Mapping from csmri. csmri images are complex (2-channel ``[real, imag]`` tensors ``(B, 2, H, W)``) with the
 target's magnitude at most 1 per slice. DAGAN's real image is taken to be the **magnitude** ``m = |x|`` in
 [0, 1], mapped to DAGAN's range as ``x_dagan = 2 m - 1`` (so DAGAN's ``(x + 1) / 2`` is ``m`` itself and its
-``(x + 1) * 127.5`` is ``255 m``). Every function here accepts anything :func:`csmri.metrics.image.magnitude`
-does (2-channel, complex, or real magnitudes ``(B, H, W)``). The reconstruction's magnitude is not clipped:
-DAGAN's tanh bounds its output, csmri's generators do not.
+``(x + 1) * 127.5`` is ``255 m``); :class:`csmri.models.dagan.DAGANGenerator` clips its output in that range, so
+its magnitudes lie in [0, 1]. Every function here accepts anything :func:`csmri.metrics.image.magnitude`
+does (2-channel, complex, or real magnitudes ``(B, H, W)``). The reconstruction's magnitude is not clipped here
+(the joint baseline's generator, which also uses these terms, has no bound of its own).
 
 Known differences from the released code (deliberate):
 
@@ -59,6 +62,24 @@ def dagan_nmse(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -
         A scalar: the per-image relative error (a root, not squared), averaged over the ``B`` images.
     """
     a, b = to_dagan_range(output), to_dagan_range(target)
+    num = (a - b).pow(2).flatten(1).sum(1).sqrt()
+    den = b.pow(2).flatten(1).sum(1).sqrt().clamp_min(eps)
+    return (num / den).mean()
+
+
+def dagan_nmse_01(output: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """DAGAN's validation NMSE (``nmse_0_1``, its model-selection metric): ``mean_b ||m_hat_b - m_b||_2 / ||m_b||_2``.
+
+    On the images mapped to [0, 1] (DAGAN's ``(x + 1) / 2``), which in csmri are the magnitudes ``m = |x|`` themselves.
+    Unlike :func:`dagan_nmse` (the [-1, 1] loss term, where the background's -1 enters the norm) it measures the
+    error relative to the image's own energy.
+
+    Args:
+        output, target: as in :func:`dagan_nmse`.
+    Returns:
+        A scalar: the per-image relative error (a root), averaged over the ``B`` images.
+    """
+    a, b = magnitude(output), magnitude(target)
     num = (a - b).pow(2).flatten(1).sum(1).sqrt()
     den = b.pow(2).flatten(1).sum(1).sqrt().clamp_min(eps)
     return (num / den).mean()

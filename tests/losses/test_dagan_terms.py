@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from csmri.losses.dagan import (
     DAGANVGGFeatures,
     dagan_freq,
     dagan_nmse,
+    dagan_nmse_01,
     dagan_vgg,
     dagan_vgg_input,
 )
@@ -48,6 +51,26 @@ def test_nmse_hand_example_averages_images_not_pixels():
     tgt = torch.ones(2, 4, 4)  # b = 1 everywhere
     out = torch.stack([torch.full((4, 4), 0.75), torch.ones(4, 4)])  # a = 0.5 (ratio 0.5) and a = b (ratio 0)
     assert dagan_nmse(out, tgt).item() == pytest.approx(0.25)  # pooled: sqrt(4/32) = 0.354; squared: 0.125
+
+
+def test_validation_nmse_is_dagans_nmse_0_1_and_selects_the_dagan_model():
+    """DAGAN keeps the model with the lowest validation ``nmse_0_1``: the per-image root NMSE of the images mapped to
+    [0, 1] ((x + 1) / 2 of its [-1, 1] images, i.e. csmri's magnitudes), averaged over images (train.py)."""
+    from csmri.lit.adversarial import AdversarialReconstructionModule
+    from tests.helpers import compose_config
+
+    m_out, m_tgt, out, tgt = _random_pair(3)
+    expected = np.mean([np.sqrt(((m_out[i] - m_tgt[i]) ** 2).sum() / (m_tgt[i] ** 2).sum()) for i in range(3)])
+    assert dagan_nmse_01(out, tgt).item() == pytest.approx(expected, rel=1e-10)
+    assert abs(dagan_nmse(out, tgt).item() - expected) > 0.05  # the [-1, 1] loss term is another number
+    logged = {}
+    module = SimpleNamespace(log=lambda name, value, **kw: logged.update({name: value}))  # what it logs, unbound
+    AdversarialReconstructionModule.log_validation_extras(module, {"target": tgt}, out, {}, tgt)  # type: ignore[arg-type]
+    assert logged["val/nmse"].item() == pytest.approx(expected, rel=1e-10)
+    cfg = compose_config("train", ["experiment=dagan", "data.root=unused"])
+    assert (cfg.monitor.metric, cfg.monitor.mode) == ("val/nmse", "min")
+    stop = cfg.callbacks.early_stopping
+    assert (stop.monitor, stop.mode, stop.patience) == ("val/nmse", "min", 10)  # config.py: early_stopping_num = 10
 
 
 # -- frequency --------------------------------------------------------------------------------------
