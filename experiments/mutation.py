@@ -1,6 +1,6 @@
 """`make mutation`: mutation testing of the science-critical modules with mutmut, and the kill rate per module.
 
-    python -m experiments.mutation [physics losses metrics lit eval] [--jobs N] [--fresh] [--json PATH]
+    python -m experiments.mutation [physics losses metrics lit eval] [--jobs N] [--fresh] [--report] [--json PATH]
 
 mutmut (3.x) rewrites every function of the mutated files many times over (``<`` to ``<=``, a constant plus one, an
 argument dropped, ...) and runs, for each mutant, the tests that call the function; a mutant is *killed* when one of
@@ -39,7 +39,7 @@ MODULES: dict[str, list[str]] = {
     "lit": ["tests/lit"],
     "eval": ["tests/eval"],
 }
-KILLED, SURVIVED = ("killed", "timeout"), ("survived",)
+KILLED, SURVIVED = ("killed", "timeout", "segfault"), ("survived", "suspicious")
 _RESULT_LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>[a-z ]+)$")
 
 
@@ -124,7 +124,8 @@ def summarise(module: str, results: dict[str, str]) -> dict[str, float | int | s
         "killed": killed,
         "survived": survived,
         "no_tests": counts["no tests"],
-        "other": len(results) - scored - counts["no tests"],
+        "not_checked": counts["not checked"],  # a run stopped early (the rate is over the mutants tested so far)
+        "other": len(results) - scored - counts["no tests"] - counts["not checked"],
         "kill_rate": round(killed / scored, 3) if scored else float("nan"),
     }
 
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants tested in parallel")
     parser.add_argument("--fresh", action="store_true", help="discard earlier results and start over")
+    parser.add_argument("--report", action="store_true", help="summarise the results so far without running")
     parser.add_argument("--json", type=Path, default=SCRATCH / "summary.json", help="where the summary goes")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
@@ -143,22 +145,25 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for module in args.modules:
-        work = prepare(module, args.fresh)
         start = time.monotonic()
-        print(f"== csmri/{module}: mutmut run in {work.relative_to(ROOT)} (tests: {' '.join(MODULES[module])})")
-        run = mutmut(work, "run", "--max-children", str(args.jobs))
+        if args.report:
+            work, rc = SCRATCH / module, 0
+            if not work.is_dir():
+                parser.error(f"no results for {module} yet: run `make mutation MODULES={module}` first")
+        else:
+            work = prepare(module, args.fresh)
+            print(f"== csmri/{module}: mutmut run in {work.relative_to(ROOT)} (tests: {' '.join(MODULES[module])})")
+            rc = mutmut(work, "run", "--max-children", str(args.jobs)).returncode
         results = read_results(work)
-        row = summarise(module, results) | {"seconds": round(time.monotonic() - start), "mutmut_rc": run.returncode}
+        row = summarise(module, results) | {"seconds": round(time.monotonic() - start), "mutmut_rc": rc}
         survivors = sorted(name for name, status in results.items() if status in SURVIVED)
         (work / "survivors.txt").write_text("".join(f"{name}\n" for name in survivors))
         rows.append(row)
 
-    print(f"\n{'module':<16}{'mutants':>9}{'killed':>8}{'survived':>10}{'no tests':>10}{'kill rate':>11}")
+    header = ("mutants", "killed", "survived", "no_tests", "not_checked", "other")
+    print(f"\n{'module':<16}" + "".join(f"{h.replace('_', ' '):>12}" for h in header) + f"{'kill rate':>11}")
     for row in rows:
-        print(
-            f"{row['module']:<16}{row['mutants']:>9}{row['killed']:>8}{row['survived']:>10}{row['no_tests']:>10}"
-            f"{row['kill_rate']:>11.1%}"
-        )
+        print(f"{row['module']:<16}" + "".join(f"{row[h]:>12}" for h in header) + f"{row['kill_rate']:>11.1%}")
     previous = json.loads(args.json.read_text()) if args.json.exists() else {}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(previous | {row["module"]: row for row in rows}, indent=2) + "\n")

@@ -1,0 +1,38 @@
+"""`make mutation`'s bookkeeping: mutmut's result lines parsed, kill rates counted, the per-module mutmut table."""
+
+from __future__ import annotations
+
+import math
+
+import tomllib
+
+from experiments import mutation
+
+
+def test_result_lines_are_parsed_and_counted():
+    out = "\n".join(
+        [
+            "    csmri.physics.fft.x_fft2c__mutmut_1: killed",
+            "    csmri.physics.fft.x_fft2c__mutmut_2: survived",
+            "    csmri.physics.mask.xǁMaskǁdraw__mutmut_3: timeout",
+            "    csmri.physics.mask.x_lines__mutmut_4: no tests",
+            "    csmri.physics.mask.x_lines__mutmut_5: not checked",
+            "    csmri.physics.mask.x_lines__mutmut_6: killed",
+            "some other line mutmut prints",
+        ]
+    )
+    results = {m["name"]: m["status"] for line in out.splitlines() if (m := mutation._RESULT_LINE.match(line))}
+    assert len(results) == 6 and results["csmri.physics.mask.xǁMaskǁdraw__mutmut_3"] == "timeout"
+    row = mutation.summarise("physics", results)
+    # killed: 2 killed + 1 timeout; survived: 1; the rate leaves out untested and unreached mutants: 3 / 4
+    assert (row["killed"], row["survived"], row["no_tests"], row["not_checked"], row["other"]) == (3, 1, 1, 1, 0)
+    assert row["kill_rate"] == 0.75
+    assert math.isnan(mutation.summarise("physics", {})["kill_rate"])
+
+
+def test_each_module_is_mutated_against_its_own_tests():
+    for module, tests in mutation.MODULES.items():
+        table = tomllib.loads(mutation.mutmut_config(module))["tool"]["mutmut"]
+        assert table["only_mutate"] == [f"csmri/{module}/*"]
+        assert table["pytest_add_cli_args_test_selection"] == tests
+        assert all((mutation.ROOT / t).exists() for t in tests), tests
