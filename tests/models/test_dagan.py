@@ -113,8 +113,14 @@ def test_train_mode_generator_starts_within_1db_of_zero_filled(phantom_root):
     for seed in range(2):
         torch.manual_seed(seed)
         g = DAGANGenerator(64, features=SMALL).train()
+        seen = []
+        hook = g.unet.out.register_forward_hook(lambda module, args, output, seen=seen: seen.append(args[0]))
         with torch.no_grad():
             out = g(zf)
+        hook.remove()
+        head = seen[0]  # the 1x1 output conv reads deconv -> BN (batch statistics) -> ReLU
+        assert head.shape[1] == 64 and head.min() >= 0
+        assert 0.4 < (head == 0).float().mean() < 0.6  # ReLU of batch-normalised maps: about half are zero
         psnr_g = _psnr(_mag(out), target)
         assert abs(psnr_g - psnr_zf) < 1.0, (seed, psnr_g, psnr_zf)
         assert not torch.allclose(out, zf)  # a real residual, not the identity
@@ -162,6 +168,14 @@ def test_discriminator_has_dagans_tail_and_input_range():
     plain = GlobalDiscriminator(1, 64, base=64, dagan_range=False).eval()
     plain.load_state_dict(d.state_dict())
     torch.testing.assert_close(d(m)[0], plain(2 * m - 1)[0])  # magnitudes in [0, 1] -> DAGAN's 2 m - 1
+    h = 2 * m - 1  # DAGAN's h8 = lrelu(h7 + res(h7), 0.2), then the dense layer (model.py, discriminator)
+    for layer in d.layers:
+        h = layer(h)
+    h7 = h7(h6(h))
+    h8 = torch.where(h7 + res(h7) > 0, h7 + res(h7), 0.2 * (h7 + res(h7)))
+    logits, features = d(m)
+    torch.testing.assert_close(logits, d.classifier(h8.flatten(1)))
+    torch.testing.assert_close(features[-1], h8)
 
 
 def test_earlier_generator_checkpoints_are_refused_clearly():
