@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from csmri.data.dataset import SliceDataset
 from csmri.data.layout import read_meta
+from csmri.data.order import ResumableShuffle
 from csmri.data.sources import DatasetSource
 from csmri.physics.sampling import MaskSampler
 
@@ -78,6 +79,8 @@ class MRIDataModule(L.LightningDataModule):
         self.cache = cache
         self.datasets: dict[str, SliceDataset] = {}
         self.image_size: list[int] | None = None  # (H, W), known after setup()
+        self.train_order: ResumableShuffle | None = None  # the training loader's shuffle (see state_dict)
+        self._resume_order: tuple[int, int, torch.Tensor | None] | None = None
 
     # -- data on disk -------------------------------------------------------------------------------
     @property
@@ -107,10 +110,16 @@ class MRIDataModule(L.LightningDataModule):
         return self.datasets[split]
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        order = None
+        if shuffle:
+            order = self.train_order = ResumableShuffle(self.dataset(split))
+            if self._resume_order is not None:
+                order.resume(*self._resume_order)
+                self._resume_order = None
         return DataLoader(
             self.dataset(split),
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=order,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
@@ -129,6 +138,26 @@ class MRIDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The test split, undersampled with the fixed evaluation masks."""
         return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    # -- resuming mid-epoch ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """In a checkpoint written inside an epoch: that epoch's shuffle seed, the number of training slices whose
+        batches are done and the global torch RNG state, so that a resumed run sees the rest of the same epoch in the
+        same order and draws what the interrupted run drew (:class:`csmri.data.order.ResumableShuffle`). Empty at an
+        epoch's end and when Lightning replaced the sampler (DDP)."""
+        trainer, order = self.trainer, self.train_order
+        if trainer is None or order is None or order.seed is None:
+            return {}
+        # batches whose training step ran (Lightning resumes after these, also from a save in on_train_batch_end)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        if done >= trainer.num_training_batches:
+            return {}
+        start = done * self.batch_size
+        return {"train_order": {"seed": order.seed, "start": start, "torch_rng": torch.get_rng_state()}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        order = state_dict.get("train_order")
+        self._resume_order = (int(order["seed"]), int(order["start"]), order.get("torch_rng")) if order else None
 
     @property
     def acquisition(self) -> dict[str, Any]:
@@ -150,6 +179,10 @@ def training_batch_counter(trainer: L.Trainer) -> int:
     """Number of training batches fetched before the current one (restored on resume).
 
     Unlike ``global_step`` it advances once per batch whatever the number of optimisers (GAN stages
-    step two) or gradient-accumulation settings.
+    step two) or gradient-accumulation settings. Counted as the completed batches plus the current epoch's batches
+    in flight: Lightning's ``total.ready`` also counts a batch fetched but not completed when a run was interrupted
+    (it resets only the epoch's ``current`` counters on restart), which would shift every later training mask of a
+    resumed run by one step.
     """
-    return trainer.fit_loop.epoch_loop.batch_progress.total.ready
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    return progress.total.completed + progress.current.ready - progress.current.completed

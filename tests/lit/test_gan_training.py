@@ -1,0 +1,130 @@
+"""Stage 2's discriminator inputs inside real training steps: replayed images reach D at the rate p, and feature
+matching compares every one of D's feature maps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import csmri.app.train as train_app
+from csmri.app.train import build_module, train
+from csmri.physics import complex_to_channels
+from tests.conftest import TINY_STAGE2
+from tests.helpers import compose_config
+
+P_REPLAY = 0.5  # DESIGN.md section 2 / the paper: "p = 0.5 of drawing from" the replay buffer
+
+
+def _config(phantom_root, stage1_ckpt, out, *extra):
+    overrides = [
+        "experiment=stage2",
+        f"data.root={phantom_root}",
+        f"model.recon_ckpt={stage1_ckpt}",
+        *TINY_STAGE2,
+        "logger=csv",
+        "trainer.precision=32-true",
+        "trainer.enable_progress_bar=false",
+        "module.log_images_every_n_steps=0",
+        *extra,
+    ]
+    return compose_config("train", overrides, out)
+
+
+def test_replayed_images_reach_the_discriminator_at_rate_p(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
+    """Every D step's fake batch, recorded at D's input, holds either this step's refined image or (swapped) an
+    earlier one, bit for bit; once the buffer is full the swaps happen at the shipped rate p."""
+    capacity, batch, epochs = 4, 12, 10  # the 12 training slices in one batch: 10 steps, 116 draws once full
+    generated: list[torch.Tensor] = []  # per step: the refined magnitudes (B, 1, H, W) that entered the buffer
+    d_inputs: list[list[torch.Tensor]] = []  # per step: every input D saw, in call order
+
+    def instrument(cfg):
+        module = build_module(cfg)
+        generate, training_step, d_forward = module.generate, module.training_step, module.discriminator.forward
+
+        def spy_generate(b):
+            output, extras = generate(b)
+            if module.training:
+                generated.append(module._discriminator_input(output.float()).detach().clone())
+            return output, extras
+
+        def spy_training_step(*args, **kwargs):
+            d_inputs.append([])
+            return training_step(*args, **kwargs)
+
+        def spy_d(x):
+            if module.training and d_inputs:
+                d_inputs[-1].append(x.detach().clone())
+            return d_forward(x)
+
+        module.generate, module.training_step, module.discriminator.forward = spy_generate, spy_training_step, spy_d
+        return module
+
+    monkeypatch.setattr(train_app, "build_module", instrument)
+    overrides = [
+        f"loss.replay.capacity={capacity}",  # p stays the shipped one
+        "loss.weights.vgg=0",  # no VGG term (speed): D's inputs do not depend on it
+        f"data.batch_size={batch}",
+        f"trainer.max_epochs={epochs}",
+        "+trainer.limit_val_batches=0",
+    ]
+    train(_config(phantom_root, stage1_ckpt, tmp_path, *overrides))
+    assert len(generated) == len(d_inputs) == epochs
+
+    earlier: list[torch.Tensor] = []  # every refined image produced so far, in order
+    draws = swapped = 0
+    for step, (fakes, calls) in enumerate(zip(generated, d_inputs, strict=True)):
+        # the D step: D(real), D(fake for D); then the V step: D(x_hat), D(real) for feature matching
+        assert len(calls) == 4, len(calls)
+        seen = calls[1]
+        assert seen.shape == fakes.shape
+        for i in range(fakes.shape[0]):
+            full = len(earlier) >= capacity  # the buffer was full when this image arrived
+            if torch.equal(seen[i], fakes[i]):
+                pass  # this step's own image
+            else:
+                assert full, f"step {step}, image {i}: swapped while the buffer was still filling"
+                # a refined image of an earlier step (or earlier in this batch) that the buffer held
+                assert any(torch.equal(seen[i], old) for old in earlier), f"step {step}, image {i}: not a stored one"
+                swapped += 1
+            draws += full
+            earlier.append(fakes[i])
+    assert swapped > 0, "no replayed image ever reached D"
+    # each draw swaps with probability p, independently: swapped ~ Binomial(draws, p); a 4-sigma band
+    sigma = math.sqrt(P_REPLAY * (1 - P_REPLAY) / draws)
+    assert abs(swapped / draws - P_REPLAY) < 4 * sigma, (swapped, draws)
+
+
+class ThreeMapDiscriminator(nn.Module):
+    """A parameter-free D with three feature maps of different sizes and scales (input ``(B, 1, H, W)``)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        f1 = 2.0 * x
+        f2 = F.avg_pool2d(x, 2) ** 2
+        f3 = 5.0 * F.avg_pool2d(x, 4) - 1.0
+        return f3.mean(dim=(1, 2, 3)), [f1, f2, f3]
+
+
+def test_feature_matching_averages_every_discriminator_map(phantom_root, stage1_ckpt, tmp_path):
+    from tests.lit.test_stage2 import _simulated_batch
+
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
+    module.discriminator = ThreeMapDiscriminator()
+    batch = _simulated_batch(phantom_root)
+    target = complex_to_channels(batch["target"])
+    output = complex_to_channels(batch["zero_filled"])  # a reconstruction that differs from the target
+    terms, _ = module.generator_terms(batch, output, {"x_v": output}, target)
+
+    def mag(channels):  # |x| as D's 1-channel input, written out here
+        return torch.sqrt(channels[:, 0] ** 2 + channels[:, 1] ** 2).unsqueeze(1)
+
+    _, real_maps = ThreeMapDiscriminator()(mag(target))
+    _, fake_maps = ThreeMapDiscriminator()(mag(output))
+    per_map = [(real - fake).abs().mean() for real, fake in zip(real_maps, fake_maps, strict=True)]
+    expected = sum(per_map) / 3
+    assert terms["feat"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # the maps differ enough that any single map (or a subset) gives another value
+    assert min(abs(expected.item() - m.item()) for m in per_map) > 1e-3 * expected.item()
