@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
 import torch
 
 from csmri.physics.sampling import MaskSampler
@@ -59,3 +60,79 @@ def test_seed_derivation_follows_its_definition():
     # the generator is seeded with exactly that value
     expected = torch.Generator().manual_seed(derive_seed(4, "x")).initial_seed()
     assert seeded_generator(4, "x").initial_seed() == expected == derive_seed(4, "x")
+
+
+def _always_sampled_rows(masks: torch.Tensor) -> set[int]:
+    """Rows sampled in every one of ``masks (M, H, W)`` (each row of a line mask is all 0 or all 1)."""
+    rows = masks[..., 0].bool()
+    return set(torch.nonzero(rows.all(dim=0)).flatten().tolist())
+
+
+def _lowest_frequency_rows(n: int, count: int) -> set[int]:
+    """The ``count`` rows nearest DC in the centred layout (numpy's ``fftshift(fftfreq(n))``), written out
+    independently of csmri's mask code; ties between +f and -f are excluded, so ``count`` must be odd."""
+    import numpy as np
+
+    assert count % 2 == 1
+    freqs = np.fft.fftshift(np.fft.fftfreq(n)) * n
+    return {int(i) for i in np.flatnonzero(np.abs(freqs) <= count // 2)}
+
+
+def test_sampler_settings_reach_every_training_and_evaluation_mask():
+    """The sampler's ``sample_n`` / ``center_fraction`` / acceleration decide the masks it draws, in training and in
+    evaluation (at N=64 the default would be max(2, 64 // 64) = 2 centre lines: a setting dropped on the way to the
+    mask shows as 2 always-sampled lines)."""
+    n, shape = 64, (64, 64)
+    for sampler, centre in [
+        (MaskSampler(acceleration=4, sample_n=9, seed=3), 9),
+        (MaskSampler(acceleration=4, center_fraction=7 / 64, seed=3), 7),
+    ]:
+        target = torch.zeros(8, *shape, dtype=torch.complex64)
+        training = torch.cat([sampler.simulate({"target": target}, train=True, step=s)["mask"] for s in range(25)])
+        evaluation = torch.stack([sampler.evaluation_mask(f"p/{i:03d}", shape)[0] for i in range(200)])
+        for masks in (training, evaluation):
+            assert torch.all(masks.sum(dim=-2)[..., 0] == n // 4)  # floor(N / acc) lines in every mask
+            # 200 masks: a random line is in all of them with probability < 0.9 ** 200 -- only the centre lines are
+            assert _always_sampled_rows(masks) == _lowest_frequency_rows(n, centre)
+
+
+def test_non_square_images_get_full_readout_lines_over_the_phase_encode_axis():
+    """Masks cover ``(H, W)`` with H phase-encode lines (dim -2) that are full along the readout (dim -1)."""
+    sampler = MaskSampler(acceleration=4, sample_n=3)
+    target = torch.randn(2, 64, 40, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    for train in (True, False):
+        batch = sampler.simulate({"target": target, "key": ["a/0", "a/1"]}, train=train)
+        mask = batch["mask"]
+        assert mask.shape == (2, 64, 40) and batch["kspace"].shape == (2, 64, 40)
+        assert torch.all(mask == mask[..., :1])  # every row all 0 or all 1
+        assert torch.all(mask[..., 0].sum(dim=-1) == 16)
+
+
+def _noise_of(batch: dict, clean: torch.Tensor) -> torch.Tensor:
+    return (batch["kspace"] - clean)[batch["mask"].bool()]
+
+
+def test_noise_level_and_seeding_in_training_and_evaluation():
+    """``noise_std`` is the std of each real component of the k-space noise, on sampled entries only; the noise is
+    reproducible: from the batch's step in training, from the slice key (after its mask) in evaluation."""
+    from csmri.physics import fft2c
+
+    sigma, shape, keys = 0.05, (64, 64), [f"p/{i}" for i in range(6)]
+    sampler = MaskSampler(acceleration=4, noise_std=sigma, seed=1, eval_seed=0)
+    target = torch.randn(6, *shape, dtype=torch.complex64, generator=torch.Generator().manual_seed(5))
+    clean = fft2c(target)
+    for train in (True, False):
+        first = sampler.simulate({"target": target, "key": keys}, train=train, step=4)
+        again = sampler.simulate({"target": target, "key": keys}, train=train, step=4)
+        assert torch.equal(first["kspace"], again["kspace"])
+        assert torch.all(first["kspace"][first["mask"] == 0] == 0)
+        noise = _noise_of(first, clean)  # 6 slices x 16 lines x 64 columns = 6144 complex samples
+        # the std of 6144 normal draws is within ~1 % (1 / sqrt(2 n)) of sigma; 5 % is ~5 standard errors
+        assert noise.real.std().item() == pytest.approx(sigma, rel=0.05)
+        assert noise.imag.std().item() == pytest.approx(sigma, rel=0.05)
+    # evaluation noise is the draw that follows the slice's mask on the slice's own generator: with the same key the
+    # same noise, whatever batch the slice is in
+    mask, generator = sampler.evaluation_mask(keys[2], shape)
+    eps = torch.randn(shape, dtype=torch.complex64, generator=generator) * (sigma * 2**0.5)
+    alone = sampler.simulate({"target": target[2:3], "key": keys[2:3]}, train=False)
+    torch.testing.assert_close(alone["kspace"][0], (clean[2] + eps) * mask, atol=1e-6, rtol=1e-5)

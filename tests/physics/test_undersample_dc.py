@@ -90,3 +90,29 @@ def test_bad_inputs_raise(problem):
         DataConsistency(nu=-1.0)
     with pytest.raises(ValueError, match="complex"):
         undersample(image.real, mask)
+
+
+def test_dc_layer_passes_its_weight_to_the_weighted_form(problem):
+    image, mask, kspace = problem
+    estimate = torch.randn(3, 32, 32, dtype=torch.complex64, generator=torch.Generator().manual_seed(4))
+    for nu in (0.0, 3.0):
+        layer = DataConsistency(nu=nu)
+        out = layer(complex_to_channels(estimate), kspace, mask)
+        # the weighted form written out: (1 - m) k + m (k + nu k0) / (1 + nu), in k-space
+        k = fft2c(estimate)
+        expected = torch.where(mask.bool(), (k + nu * kspace) / (1 + nu), k)
+        torch.testing.assert_close(fft2c(torch.complex(out[:, 0], out[:, 1])), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="nu must be >= 0"):
+        DataConsistency(nu=-0.5)
+
+
+def test_channel_helpers_on_unbatched_images_and_complex_input():
+    from csmri.physics import channels_to_complex
+
+    x = torch.randn(2, 8, 6)
+    z = channels_to_complex(x)
+    assert z.shape == (8, 6) and torch.equal(z.real, x[0]) and torch.equal(z.imag, x[1])
+    with pytest.raises(ValueError, match="real tensor with 2 channels"):
+        channels_to_complex(torch.zeros(1, 2, 8, 8, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="expected a complex tensor"):
+        complex_to_channels(torch.zeros(1, 8, 8))
