@@ -45,7 +45,7 @@ def _simulated_batch(phantom_root, n=3):
 
 
 def test_first_step_terms_and_zero_gate(phantom_root, stage1_ckpt, tmp_path):
-    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path)).eval()  # eval: D's dropout off
     batch = _simulated_batch(phantom_root)
     base = module.base_reconstruction(batch)
     refined, x_v = module.refinement(base)
@@ -54,12 +54,32 @@ def test_first_step_terms_and_zero_gate(phantom_root, stage1_ckpt, tmp_path):
 
     from csmri.physics import complex_to_channels
 
-    terms, _ = module.generator_terms(batch, refined, {"x_v": x_v}, complex_to_channels(batch["target"]))
+    target = complex_to_channels(batch["target"])
+    terms, _ = module.generator_terms(batch, refined, {"x_v": x_v}, target)
     module.normalizer.initialise(terms)
+
+    # the raw first-step terms, computed here from D, the VGG extractor and V's output directly
+    def mag(channels):
+        return torch.sqrt(channels[:, 0] ** 2 + channels[:, 1] ** 2)
+
+    with torch.no_grad():
+        fake_logits, fake_maps = module.discriminator(mag(refined).unsqueeze(1))
+        _, real_maps = module.discriminator(mag(target).unsqueeze(1))
+        adv = -torch.nn.functional.logsigmoid(fake_logits).mean()  # non-saturating: -log D(x_hat)
+        feat = sum((f - r).abs().mean() for f, r in zip(fake_maps, real_maps, strict=True)) / len(real_maps)
+        extractor = module.perceptual.extractor
+        vgg = ((extractor(mag(refined)) - extractor(mag(target))) ** 2).mean()
+        pen = x_v.abs().mean()
+    # M, N, O are the first step's adv, feat and vgg terms, each its own; alpha = 0.1 / L_pen
+    scales = module.normalizer.scales
+    assert module.normalizer.names == ("adv", "feat", "vgg")
+    for got, want in zip(scales.tolist(), (adv, feat, vgg), strict=True):
+        assert got == pytest.approx(want.item(), rel=1e-4)
+    assert len({round(v, 6) for v in scales.tolist()}) == 3  # distinct: a constant taken from another term differs
+    assert module.normalizer.alpha.item() == pytest.approx(0.1 / pen.item(), rel=1e-5)
     total, normalised = module.normalizer(terms)
-    for key in ("adv_norm", "feat_norm", "vgg_norm"):
-        assert normalised[key].item() == pytest.approx(1.0, rel=1e-5)
-    assert normalised["pen_weighted"].item() == pytest.approx(0.1, rel=1e-5)
+    assert normalised["pen_weighted"].item() == pytest.approx(0.1, rel=1e-5)  # alpha * L_pen = 0.1 at step one
+    assert total.item() == pytest.approx(0.5 + 0.5 + 1.0 + 0.1, rel=1e-5)  # 1/2 (1 + 1) + 1 + 0.1
 
     # the visual terms give V no gradient at lambda = 0; only the penalty reaches it
     visual = terms["adv"] + terms["feat"] + terms["vgg"]
@@ -69,8 +89,35 @@ def test_first_step_terms_and_zero_gate(phantom_root, stage1_ckpt, tmp_path):
     assert torch.autograd.grad(visual, module.refinement.gate)[0] != 0
 
 
-def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, tmp_path):
+def test_first_adam_step_moves_lambda_by_the_learning_rate(phantom_root, stage1_ckpt, tmp_path):
+    """Adam's first step moves a parameter by lr * m_hat / (sqrt(v_hat) + eps) with m_hat = g and v_hat = g^2 after
+    bias correction (m_1 = (1 - b1) g, v_1 = (1 - b2) g^2), i.e. by lr * g / (|g| + eps): |lambda_1 - 0| = lr for any
+    gradient |g| >> eps = 1e-8. The paper's lr: 2e-4."""
+    cfg = _config(phantom_root, stage1_ckpt, tmp_path, "trainer.max_epochs=1", "+trainer.limit_train_batches=1")
+    train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2  # one batch: one D and one V step
+    gate = ckpt["state_dict"]["refinement.gate"].item()
+    assert abs(gate) == pytest.approx(2e-4, rel=1e-4)
+
+
+def _capture_modules(monkeypatch) -> list:
+    """The modules ``csmri.app.train`` builds from now on (appended as they are built)."""
+    import csmri.app.train as app
+
+    built, original = [], app.build_module
+
+    def build(cfg):
+        built.append(original(cfg))
+        return built[-1]
+
+    monkeypatch.setattr(app, "build_module", build)
+    return built
+
+
+def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     cfg = _config(phantom_root, stage1_ckpt, tmp_path, "trainer.max_epochs=2")
+    built = _capture_modules(monkeypatch)
     train(cfg)
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["status"] == "finished" and info["perceptual_backbone"] == "vgg19-random"
@@ -85,7 +132,18 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     state = ckpt["state_dict"]
     assert abs(state["refinement.gate"].item()) > 0  # lambda moved away from 0
     assert not any(k.startswith("perceptual") for k in state)  # VGG is never checkpointed
-    assert any(k.startswith("recon.") for k in state)  # R travels with the checkpoint
+    # R is frozen: after training, the module's and the checkpoint's R equal the stage-1 checkpoint bit for bit
+    stage1 = torch.load(stage1_ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    expected_r = {k.removeprefix("net."): v for k, v in stage1.items() if k.startswith("net.")}
+    (module,) = built
+    for where, r_state in [
+        ("checkpoint", {k.removeprefix("recon."): v for k, v in state.items() if k.startswith("recon.")}),
+        ("module", module.recon.state_dict()),
+    ]:
+        assert r_state.keys() == expected_r.keys(), where
+        changed = [k for k in expected_r if not torch.equal(r_state[k], expected_r[k])]
+        assert not changed, (where, changed)
+    assert not any(p.requires_grad for p in module.recon.parameters()) and not module.recon.training
     assert state["normalizer.initialised"].item() and state["replay.count"].item() > 0
     assert list((tmp_path / "samples").glob("*.png")), "sample images were written"
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
@@ -104,6 +162,7 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
     first = tmp_path / "first"
     train(_config(phantom_root, stage1_ckpt, first, "trainer.max_epochs=1"))
     before = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert int(before["replay.count"]) > 0 and bool(before["normalizer.initialised"])
     resumed = tmp_path / "resumed"
     cfg = _config(
         phantom_root, stage1_ckpt, resumed, "trainer.max_epochs=2", f"ckpt_path={first}/checkpoints/last.ckpt"
@@ -115,11 +174,29 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
         seen["initialise"] = True
 
     monkeypatch.setattr(LossNormalizer, "initialise", spy)
+    built = _capture_modules(monkeypatch)
+    at_start = {}
+
+    def record_at_train_start(module):  # the state training continues from, after every setup hook
+        original = module.on_train_start
+
+        def hook():
+            original()
+            at_start.update({k: v.detach().clone() for k, v in module.state_dict().items()})
+
+        module.on_train_start = hook
+
+    import csmri.app.train as app
+
+    build = app.build_module
+    monkeypatch.setattr(app, "build_module", lambda c: (m := build(c), record_at_train_start(m))[0])
     train(cfg)
-    assert "initialise" not in seen
+    assert "initialise" not in seen and len(built) == 1
+    for key in ("replay.images", "replay.count", "normalizer.scales", "normalizer.alpha", "refinement.gate"):
+        assert torch.equal(at_start[key], before[key]), key  # bit for bit, not merely "not reset"
     after = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    torch.testing.assert_close(after["state_dict"]["normalizer.scales"], before["normalizer.scales"])
-    assert after["epoch"] == 1 and after["state_dict"]["replay.count"] >= before["replay.count"]
+    assert after["epoch"] == 1
+    torch.testing.assert_close(after["state_dict"]["normalizer.scales"], before["normalizer.scales"], rtol=0, atol=0)
 
 
 def test_recon_ckpt_errors(phantom_root, stage1_ckpt, tmp_path):

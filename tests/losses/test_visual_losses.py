@@ -105,28 +105,45 @@ def test_custom_terms_without_penalty():
     assert total.item() == pytest.approx(2.0 + 1.5) and "pen_weighted" not in normalised
 
 
+def _values(x: torch.Tensor) -> list[float]:
+    return x.flatten().tolist()
+
+
 def test_replay_buffer_fills_then_swaps():
     buffer = ReplayBuffer(capacity=4, p=1.0)
     first = torch.arange(4.0).view(4, 1, 1, 1)
     torch.testing.assert_close(buffer.query(first), first)  # filling: images pass through
+    assert int(buffer.count) == 4 and sorted(_values(buffer.images)) == [0.0, 1.0, 2.0, 3.0]
+    second = torch.tensor([10.0, 11.0, 12.0]).view(3, 1, 1, 1)
+    out = _values(buffer.query(second, generator=torch.Generator().manual_seed(0)))
+    # p = 1: every output is an image stored before it (never the new one), and each stored image leaves the buffer
+    # when it is returned, so none comes back twice; the new images take the returned ones' places
+    for i, value in enumerate(out):
+        assert value in [0.0, 1.0, 2.0, 3.0, *_values(second)[:i]], (i, value)
+    assert len(set(out)) == len(out)
+    assert sorted(_values(buffer.images)) == sorted(set(_values(first) + _values(second)) - set(out))
     assert int(buffer.count) == 4
-    second = torch.full((3, 1, 1, 1), 10.0)
-    out = buffer.query(second, generator=torch.Generator().manual_seed(0))
-    assert set(out.flatten().tolist()) <= set(range(4)) | {10.0}  # p=1: every output is a stored image
-    assert (buffer.images == 10.0).sum() >= 1
 
     never = ReplayBuffer(capacity=2, p=0.0)
     never.query(first[:2])
     torch.testing.assert_close(never.query(second), second)
+    assert sorted(_values(never.images)) == [0.0, 1.0]  # p = 0: the buffer keeps its images
 
 
 def test_replay_buffer_swap_probability():
-    buffer = ReplayBuffer(capacity=10, p=0.5)
-    buffer.query(torch.zeros(10, 1, 1, 1))
-    out = buffer.query(torch.ones(2000, 1, 1, 1), generator=torch.Generator().manual_seed(1))
-    swapped = (out == 0).float().mean().item()  # a stored zero came back
-    assert 0.0 < swapped < 0.5  # about p times the (shrinking) share of zeros in the buffer
-    assert math.isclose(float((out != 1).float().mean() + (out == 1).float().mean()), 1.0)
+    """Once full, each image is swapped for a stored one with probability p, independently: over n draws the swap
+    count is Binomial(n, p); the measured rate must lie within 4 standard deviations of p."""
+    p, capacity, n = 0.5, 10, 4000
+    buffer = ReplayBuffer(capacity=capacity, p=p)
+    buffer.query(-torch.arange(1.0, capacity + 1).view(-1, 1, 1, 1))  # stored: -1 .. -10
+    new = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1)  # every image distinct
+    out = buffer.query(new, generator=torch.Generator().manual_seed(1))
+    swapped = out.flatten() != new.flatten()
+    rate = swapped.float().mean().item()
+    assert abs(rate - p) < 4 * math.sqrt(p * (1 - p) / n), rate
+    # a swapped image is one stored earlier: a filled one (< 0) or an earlier image of this batch
+    index = torch.arange(n, dtype=torch.float32)
+    assert torch.all(out.flatten()[swapped] < index[swapped])
 
 
 def test_replay_buffer_round_trips_through_state_dict():
