@@ -34,7 +34,12 @@ SCRATCH = ROOT / ".mutation"
 # module -> the tests that exercise it (mutmut picks, per mutated function, those of them that call it)
 MODULES: dict[str, list[str]] = {
     "physics": ["tests/physics", "tests/data/test_datamodule.py"],
-    "losses": ["tests/losses", "tests/lit/test_stage2.py", "tests/lit/test_baselines.py"],
+    "losses": [
+        "tests/losses",
+        "tests/lit/test_gan_training.py",
+        "tests/lit/test_stage2.py",
+        "tests/lit/test_baselines.py",
+    ],
     "metrics": ["tests/metrics", "tests/eval/test_runner.py"],
     "lit": ["tests/lit"],
     "eval": ["tests/eval"],
