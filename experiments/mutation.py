@@ -1,6 +1,7 @@
 """`make mutation`: mutation testing of the science-critical modules with mutmut, and the kill rate per module.
 
-    python -m experiments.mutation [physics losses metrics lit eval] [--jobs N] [--fresh] [--report] [--json PATH]
+    python -m experiments.mutation [physics losses metrics lit eval] [--jobs N] [--fresh] [--report] [--retest REGEX]
+                                    [--json PATH]
 
 mutmut (3.x) rewrites every function of the mutated files many times over (``<`` to ``<=``, a constant plus one, an
 argument dropped, ...) and runs, for each mutant, the tests that call the function; a mutant is *killed* when one of
@@ -141,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="mutants tested in parallel")
     parser.add_argument("--fresh", action="store_true", help="discard earlier results and start over")
     parser.add_argument("--report", action="store_true", help="summarise the results so far without running")
+    parser.add_argument(
+        "--retest",
+        metavar="REGEX",
+        help="run again only the survivors whose name matches REGEX (e.g. after adding tests; '.' = all of them)",
+    )
     parser.add_argument("--json", type=Path, default=SCRATCH / "summary.json", help="where the summary goes")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
@@ -151,14 +157,21 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for module in args.modules:
         start = time.monotonic()
+        rc = 0
         if args.report:
-            work, rc = SCRATCH / module, 0
+            work = SCRATCH / module
             if not work.is_dir():
                 parser.error(f"no results for {module} yet: run `make mutation MODULES={module}` first")
         else:
             work = prepare(module, args.fresh)
+            names = []
+            if args.retest:
+                survivors = (work / "survivors.txt").read_text().split() if (work / "survivors.txt").is_file() else []
+                names = [name for name in survivors if re.search(args.retest, name)]
+                print(f"== csmri/{module}: {len(names)} of {len(survivors)} survivors to test again")
             print(f"== csmri/{module}: mutmut run in {work.relative_to(ROOT)} (tests: {' '.join(MODULES[module])})")
-            rc = mutmut(work, "run", "--max-children", str(args.jobs)).returncode
+            if names or not args.retest:
+                rc = mutmut(work, "run", "--max-children", str(args.jobs), *names).returncode
         results = read_results(work)
         row = summarise(module, results) | {"seconds": round(time.monotonic() - start), "mutmut_rc": rc}
         survivors = sorted(name for name, status in results.items() if status in SURVIVED)
