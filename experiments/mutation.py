@@ -46,6 +46,7 @@ MODULES: dict[str, list[str]] = {
     "eval": ["tests/eval"],
 }
 KILLED, SURVIVED = ("killed", "timeout", "segfault"), ("survived", "suspicious")
+KEPT = ("mutants/", ".pytest_cache/", "survivors.txt")  # mutmut's state and ours, kept when the copy is synced
 _RESULT_LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>[a-z ]+)$")
 
 
@@ -72,7 +73,7 @@ def sync_copy(dest: Path) -> None:
         shutil.copy2(src, dst)
     for path in dest.rglob("*"):
         rel = path.relative_to(dest).as_posix()
-        if path.is_file() and not rel.startswith(("mutants/", ".pytest_cache/")) and rel not in wanted:
+        if path.is_file() and not rel.startswith(KEPT) and rel not in wanted:
             if "__pycache__" not in rel:
                 path.unlink()
 
