@@ -136,3 +136,20 @@ def test_noise_level_and_seeding_in_training_and_evaluation():
     eps = torch.randn(shape, dtype=torch.complex64, generator=generator) * (sigma * 2**0.5)
     alone = sampler.simulate({"target": target[2:3], "key": keys[2:3]}, train=False)
     torch.testing.assert_close(alone["kspace"][0], (clean[2] + eps) * mask, atol=1e-6, rtol=1e-5)
+
+
+def test_sampler_defaults_are_the_papers_acquisition_and_targets_must_be_complex_slices():
+    """Default: 8x, noiseless (the paper's setting); ``simulate`` takes complex ``(B, H, W)`` targets only."""
+    sampler = MaskSampler()
+    assert (sampler.acceleration, sampler.noise_std, sampler.mask) == (8.0, 0.0, "gaussian")
+    target = torch.randn(2, 64, 64, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    batch = sampler.simulate({"target": target}, train=True)
+    assert torch.equal(batch["kspace"], batch["kspace"] * batch["mask"])  # noiseless: F x on the sampled lines
+    torch.testing.assert_close(
+        batch["kspace"],
+        torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(target, dim=(-2, -1)), norm="ortho"), dim=(-2, -1))
+        * batch["mask"],
+    )
+    for bad in (target.real, target[0]):
+        with pytest.raises(ValueError, match=r"must be complex \(B, H, W\)"):
+            sampler.simulate({"target": bad}, train=True)
