@@ -123,3 +123,22 @@ def test_draws_on_cuda():
     mask = gaussian_line_mask(4, (128, 128), 8, generator=g)
     assert mask.device.type == "cuda"
     assert torch.all(mask[:, :, 0].sum(1) == 16)
+
+
+@pytest.mark.parametrize(
+    ("shape", "acc", "sample_n"),
+    [
+        ((64, 64), 8, 7),  # one random line
+        ((64, 64), 8, 0),  # no centre lines: all 8 random
+        ((64, 64), 8, 8),  # the centre alone reaches the count: no random line
+        ((4, 1), 2, 2),  # the smallest mask: 4 lines, one column
+    ],
+)
+def test_edge_settings_give_exactly_n_over_acc_full_lines(shape, acc, sample_n):
+    masks = gaussian_line_mask(50, shape, acc, sample_n=sample_n, generator=torch.Generator().manual_seed(0))
+    assert masks.shape == (50, *shape)
+    lines = masks[..., 0]
+    assert torch.all(masks == lines[..., None])  # full readout lines
+    assert torch.all(lines.sum(dim=-1) == shape[0] // acc)
+    rows = _lowest_frequency_rows(shape[0], sample_n) if sample_n else []
+    assert torch.all(lines[:, rows] == 1)
