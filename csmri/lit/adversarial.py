@@ -53,7 +53,7 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
     csmri_module = "adversarial"
     networks = ("generator", "discriminator")
 
-    def __init__(  # pragma: no mutate block (Lightning's save_hyperparameters reads this frame)
+    def __init__(
         self,
         net: Mapping[str, Any],
         loss: Mapping[str, Any],

@@ -58,7 +58,7 @@ class PerceptualPretrainModule(NetworkSpeedMixin, L.LightningModule):
     networks = ("encoder", "decoder")
     wide_convolutions = True  # VGG-19 + decoder: ~2x faster in bf16 on avx512_bf16 CPUs (csmri.lit.precision)
 
-    def __init__(  # pragma: no mutate block (Lightning's save_hyperparameters reads this frame)
+    def __init__(
         self,
         net: Mapping[str, Any] = DEFAULT_NET,
         loss: Mapping[str, Any] = DEFAULT_LOSS,

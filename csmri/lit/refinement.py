@@ -50,7 +50,7 @@ class RefinementModule(AdversarialReconstructionBase):
     csmri_module = "refinement"
     networks = ("recon", "refinement", "discriminator")
 
-    def __init__(  # pragma: no mutate block (Lightning's save_hyperparameters reads this frame)
+    def __init__(
         self,
         net: Mapping[str, Any],
         loss: Mapping[str, Any],

@@ -72,7 +72,7 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
 
     networks = ("net",)
 
-    def __init__(  # pragma: no mutate block (Lightning's save_hyperparameters reads this frame)
+    def __init__(
         self,
         net: Mapping[str, Any] = DEFAULT_NET,
         loss: Mapping[str, Any] = DEFAULT_LOSS,
