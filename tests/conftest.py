@@ -63,18 +63,17 @@ def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def stage1_ckpt(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """best.ckpt of a very short stage-1 run (small RecNet) on the tiny phantom."""
-    from csmri.app.train import train
-    from tests.helpers import compose_config
+    from tests.helpers import train_best_checkpoint
 
-    out = tmp_path_factory.mktemp("stage1")
-    overrides = [
-        "experiment=stage1",
-        f"data.root={phantom_root}",
-        "trainer.max_epochs=1",
-        "logger=csv",
-        "model.nf=8",
-        "data.batch_size=4",
-        "+trainer.limit_train_batches=2",
-    ]
-    train(compose_config("train", overrides, out))
-    return out / "checkpoints" / "best.ckpt"
+    return train_best_checkpoint(
+        tmp_path_factory.mktemp("stage1"),
+        [
+            "experiment=stage1",
+            f"data.root={phantom_root}",
+            "trainer.max_epochs=1",
+            "logger=csv",
+            "model.nf=8",
+            "data.batch_size=4",
+            "+trainer.limit_train_batches=2",
+        ],
+    )

@@ -32,3 +32,11 @@ def run_csmri(*args: str, timeout: int = 600, **env: str) -> subprocess.Complete
     return subprocess.run(
         [*CSMRI, *args], capture_output=True, text=True, timeout=timeout, env={**SUBPROCESS_ENV, **env}
     )
+
+
+def train_best_checkpoint(output_dir: Path, overrides: list[str]) -> Path:
+    """Run ``csmri train`` in-process with ``overrides`` into ``output_dir``; its ``checkpoints/best.ckpt``."""
+    from csmri.app.train import train
+
+    train(compose_config("train", overrides, output_dir))
+    return output_dir / "checkpoints" / "best.ckpt"

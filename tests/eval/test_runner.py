@@ -120,21 +120,21 @@ def test_a_method_trained_several_times_is_the_mean_of_its_runs(phantom_root, st
 def segnet_ckpt(phantom_root, tmp_path_factory):
     """best.ckpt of a short segmentation run (tiny U-Net) on the phantom: far from perfect, but it finds the
     structure on fully-sampled images more often than on zero-filled ones."""
-    from csmri.app.train import train
+    from tests.helpers import train_best_checkpoint
 
-    out = tmp_path_factory.mktemp("segnet")
-    overrides = [
-        "experiment=segnet",
-        f"data.root={phantom_root}",
-        "trainer.max_epochs=6",
-        "data.batch_size=2",
-        "module.optimizer.lr=1e-2",
-        "model.channels=[8,16,32]",
-        "logger=csv",
-        "trainer.enable_progress_bar=false",
-    ]
-    train(compose_config("train", overrides, out))
-    return out / "checkpoints" / "best.ckpt"
+    return train_best_checkpoint(
+        tmp_path_factory.mktemp("segnet"),
+        [
+            "experiment=segnet",
+            f"data.root={phantom_root}",
+            "trainer.max_epochs=6",
+            "data.batch_size=2",
+            "module.optimizer.lr=1e-2",
+            "model.channels=[8,16,32]",
+            "logger=csv",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
 
 
 def test_sis_end_to_end_equals_the_hand_computation(phantom_root, stage1_ckpt, segnet_ckpt, tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 from csmri.physics.sampling import MaskSampler
 from csmri.physics.seeding import derive_seed, seeded_generator
+from tests.physics.test_mask import _lowest_frequency_rows as lowest_frequency_rows
 
 
 def test_evaluation_mask_depends_only_on_seed_and_key():
@@ -68,16 +69,6 @@ def _always_sampled_rows(masks: torch.Tensor) -> set[int]:
     return set(torch.nonzero(rows.all(dim=0)).flatten().tolist())
 
 
-def _lowest_frequency_rows(n: int, count: int) -> set[int]:
-    """The ``count`` rows nearest DC in the centred layout (numpy's ``fftshift(fftfreq(n))``), written out
-    independently of csmri's mask code; ties between +f and -f are excluded, so ``count`` must be odd."""
-    import numpy as np
-
-    assert count % 2 == 1
-    freqs = np.fft.fftshift(np.fft.fftfreq(n)) * n
-    return {int(i) for i in np.flatnonzero(np.abs(freqs) <= count // 2)}
-
-
 def test_sampler_settings_reach_every_training_and_evaluation_mask():
     """The sampler's ``sample_n`` / ``center_fraction`` / acceleration decide the masks it draws, in training and in
     evaluation (at N=64 the default would be max(2, 64 // 64) = 2 centre lines: a setting dropped on the way to the
@@ -93,7 +84,7 @@ def test_sampler_settings_reach_every_training_and_evaluation_mask():
         for masks in (training, evaluation):
             assert torch.all(masks.sum(dim=-2)[..., 0] == n // 4)  # floor(N / acc) lines in every mask
             # 200 masks: a random line is in all of them with probability < 0.9 ** 200 -- only the centre lines are
-            assert _always_sampled_rows(masks) == _lowest_frequency_rows(n, centre)
+            assert _always_sampled_rows(masks) == set(lowest_frequency_rows(n, centre))
 
 
 def test_non_square_images_get_full_readout_lines_over_the_phase_encode_axis():
