@@ -183,8 +183,9 @@ def reconstruct_folder(model: Any, args: argparse.Namespace) -> int:
             scan = reconstruct_scan(model, entry, target, args, progress=False)
         except (CsmriError, ValueError, OSError) as err:  # a bad scan: report it and go on
             failed += 1
+            message = str(getattr(err, "message", None) or err).removeprefix(f"{entry}: ")
             hint = f" ({err.hint})" if getattr(err, "hint", "") else ""
-            bar.write(f"failed  {entry.name}: {getattr(err, 'message', None) or err}{hint}")
+            bar.write(f"failed  {entry.name}: {message}{hint}")
             continue
         n, h, w = scan.kspace.shape
         padded = f", padded to {h}x{w}" if scan.crop else ""

@@ -191,7 +191,7 @@ def read_kspace(path: str | Path) -> dict[str, np.ndarray] | None:
                 return None
             return {k: np.asarray(f[k][()]) for k in ("kspace", "mask") if isinstance(f.get(k), h5py.Dataset)}
     except Exception as err:  # any parser failure: truncated, corrupt, pickled objects
-        raise BadInputError(path, f"cannot read {ext[1:].upper()} file ({_reason(err)})") from err
+        raise BadInputError(path, f"cannot read {'NPZ' if ext == '.npz' else 'HDF5'} file ({_reason(err)})") from err
 
 
 # -- single files -----------------------------------------------------------------------------------
