@@ -166,8 +166,7 @@ def _grid(path: Path, shape: tuple[int, int], sampler: Any, model: Any, pad: boo
                 raise _fail(
                     path,
                     f"slices of {h}x{w} have an odd number of phase-encode lines ({h})",
-                    "crop or pad the slices to an even size, or pass --pad (zero-pads them; the output is cropped "
-                    "back)",
+                    "crop or pad the slices to an even size, or pass --pad (zero-pads, then crops the result back)",
                 ) from err
             raise _fail(path, f"cannot draw a mask for {h}x{w} slices ({err})", "change --acceleration") from err
         return shape
