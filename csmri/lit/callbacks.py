@@ -52,19 +52,28 @@ class InferenceModelCheckpoint(ModelCheckpoint):
     states, the discriminator or the replay buffer (a stage-2 ``best.ckpt``: about 340 MB -> under 2 MB). Training
     resumes from the full ``last.ckpt`` (plain ``ModelCheckpoint``) or ``on_exception.ckpt``, never from these.
 
-    Its state is stored under ``ModelCheckpoint``'s key, so runs written before (or after) it resume alike.
+    Its state is stored under ``ModelCheckpoint``'s key, so runs written before (or after) it resume alike. With
+    ``save_last: true`` its ``last.ckpt`` is written in full.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._writing = False
+        self._full = False
 
     @property
     def state_key(self) -> str:
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        self._full = True
+        try:
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+        finally:
+            self._full = False
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        self._writing = True
+        self._writing = not self._full
         try:
             super()._save_checkpoint(trainer, filepath)
         finally:

@@ -120,8 +120,8 @@ def refuse_inference_only_resume(path: str | Path) -> None:
     """``ckpt_path`` must be a training checkpoint: an inference-only one has no optimiser state to resume."""
     if INFERENCE_ONLY in read_checkpoint(path, "ckpt_path", mmap=True):
         raise ConfigError(
-            f"ckpt_path {path} is an inference-only checkpoint (`csmri export --format checkpoint`): it holds no "
-            "optimiser or discriminator state to resume training from",
+            f"ckpt_path {path} is an inference-only checkpoint (a run's best.ckpt, or `csmri export --format "
+            "checkpoint`): it holds no optimiser or discriminator state to resume training from",
             "resume from the run's own checkpoints/last.ckpt",
         )
 
