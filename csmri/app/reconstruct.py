@@ -108,7 +108,12 @@ def reconstruct_scan(model: Any, path: Path, out: Path, args: argparse.Namespace
 
     ext = output_extension(out)
     scan = read_input(path, args, model)
-    model.check_size(scan.kspace.shape[-2:], str(path))
+    try:
+        model.check_size(scan.kspace.shape[-2:], str(path))
+    except InferenceError as err:
+        if scan.measured or args.pad:
+            raise
+        raise InferenceError(err.message, f"{err.hint}, or pass --pad") from err
     kspace, mask = torch.from_numpy(scan.kspace), torch.from_numpy(scan.mask)
     # image inputs are already at peak 1; measured k-space is normalised by its zero-filled peak in reconstruct()
     recon = model.reconstruct(kspace, mask, normalise=scan.measured, progress=progress).numpy()

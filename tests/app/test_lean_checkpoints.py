@@ -11,6 +11,7 @@ import csmri
 from csmri.app.reconstruct import main as reconstruct_main
 from csmri.errors import ConfigError
 from csmri.eval.methods import CheckpointMethod
+from csmri.inference import InferenceError
 from csmri.lit.checkpoints import INFERENCE_ONLY, inference_checkpoint, refuse_inference_only_resume
 
 TRAINING_ONLY = ("discriminator.", "replay.")
@@ -60,3 +61,13 @@ def test_best_loads_in_eval_reconstruct_and_lightning(stage2_ckpt, tmp_path):
     args = ["--ckpt", str(stage2_ckpt.parent.parent), "--input", str(tmp_path / "img.npy")]
     assert reconstruct_main([*args, "--out", str(tmp_path / "r.npz")]) == 0
     assert np.load(tmp_path / "r.npz")["reconstruction"].shape == (64, 64)
+
+    # V's U-Net takes multiples of 8: --pad pads 70x70 slices to 72x72 and crops the result back
+    np.save(tmp_path / "s70.npy", np.random.default_rng(1).random((70, 70)).astype(np.float32))
+    args = ["--ckpt", str(best_path), "--input", str(tmp_path / "s70.npy"), "--out", str(tmp_path / "s70.npz")]
+    with pytest.raises(InferenceError, match="slices of 70x70 do not fit") as err:
+        reconstruct_main(args)
+    assert err.value.hint.endswith("or pass --pad")
+    assert reconstruct_main([*args, "--pad"]) == 0
+    assert np.load(tmp_path / "s70.npz")["reconstruction"].shape == (70, 70)
+    assert np.load(tmp_path / "s70_mask.npy").shape == (72, 72)
