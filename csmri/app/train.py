@@ -8,6 +8,7 @@ Every run directory (``hydra.run.dir``) holds ``.hydra/config.yaml`` (the resolv
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import threading
@@ -26,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from csmri.app.guard import guarded
+from csmri.app.quiet import quiet_third_party
 from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_raise_cause
 from csmri.errors import ConfigError, TrainingError, did_you_mean, user_error
 from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint, refuse_inference_only_resume
@@ -34,6 +36,7 @@ from csmri.run_info import (
     SIGNAL_EXIT,
     RunInfo,
     RunTerminated,
+    git_state,
     interruption,
     job_overrides,
     overrides_change,
@@ -45,15 +48,92 @@ from csmri.run_info import (
 log = logging.getLogger(__name__)
 
 
+# overrides that say where or how a run runs, not what it computes: left out of W&B run names
+NAME_SKIPS = (
+    "experiment",
+    "tags",
+    "seed",
+    "ckpt_path",
+    "skip_finished",
+    "data.root",
+    "data.num_workers",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.enable_progress_bar",
+    "trainer.log_every_n_steps",
+)
+NAME_SKIP_GROUPS = ("hydra", "paths", "logger", "callbacks", "debug", "sweep")
+PIPELINE_ENV, PROFILE_ENV = "CSMRI_PIPELINE", "CSMRI_PROFILE"  # set by a pipeline that runs `csmri train`
+
+
+def _experiment(cfg: DictConfig) -> str:
+    return "run" if OmegaConf.is_missing(cfg, "experiment_name") else str(cfg.get("experiment_name") or "run")
+
+
+def wandb_run_name(cfg: DictConfig, overrides: list[str] | None) -> str:
+    """``<experiment>-<key overrides>-s<seed>``, e.g. ``stage2-alpha_target=0.05-s1``: the job's command-line
+    overrides as ``<last key>=<value>``, without paths and those of :data:`NAME_SKIPS`/:data:`NAME_SKIP_GROUPS`."""
+    parts = [_experiment(cfg)]
+    for override in overrides or []:
+        key, _, value = override.lstrip("~+").partition("=")
+        if key in NAME_SKIPS or key.split(".")[0] in NAME_SKIP_GROUPS or "/" in value:
+            continue
+        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    suffix = f"-s{cfg.seed}"
+    return "-".join(parts)[: 128 - len(suffix)] + suffix  # W&B shows 128 characters; the seed always
+
+
+def wandb_group(cfg: DictConfig) -> str:
+    """``$CSMRI_PIPELINE`` (a pipeline's name), else a multirun's ``<experiment>-<sweep>-<sweep folder>`` (one group
+    per sweep), else the experiment."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if os.environ.get(PIPELINE_ENV):
+        return os.environ[PIPELINE_ENV]
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        sweep = hydra_cfg.runtime.choices.get("sweep") or "sweep"
+        return f"{_experiment(cfg)}-{sweep}-{Path(hydra_cfg.sweep.dir).name}"
+    return _experiment(cfg)
+
+
+def wandb_tags(cfg: DictConfig, extra: list[str] | None) -> list[str]:
+    """The experiment, ``profile:<name>`` (``$CSMRI_PROFILE``), ``commit:<hash>`` and ``dirty`` (uncommitted changes),
+    then the configured ``tags``."""
+    git = git_state()
+    tags = [_experiment(cfg)]
+    if os.environ.get(PROFILE_ENV):
+        tags.append(f"profile:{os.environ[PROFILE_ENV]}")
+    tags.append(f"commit:{str(git['commit'])[:10]}")
+    if git["dirty"]:
+        tags.append("dirty")
+    return list(dict.fromkeys([*tags, *(str(t) for t in extra or [])]))
+
+
 def build_loggers(cfg: DictConfig) -> list[Logger]:
-    """The configured loggers; a resumed run (``ckpt_path``) continues the W&B run stored in its checkpoint."""
+    """The configured loggers; a resumed run (``ckpt_path``) continues the W&B run stored in its checkpoint.
+
+    A W&B run is named, tagged and grouped by :func:`wandb_run_name`, :func:`wandb_tags` and :func:`wandb_group`
+    unless ``logger.wandb.name`` / ``group`` are set; ``logger.wandb.tags`` are added to the automatic tags."""
     configs = OmegaConf.to_container(cfg.get("logger") or OmegaConf.create(), resolve=True)
     wandb_cfg = configs.get("wandb")
+    if wandb_cfg:
+        if wandb_cfg.get("name") is None:
+            wandb_cfg["name"] = wandb_run_name(cfg, job_overrides())
+        if wandb_cfg.get("group") is None:
+            wandb_cfg["group"] = wandb_group(cfg)
+        wandb_cfg["tags"] = wandb_tags(cfg, wandb_cfg.get("tags"))
     if wandb_cfg and cfg.get("ckpt_path"):
         run_id = read_checkpoint(cfg.ckpt_path, "ckpt_path", mmap=True).get("wandb_run_id")
         if run_id:
             wandb_cfg.update(id=run_id, resume="allow")
-    return [instantiate(c, _convert_="all") for c in configs.values() if c is not None]
+    loggers = [instantiate(c, _convert_="all") for c in configs.values() if c is not None]
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):  # Lightning passes anonymous=None, which W&B warns is deprecated
+            logger._wandb_init.pop("anonymous", None)
+    return loggers
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -283,6 +363,7 @@ def train(cfg: DictConfig) -> float | None:
     ``best_score`` (the monitored metric); both are also printed at the end. A run resumed with ``ckpt_path``
     records ``resumed_from`` (the checkpoint, the run folder that wrote it and that run's own ``resumed_from``).
     """
+    quiet_third_party()
     output_dir = cfg.paths.output_dir
     overrides = job_overrides()
     finished = finished_score(output_dir, overrides) if cfg.get("skip_finished") else None
