@@ -98,6 +98,10 @@ class Runner:
         order(self.runs, [run.name])
         return run
 
+    def planned(self, targets: list[str] | None = None) -> list[str]:
+        """The runs :meth:`run` goes through for ``targets`` (default: all): they and what they read from, in order."""
+        return order(self.runs, targets)
+
     # -- artefacts ------------------------------------------------------------------------------------
     def stage_dir(self, name: str) -> Path:
         return self.runs[name].run_dir
@@ -302,7 +306,7 @@ class Runner:
         check = self._hook("check")
         if check:
             check(self)
-        steps = self.steps(order(self.runs, targets))
+        steps = self.steps(self.planned(targets))
         self.print_plan(steps)
         self.data_root.parent.mkdir(parents=True, exist_ok=True)
         ran: list[Step] = []
