@@ -82,7 +82,7 @@ class Runner:
         self.runs: dict[str, Run] = declared_runs(cfg, self.work)
         data = cfg.data
         resolution = data.get("resolution", 1.0)
-        values = resolution if isinstance(resolution, ListConfig | list) else [resolution]
+        values = resolution if _listy(resolution) else [resolution]
         suffix = "" if resolution == 1 else "_res" + "-".join(f"{float(r):g}" for r in values)
         default_root = Path(os.environ.get("CSMRI_DATA_DIR", "data")) / f"phantom_{data.get('size')}{suffix}"
         self.data_root = Path(data.root) if data.get("root") else default_root
@@ -136,8 +136,9 @@ class Runner:
         against them)."""
         d = self.cfg.data
         phantom = [f"data.source.size={d.size}", f"data.source.patients={d.patients}", f"data.source.slices={d.slices}"]
-        if "resolution" in d:
-            phantom.append(f"data.source.resolution={_value(d.resolution)}")
+        if "resolution" in d:  # a number or a list, as Hydra reads it back (0.5, [0.5,1.0])
+            r = d.resolution
+            phantom.append(f"data.source.resolution={'[' + ','.join(map(str, r)) + ']' if _listy(r) else r}")
         return [
             f"data={d.config}",
             f"data.root={self.data_root}",
@@ -366,6 +367,10 @@ class Runner:
         return hook(self, elapsed_s) if hook else self.results
 
 
+def _listy(value: Any) -> bool:
+    return isinstance(value, list | tuple | ListConfig)
+
+
 def _finished(run_dir: Path) -> bool:
     return read_run_info(run_dir).get("status") == "finished" and (run_dir / "checkpoints" / "best.ckpt").is_file()
 
@@ -374,13 +379,6 @@ def _resume_ckpt(run_dir: Path) -> Path | None:
     """The newest of ``last.ckpt`` / ``on_exception.ckpt`` under ``run_dir/checkpoints``, if any."""
     existing = [c for c in (run_dir / "checkpoints" / f for f in ("last.ckpt", "on_exception.ckpt")) if c.is_file()]
     return max(existing, key=lambda c: c.stat().st_mtime) if existing else None
-
-
-def _value(value: Any) -> str:
-    """A number or a list as the right-hand side of a Hydra override (``0.5``, ``[0.5,1.0]``)."""
-    if isinstance(value, list | tuple | ListConfig):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    return str(value)
 
 
 def _eta(steps: list[Step], done: list[Step]) -> str:
