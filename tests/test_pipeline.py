@@ -158,6 +158,9 @@ def test_a_grid_point_is_a_variant_of_a_run(tmp_path):
     assert [a for a in command if a.startswith("model.perceptual.weights=")] == ["model.perceptual.weights=random"]
     assert [a for a in command if a.startswith("seed=")] == ["seed=3"]  # the pipeline's seed replaced
     assert f"hydra.run.dir={tmp_path / 'grid' / '0'}" in command and point.seed == 3
+    # a value replaces the input it stood for: the point no longer reads (nor waits for) the autoencoder's file
+    assert [i.name for i in runner.stage_inputs("grid/0")] == ["data", "stage1 checkpoint"]
+    assert runner.planned(["grid/0"]) == ["stage1", "grid/0"]
     back = point.variant("grid/1", tmp_path / "grid" / "1", {"model.perceptual.weights": Ref("ae", "file", "x.pth")})
     runner.add(back)
     assert f"model.perceptual.weights={tmp_path / 'work' / 'ae' / 'x.pth'}" in runner.command("grid/1")
