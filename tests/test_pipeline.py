@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from csmri.app.cli import main as csmri_main
 from csmri.errors import ConfigError
 from csmri.pipeline import Ref, open_pipeline, parse_ref
+from csmri.pipeline.configs import check_configs
 from csmri.pipeline.inputs import run_key
 
 
@@ -179,6 +181,19 @@ def test_a_hydra_launcher_runs_each_training_as_a_one_job_multirun(tmp_path):
     assert f"hydra.sweep.dir={work}" in command and "hydra.sweep.subdir=stage1" in command
     assert not any(a.startswith("hydra.run.dir=") for a in command)
     assert runner.command("eval")[3] == "eval"  # the evaluation runs here
+
+
+def test_a_typo_in_a_late_stage_fails_before_the_first_stage_trains(tmp_path, monkeypatch):
+    import csmri.pipeline.runner as runner_module
+
+    launched = []
+    monkeypatch.setattr(runner_module, "subprocess", SimpleNamespace(run=launched.append))
+    stages = TWO_STAGES.replace("overrides: [trainer.max_epochs=3]", "overrides: [trainer.max_epohs=3]")
+    runner = _pipeline(tmp_path, stages, EVAL)
+    with pytest.raises(ConfigError, match="run stage2: unknown config key `trainer.max_epohs`"):
+        runner.run()
+    assert launched == []  # nothing trained
+    check_configs(_pipeline(tmp_path, TWO_STAGES, EVAL), ["stage1", "stage2"])  # the same runs, spelled right
 
 
 def test_the_cli_reports_pipeline_mistakes_in_one_line(tmp_path, capsys):

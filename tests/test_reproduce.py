@@ -494,6 +494,7 @@ def fake_pipeline(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     fake = FakeCsmri()
     monkeypatch.setattr(runner_module, "subprocess", SimpleNamespace(run=fake))
+    monkeypatch.setattr(runner_module, "check_configs", lambda runner, names: None)  # tests/test_pipeline.py pins it
     monkeypatch.setattr(Runner, "collect", lambda self, elapsed_s: self.results)
     data = _fake_dataset(tmp_path / "data")
 

@@ -1,9 +1,9 @@
 """The runner of a declared pipeline (:mod:`csmri.pipeline.spec`): plan, skip what is done, run what is not.
 
-Each run lives in its folder (``<work_dir>/<run name>``) and is named by content as well: its key
-(:func:`csmri.pipeline.inputs.run_key`, shown in the plan and recorded in ``inputs.json``) hashes its settings and
-its inputs' contents. A training run whose ``run_info.json`` says ``finished`` and that has ``checkpoints/best.ckpt``
-is done; an interrupted one resumes from its newest checkpoint (``last.ckpt`` / ``on_exception.ckpt``); the
+Each run lives in ``<work_dir>/<run name>`` and is named by content too: its key (:func:`.inputs.run_key`, in the plan
+and ``inputs.json``) hashes its settings and its inputs' contents. Every planned run's config is composed before
+anything runs (:mod:`.configs`). A training run is done when its ``run_info.json`` says ``finished`` beside
+``checkpoints/best.ckpt``; an interrupted one resumes from its newest ``last.ckpt`` / ``on_exception.ckpt``; the
 evaluation is done when its ``table.json`` exists, its run finished and its command is unchanged. A run folder
 trained with other settings than the pipeline now gives it is an error (a changed setting needs its own work_dir).
 
@@ -37,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csmri.errors import ConfigError, TrainingError
+from csmri.pipeline.configs import check_configs
 from csmri.pipeline.inputs import Input, changes, identities, read_record, run_key, write_record
 from csmri.pipeline.spec import Ref, Run, declared_runs, order, runs_of
 from csmri.run_info import overrides_change, read_run_info
@@ -304,9 +305,9 @@ class Runner:
     def run(self, targets: list[str] | None = None) -> Path:
         """Run ``targets`` (default: every run, then the project's ``collect`` hook) and what they read from."""
         start = time.time()
-        check = self._hook("check")
-        if check:
+        if check := self._hook("check"):
             check(self)
+        check_configs(self, self.planned(targets))
         steps = self.steps(self.planned(targets))
         self.print_plan(steps)
         self.data_root.parent.mkdir(parents=True, exist_ok=True)
