@@ -36,9 +36,10 @@ EXIT_USER_ERROR = 2
 
 # what to set for the required (???) values of the shipped configs
 MISSING_HINTS = {
-    "model.recon_ckpt": "a stage-1 checkpoint, e.g. model.recon_ckpt=outputs/stage1/<run>/checkpoints/best.ckpt",
+    "model.net.recon_ckpt": (
+        "a stage-1 checkpoint, e.g. model.net.recon_ckpt=outputs/stage1/<run>/checkpoints/best.ckpt"
+    ),
     "data.root": "your dataset folder, e.g. data.root=DIR (a prepared dataset, or raw scans with data=folder)",
-    "module": "an experiment, e.g. experiment=stage1 (csmri/conf/experiment/*.yaml)",
     "experiment_name": "an experiment, e.g. experiment=stage1 (csmri/conf/experiment/*.yaml)",
 }
 

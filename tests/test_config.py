@@ -16,7 +16,7 @@ from tests.helpers import compose_config, experiments
 def experiment_overrides(experiment: str, request: pytest.FixtureRequest) -> list[str]:
     """What an experiment needs beyond the data root (a stage-1 checkpoint, no VGG download)."""
     if experiment == "stage2":
-        return [f"model.recon_ckpt={request.getfixturevalue('stage1_ckpt')}", *TINY_STAGE2]
+        return [f"model.net.recon_ckpt={request.getfixturevalue('stage1_ckpt')}", *TINY_STAGE2]
     if experiment in ADVERSARIAL:
         return ADVERSARIAL[experiment]
     return []
@@ -35,7 +35,7 @@ def test_experiment_composes_and_instantiates(experiment, phantom_root, tmp_path
 
 
 def test_model_override_reaches_the_network(phantom_root, tmp_path):
-    cfg = compose_config("train", ["experiment=stage1", "model.nf=16", "model.nc=2"], tmp_path)
+    cfg = compose_config("train", ["experiment=stage1", "model.net.nf=16", "model.net.nc=2"], tmp_path)
     net = build_module(cfg).net
     assert len(net.blocks) == 2 and net.blocks[0][0].out_channels == 16
 
@@ -71,18 +71,18 @@ def test_a_users_own_experiment_file_extends_a_shipped_one(tmp_path):
 
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "my_stage1.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - stage1\nexperiment_name: my_stage1\nmodel: {nf: 48}\n"
+        "# @package _global_\ndefaults:\n  - stage1\nexperiment_name: my_stage1\nmodel: {net: {nf: 48}}\n"
     )
     cfg = compose("train", ["experiment=my_stage1"], config_dirs=[tmp_path])
-    assert cfg.experiment_name == "my_stage1" and cfg.model.nf == 48
-    assert cfg.module._target_ == "csmri.lit.ReconstructionModule" and cfg.model.nc == 3
+    assert cfg.experiment_name == "my_stage1" and cfg.model.net.nf == 48
+    assert cfg.model._target_ == "csmri.lit.ReconstructionModule" and cfg.model.net.nc == 3
 
 
 def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
     import torch
 
     stage1 = compose_config("train", ["experiment=stage1", f"data.root={tmp_path}"])
-    assert list(stage1.module.optimizer.betas) == [0.5, 0.999] and stage1.module.optimizer.lr == 2e-4
+    assert list(stage1.model.optimizer.betas) == [0.5, 0.999] and stage1.model.optimizer.lr == 2e-4
     module = build_module(stage1)
     (optimizer,) = [module.configure_optimizers()]
     assert optimizer.defaults["betas"] == (0.5, 0.999)
@@ -93,7 +93,7 @@ def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-4)
     from csmri.lit.optim import build_scheduler
 
-    scheduler = build_scheduler(dagan.module.scheduler, opt)
+    scheduler = build_scheduler(dagan.model.scheduler, opt)
     lrs = []
     for _ in range(11):
         lrs.append(opt.param_groups[0]["lr"])

@@ -88,6 +88,26 @@ class MRIDataModule(L.LightningDataModule):
         """The prepared dataset read by the loaders (``root`` itself unless a source puts it elsewhere)."""
         return self.source.layout_dir(self.root) if self.source is not None else self.root
 
+    def expected_image_size(self) -> int:
+        """The images' height H, before :meth:`setup`: from the prepared dataset's meta.json when it exists, else the
+        source's configured ``size`` (an int, or ``[H, W]``). For modules whose networks follow the image size
+        (DAGAN's generator and global discriminator); :class:`csmri.errors.ConfigError` when neither says it."""
+        from csmri.data.layout import has_layout
+        from csmri.errors import ConfigError
+
+        if has_layout(self.layout_dir):
+            return int(read_meta(self.layout_dir)["size"][0])
+        size = getattr(self.source, "size", None)
+        if isinstance(size, list | tuple):
+            size = size[0] if size else None
+        if size is None:
+            raise ConfigError(
+                f"the image size of the data at {self.root} is not known before it is prepared",
+                f"set data.source.size=[H,W] or model.image_size=H, or prepare it first: "
+                f"csmri data prepare data=<name> data.root={self.root}",
+            )
+        return int(size)
+
     def prepare_data(self) -> None:
         """Let the source write the layout if it is missing (called on local rank 0 only)."""
         if self.source is not None:

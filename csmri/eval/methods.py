@@ -67,8 +67,9 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
     module_path, name = MODULES[tag].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_path), name)
     hparams = checkpoint.get("hyper_parameters", {})
-    overrides = {k: v for k, v in upgrade_legacy_hparams(hparams).items() if k == "optimizer" and k not in hparams}
-    net = hparams.get("net")
+    upgraded = upgrade_legacy_hparams(hparams)  # keys of earlier csmri versions as today's constructor arguments
+    overrides = {k: v for k, v in upgraded.items() if k not in hparams or v != hparams[k]}
+    net = upgraded.get("net")
     if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
         overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
     inference_only = INFERENCE_ONLY in checkpoint

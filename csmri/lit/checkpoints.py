@@ -97,13 +97,13 @@ def load_reconstruction_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a checkpoint that was not
     written by :class:`csmri.lit.ReconstructionModule`.
     """
-    checkpoint = read_checkpoint(path, "stage-1 checkpoint (model.recon_ckpt)")
+    checkpoint = read_checkpoint(path, "stage-1 checkpoint (model.net.recon_ckpt)")
     config = checkpoint.get("hyper_parameters", {}).get("net")
     if checkpoint.get("csmri_module") != "reconstruction" or not isinstance(config, dict):
         found = checkpoint.get("csmri_module", "unknown")
         raise ConfigError(
             f"{path} is not a stage-1 checkpoint (written by {found!r} module, expected 'reconstruction'); "
-            "point model.recon_ckpt at checkpoints/best.ckpt of an `experiment=stage1` run"
+            "point model.net.recon_ckpt at checkpoints/best.ckpt of an `experiment=stage1` run"
         )
     net = build(config, "stage-1 network")
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}

@@ -25,7 +25,7 @@ from csmri.lit._config import build
 from csmri.lit.checkpoints import load_reconstruction_net
 from csmri.lit.gan import AdversarialReconstructionBase
 from csmri.lit.optim import plain_configs
-from csmri.losses.perceptual import refinement_penalty
+from csmri.losses.perceptual import DEFAULT_CACHE_MB, refinement_penalty
 from csmri.metrics.image import PSNR, magnitude
 from csmri.models.refinement import GatedRefinement
 from csmri.physics import complex_to_channels
@@ -36,14 +36,16 @@ class RefinementModule(AdversarialReconstructionBase):
 
     Args:
         net: ``recon_ckpt`` (stage-1 checkpoint), ``refine`` ``{channels, gate_init, net}``,
-            ``discriminator`` ``{input, net}`` and ``perceptual`` (VGG extractor config).
-        loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target``, ``label_smoothing`` and
-            ``replay`` ``{capacity, p}``.
+            ``discriminator`` ``{input, replay, net}`` and ``perceptual`` (VGG extractor config).
+        loss: an :class:`csmri.losses.config.AdversarialLoss` (``normalizer``, ``weights``, ``alpha``,
+            ``alpha_target``, ``label_smoothing``).
         optimizer: ``_partial_`` optimiser config for V (with lambda) and D (paper: Adam 2e-4, betas (0.5, 0.999)).
         scheduler: ``_partial_`` LR-scheduler config (per epoch) or ``None``.
         grad_clip: gradient-norm clipping for both (``None`` = off).
         log_images_every_n_steps: sample images (R, x_hat, x_hat - R, ground truth) every N batches.
         recon_net: R's architecture; filled in from the stage-1 checkpoint (used when reloading).
+        vgg_cache_mb, vgg_precision: the perceptual loss's target-feature cache and VGG precision (see
+            :class:`csmri.lit.gan.AdversarialReconstructionBase`).
         channels_last, compile: how the networks run (see :mod:`csmri.lit.speed`).
     """
 
@@ -59,6 +61,8 @@ class RefinementModule(AdversarialReconstructionBase):
         grad_clip: float | None = None,
         log_images_every_n_steps: int = 200,
         recon_net: Mapping[str, Any] | None = None,
+        vgg_cache_mb: float = DEFAULT_CACHE_MB,
+        vgg_precision: str = "auto",
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
@@ -81,7 +85,9 @@ class RefinementModule(AdversarialReconstructionBase):
         if recon_net is not None:  # reloading a stage-2 checkpoint: R's weights come with its state dict
             recon, self._recon_config = build(recon_net, "stage-1 network"), dict(recon_net)
         elif not recon_ckpt:
-            raise ValueError("stage 2 needs the stage-1 checkpoint: set model.recon_ckpt=PATH/checkpoints/best.ckpt")
+            raise ValueError(
+                "stage 2 needs the stage-1 checkpoint: set model.net.recon_ckpt=PATH/checkpoints/best.ckpt"
+            )
         else:
             recon, self._recon_config = load_reconstruction_net(recon_ckpt)
         recon.eval()
