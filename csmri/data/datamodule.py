@@ -40,7 +40,9 @@ class MRIDataModule(L.LightningDataModule):
         cache: load every slice into RAM once instead of reading HDF5 per item.
         source: a :class:`csmri.data.sources.DatasetSource` (or its ``_target_`` config) that prepares
             the layout from ``root`` when missing, e.g. the phantom generator or a folder of NIfTI files.
-        mask, center_fraction: mask type (``gaussian`` | ``random`` | ``equispaced``) and fastMRI's fraction of
+        mask, center_fraction: the mask family (``gaussian`` | ``random`` | ``equispaced``, or a
+            :class:`csmri.physics.mask.LineMaskFunc` class or ``_partial_`` factory, as the configs name it by
+            ``_target_``) and fastMRI's fraction of
             centre lines, see :class:`MaskSampler`. The acquisition settings (:attr:`acquisition`) are stored in
             every checkpoint as ``csmri_acquisition``.
 
@@ -59,7 +61,7 @@ class MRIDataModule(L.LightningDataModule):
         seed: int = 0,
         cache: bool = False,
         source: DatasetSource | Mapping[str, Any] | None = None,
-        mask: str = "gaussian",
+        mask: Any = "gaussian",
         center_fraction: float | None = None,
         eval_seed: int | None = None,
     ) -> None:

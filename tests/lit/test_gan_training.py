@@ -41,8 +41,8 @@ def test_replayed_images_reach_the_discriminator_at_rate_p(phantom_root, stage1_
     generated: list[torch.Tensor] = []  # per step: the refined magnitudes (B, 1, H, W) that entered the buffer
     d_inputs: list[list[torch.Tensor]] = []  # per step: every input D saw, in call order
 
-    def instrument(cfg):
-        module = build_module(cfg)
+    def instrument(cfg, datamodule=None):
+        module = build_module(cfg, datamodule)
         generate, training_step, d_forward = module.generate, module.training_step, module.discriminator.forward
 
         def spy_generate(b):

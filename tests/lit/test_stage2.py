@@ -107,8 +107,8 @@ def _capture_modules(monkeypatch) -> list:
 
     built, original = [], app.build_module
 
-    def build(cfg):
-        built.append(original(cfg))
+    def build(cfg, datamodule=None):
+        built.append(original(cfg, datamodule))
         return built[-1]
 
     monkeypatch.setattr(app, "build_module", build)
@@ -189,7 +189,7 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
     import csmri.app.train as app
 
     build = app.build_module
-    monkeypatch.setattr(app, "build_module", lambda c: (m := build(c), record_at_train_start(m))[0])
+    monkeypatch.setattr(app, "build_module", lambda c, d=None: (m := build(c, d), record_at_train_start(m))[0])
     train(cfg)
     assert "initialise" not in seen and len(built) == 1
     for key in ("replay.images", "replay.count", "normalizer.scales", "normalizer.alpha", "refinement.gate"):
