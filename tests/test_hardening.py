@@ -94,15 +94,19 @@ def test_unwritable_output_dir_fails_before_training(tmp_path, phantom_root):
 def test_dagan_size_follows_folder_sources():
     """DAGAN's networks take the data's image size from the data module when the module is built (the composed
     config leaves it null: resolving a config reads no data)."""
+    from hydra.utils import instantiate
+
     from csmri.app.train import build_module
     from csmri.config import compose
     from tests.conftest import ADVERSARIAL
 
+    tiny = [*ADVERSARIAL["dagan"], "model.net.generator.features=[4,4,4,4,4,4,4,4]"]  # 8 levels: 256 = 2 ** 8
     for overrides, size in ((["data=folder", "data.source.size=[96,96]"], 96), (["data=acdc"], 256)):
-        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides, *ADVERSARIAL["dagan"]])
+        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides, *tiny])
         assert cfg.model.image_size is None and cfg.model.net.generator.size is None
-        net = build_module(cfg).hparams.net
-        assert net["generator"]["size"] == size and net["discriminator"]["net"]["size"] == size
+        assert instantiate(cfg.data).expected_image_size() == size  # what build_module passes as image_size
+    net = build_module(cfg).hparams.net  # acdc
+    assert net["generator"]["size"] == 256 and net["discriminator"]["net"]["size"] == 256
     cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", "data=folder", *ADVERSARIAL["dagan"]])
     with pytest.raises(Exception, match="not known before it is prepared"):
         build_module(cfg)
