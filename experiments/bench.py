@@ -113,7 +113,7 @@ def csmri_path(experiment: str, root: Path, batch: int, steps: int, device: torc
     with tempfile.TemporaryDirectory() as out:
         cfg = compose("train", [*overrides, f"paths.output_dir={out}"])
         datamodule = instantiate(cfg.data)
-        module = build_module(cfg)
+        module = build_module(cfg, datamodule)
         clock = _BatchClock(warmup + steps)
         trainer = build_trainer(cfg, [clock], [])
         _reset_peak(device)
