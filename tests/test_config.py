@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
@@ -100,3 +102,22 @@ def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
         opt.step()
         scheduler.step()
     assert lrs[0] == lrs[4] == 1e-4 and lrs[5] == lrs[9] == 5e-5 and lrs[10] == 2.5e-5  # halved every 5 epochs
+
+
+def test_every_model_config_is_a_lightning_module_with_the_optimizer_written_once():
+    """``model/<name>.yaml`` is the LightningModule (lightning-hydra-template's shape): ``_target_`` a LightningModule,
+    its ``net``, the ``_partial_`` optimiser from the shared ``optimizer`` group and a ``scheduler`` nested."""
+    import lightning as L
+    from hydra.utils import get_class
+
+    from csmri.config import config_dir
+
+    names = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+    assert names == ["dagan", "joint", "recnet", "refine", "segnet", "vgg_autoencoder"]
+    for name in names:
+        model = compose_config("train", [f"model={name}"]).model
+        assert issubclass(get_class(model._target_), L.LightningModule) and model._recursive_ is False
+        assert "net" in model and model.optimizer._partial_ is True and model.loss == compose_config("train", []).loss
+    optimiser = re.compile(r"_target_: torch\.optim\.[A-Z]")  # an optimiser class (not torch.optim.lr_scheduler)
+    written = [p for p in config_dir().rglob("*.yaml") if optimiser.search(p.read_text())]
+    assert [p.relative_to(config_dir()).as_posix() for p in written] == ["optimizer/adam.yaml"]
