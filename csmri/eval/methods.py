@@ -21,8 +21,13 @@ import lightning as L
 import torch
 
 from csmri.errors import CheckpointError, ConfigError, CsmriError
-from csmri.lit.checkpoints import INFERENCE_ONLY, check_inference_load, load_failure, read_checkpoint
-from csmri.lit.optim import upgrade_legacy_hparams
+from csmri.lit.checkpoints import (
+    INFERENCE_ONLY,
+    check_inference_load,
+    load_failure,
+    read_checkpoint,
+    upgrade_legacy_hparams,
+)
 from csmri.run_info import perceptual_precision_label
 
 # csmri_module tag written into each checkpoint -> the LightningModule class that reads it

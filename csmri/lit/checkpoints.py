@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from csmri.errors import CheckpointError, ConfigError, path_hint
 from csmri.lit._config import build
+from csmri.lit.optim import adam
 
 
 def read_checkpoint(path: str | Path, what: str = "checkpoint", mmap: bool = False) -> dict[str, Any]:
@@ -109,6 +111,35 @@ def load_reconstruction_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     return net, config
+
+
+def upgrade_legacy_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters of a checkpoint written by an earlier csmri as today's constructor arguments, so such
+    checkpoints keep loading (``csmri eval``, ``csmri reconstruct``) with their own settings:
+
+    - optimiser settings as ``lr``/``betas``/``weight_decay`` keys -> the ``optimizer`` config;
+    - the adversarial modules' ``loss.replay`` -> ``net.discriminator.replay`` (D's experience replay), and
+      ``loss.vgg_cache_mb`` / ``loss.vgg_precision`` -> the module's own ``vgg_cache_mb`` / ``vgg_precision``
+      (the loss config holds only the loss: :class:`csmri.losses.config.AdversarialLoss`).
+    """
+    hparams = dict(hparams)
+    if "optimizer" not in hparams and "lr" in hparams:
+        legacy = {k: hparams.pop(k) for k in ("lr", "betas", "weight_decay") if k in hparams}
+        hparams["optimizer"] = adam(legacy["lr"], legacy.get("betas", (0.9, 0.999)), legacy.get("weight_decay", 0.0))
+    loss, net = hparams.get("loss"), hparams.get("net")
+    if isinstance(loss, Mapping) and any(k in loss for k in LEGACY_LOSS_KEYS):
+        loss = dict(loss)
+        replay = loss.pop("replay", None)
+        for key in ("vgg_cache_mb", "vgg_precision"):
+            if key in loss:
+                hparams[key] = loss.pop(key)
+        hparams["loss"] = loss
+        if replay is not None and isinstance(net, Mapping) and isinstance(net.get("discriminator"), Mapping):
+            hparams["net"] = {**net, "discriminator": {**net["discriminator"], "replay": dict(replay)}}
+    return hparams
+
+
+LEGACY_LOSS_KEYS = ("replay", "vgg_cache_mb", "vgg_precision")  # in ``loss`` before they moved (see above)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -84,32 +84,3 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """``config`` (a ``_partial_`` LR scheduler, stepped per epoch) applied to ``optimizer``; ``None`` when unset."""
     return _partial(config, "scheduler")(optimizer) if config else None
-
-
-def upgrade_legacy_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """Hyper-parameters of a checkpoint written by an earlier csmri as today's constructor arguments, so such
-    checkpoints keep loading (``csmri eval``, ``csmri reconstruct``) with their own settings:
-
-    - optimiser settings as ``lr``/``betas``/``weight_decay`` keys -> the ``optimizer`` config;
-    - the adversarial modules' ``loss.replay`` -> ``net.discriminator.replay`` (D's experience replay), and
-      ``loss.vgg_cache_mb`` / ``loss.vgg_precision`` -> the module's own ``vgg_cache_mb`` / ``vgg_precision``
-      (the loss config holds only the loss: :class:`csmri.losses.config.AdversarialLoss`).
-    """
-    hparams = dict(hparams)
-    if "optimizer" not in hparams and "lr" in hparams:
-        legacy = {k: hparams.pop(k) for k in ("lr", "betas", "weight_decay") if k in hparams}
-        hparams["optimizer"] = adam(legacy["lr"], legacy.get("betas", (0.9, 0.999)), legacy.get("weight_decay", 0.0))
-    loss, net = hparams.get("loss"), hparams.get("net")
-    if isinstance(loss, Mapping) and any(k in loss for k in LEGACY_LOSS_KEYS):
-        loss = dict(loss)
-        replay = loss.pop("replay", None)
-        for key in ("vgg_cache_mb", "vgg_precision"):
-            if key in loss:
-                hparams[key] = loss.pop(key)
-        hparams["loss"] = loss
-        if replay is not None and isinstance(net, Mapping) and isinstance(net.get("discriminator"), Mapping):
-            hparams["net"] = {**net, "discriminator": {**net["discriminator"], "replay": dict(replay)}}
-    return hparams
-
-
-LEGACY_LOSS_KEYS = ("replay", "vgg_cache_mb", "vgg_precision")  # in ``loss`` before they moved (see above)

@@ -11,7 +11,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from csmri.errors import ConfigError, user_error
-from csmri.lit.optim import upgrade_legacy_hparams
+from csmri.lit.checkpoints import upgrade_legacy_hparams
 from csmri.losses.config import AdversarialLoss, CEDiceLoss, adversarial_loss
 from csmri.losses.normalizer import LossNormalizer
 from csmri.losses.segmentation import CEDiceLoss as CEDiceLossModule
