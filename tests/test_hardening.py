@@ -15,7 +15,7 @@ from csmri.data.sources.phantom import PhantomSource, write_phantom_dataset
 from csmri.errors import CheckpointError, ConfigError, DataError, DatasetFolderError, MissingValueError, TrainingError
 from tests.helpers import compose_config, run_csmri
 
-TINY_STAGE1 = ["experiment=stage1", "model.nf=4", "data.batch_size=2", "logger=csv", "trainer.max_epochs=1"]
+TINY_STAGE1 = ["experiment=stage1", "model.net.nf=4", "data.batch_size=2", "logger=csv", "trainer.max_epochs=1"]
 
 
 def _one_line(result) -> str:
@@ -30,9 +30,9 @@ def _one_line(result) -> str:
 
 def test_cli_user_errors_are_one_line(tmp_path):
     line = _one_line(run_csmri("train", "experiment=stage2", f"hydra.run.dir={tmp_path}/a"))
-    assert "missing required value `model.recon_ckpt`" in line
+    assert "missing required value `model.net.recon_ckpt`" in line
     info = json.loads((tmp_path / "a" / "run_info.json").read_text())
-    assert info["status"] == "failed" and "model.recon_ckpt" in info["error"]
+    assert info["status"] == "failed" and "model.net.recon_ckpt" in info["error"]
     line = _one_line(run_csmri("train", "data=h5", f"data.root={tmp_path}/none", f"hydra.run.dir={tmp_path}/b"))
     assert "no dataset at" in line
     info = json.loads((tmp_path / "b" / "run_info.json").read_text())
@@ -70,7 +70,7 @@ def test_eval_reference_defaults_to_last_and_must_be_a_method(tmp_path):
 
 
 def test_missing_value_and_trainer_typo_in_process(tmp_path, phantom_root):
-    with pytest.raises(MissingValueError, match="model.recon_ckpt"):
+    with pytest.raises(MissingValueError, match="model.net.recon_ckpt"):
         train(compose_config("train", ["experiment=stage2"], tmp_path / "a"))
     cfg = compose_config("train", [*TINY_STAGE1, f"data.root={phantom_root}", "+trainer.max_epoch=1"], tmp_path / "b")
     with pytest.raises(ConfigError, match="max_epochs"):
@@ -92,14 +92,26 @@ def test_unwritable_output_dir_fails_before_training(tmp_path, phantom_root):
 
 
 def test_dagan_size_follows_folder_sources():
-    from csmri.config import compose
+    """DAGAN's networks take the data's image size from the data module when the module is built (the composed
+    config leaves it null: resolving a config reads no data)."""
+    from hydra.utils import instantiate
 
+    from csmri.app.train import build_module
+    from csmri.config import compose
+    from tests.conftest import ADVERSARIAL
+
+    tiny = [*ADVERSARIAL["dagan"], "model.net.generator.features=[4,4,4,4,4,4,4,4]"]  # 8 levels: 256 = 2 ** 8
     for overrides, size in ((["data=folder", "data.source.size=[96,96]"], 96), (["data=acdc"], 256)):
-        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides])
-        assert cfg.model.generator.size == size
-    cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", "data=folder"])
+        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides, *tiny])
+        assert cfg.model.image_size is None and cfg.model.net.generator.size is None
+        assert instantiate(cfg.data).expected_image_size() == size  # what build_module passes as image_size
+    net = build_module(cfg).hparams.net  # acdc
+    assert net["generator"]["size"] == 256 and net["discriminator"]["net"]["size"] == 256
+    cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", "data=folder", *ADVERSARIAL["dagan"]])
     with pytest.raises(Exception, match="not known before it is prepared"):
-        _ = cfg.model.generator.size
+        build_module(cfg)
+    given = ["experiment=dagan", "data.root=/nonexistent", "data=folder", "model.image_size=64", *ADVERSARIAL["dagan"]]
+    assert build_module(compose("train", given)).hparams.net["generator"]["size"] == 64  # no data needed
 
 
 # -- data safety --------------------------------------------------------------------------------------

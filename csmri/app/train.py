@@ -307,11 +307,18 @@ def check_output_dir(path: str) -> None:
         ) from err
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The experiment's LightningModule with ``cfg.model`` as its ``net`` and ``cfg.loss`` as its ``loss``."""
-    net = OmegaConf.to_container(cfg.model, resolve=True)
-    loss = OmegaConf.to_container(cfg.loss, resolve=True)
-    return instantiate_or_raise_cause(cfg.module, net=net, loss=loss, _recursive_=False)
+def build_module(cfg: DictConfig, datamodule: L.LightningDataModule | None = None) -> L.LightningModule:
+    """The LightningModule ``cfg.model`` declares (``csmri/conf/model/<name>.yaml``).
+
+    A model config with ``image_size: null`` (networks whose shape follows the images, e.g. DAGAN's) gets the
+    training images' height from ``datamodule`` (built from ``cfg.data`` when not given): read from the prepared
+    dataset's meta.json, else the data source's configured size.
+    """
+    model = cfg.model
+    if "image_size" in model and model.image_size is None:
+        datamodule = datamodule if datamodule is not None else instantiate(cfg.data)
+        return instantiate_or_raise_cause(model, image_size=datamodule.expected_image_size())
+    return instantiate_or_raise_cause(model)
 
 
 def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -356,7 +363,7 @@ def check_launch(cfg: DictConfig) -> None:
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers).
+    """Fit ``cfg.model`` on ``cfg.data``; returns the monitored metric's best value (for sweepers).
 
     ``run_info.json`` ends with ``status`` ``finished``, ``interrupted`` (SIGINT/Ctrl-C or SIGTERM, named in
     ``error``; the process exits with 130 or 143) or ``failed`` (and ``error``, one line), ``best_checkpoint`` and
@@ -424,7 +431,7 @@ def _sigterm_stops_run() -> Iterator[None]:
 def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
-    module = build_module(cfg)
+    module = build_module(cfg, datamodule)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, build_callbacks(cfg), loggers, module)
     metadata = {

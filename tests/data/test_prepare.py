@@ -141,9 +141,9 @@ def test_eval_reports_sis_on_a_raw_folder(tmp_path):
         *data,
         "trainer.max_epochs=6",
         "data.batch_size=2",
-        "module.optimizer.lr=1e-2",
+        "model.optimizer.lr=1e-2",
         "logger=csv",
-        "model.channels=[4,8]",
+        "model.net.channels=[4,8]",
     ]
     train(compose_config("train", seg, tmp_path / "segnet"))
     ckpt = tmp_path / "segnet" / "checkpoints" / "best.ckpt"
