@@ -56,3 +56,13 @@ def test_the_table_and_per_slice_metrics_reach_wandb_as_tables(tmp_path, monkeyp
     table = json.loads(per_slice.read_text())
     assert "psnr" in table["columns"] and len(table["data"]) == len(records)
     assert list(tmp_path.glob("wandb/offline-run-*/files/media/table/eval/table_*.table.json"))
+
+
+def test_p_value_na_says_why():
+    from csmri.eval.tables import p_value_notes
+
+    records, dice_gt = _records()
+    assert p_value_notes(summarise_methods(records, dice_gt, reference="refinement")) == []
+    one_slice = [r for r in records if r["key"] == records[0]["key"]]
+    notes = p_value_notes(summarise_methods(one_slice, dice_gt, reference="refinement"))
+    assert notes and notes[0].startswith("p (PSNR) n/a for zero_filled, recnet: fewer than 2 slices")
