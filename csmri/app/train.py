@@ -405,9 +405,6 @@ def train(cfg: DictConfig) -> float | None:
     return result
 
 
-_FITTING = threading.Event()  # set while Lightning's fit loop (and its own SIGTERM handler) runs
-
-
 @contextmanager
 def _sigterm_stops_run() -> Iterator[None]:
     """SIGTERM stops the run as Ctrl-C does (:class:`csmri.run_info.RunTerminated`), so ``run_info.json`` records
@@ -418,7 +415,7 @@ def _sigterm_stops_run() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if not _FITTING.is_set():
+        if signal.getsignal(signal.SIGTERM) is handler:  # not called by Lightning's handler, which composes this one
             raise RunTerminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -446,14 +443,12 @@ def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
 
     status, error = "failed", None
     try:
-        _FITTING.set()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         status = "interrupted" if trainer.interrupted else "finished"
     except BaseException as err:
         status, error = run_outcome(err)
         raise
     finally:
-        _FITTING.clear()
         best, score = best_checkpoint(trainer)
         metrics = _float_metrics(trainer.callback_metrics)
         if info is not None:

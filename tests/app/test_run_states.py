@@ -52,6 +52,7 @@ def _stop(process: subprocess.Popen, signum: int) -> tuple[int, str]:
     return process.returncode, output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "reason", "code"), [(signal.SIGINT, "SIGINT (Ctrl-C)", 130), (signal.SIGTERM, "SIGTERM", 143)]
 )
@@ -71,6 +72,7 @@ def test_a_signal_during_training_records_interrupted(tmp_path, phantom_root, si
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_sigterm_before_training_starts_records_interrupted(tmp_path, phantom_root):
     """SIGTERM while the run is still being set up (before Lightning installs its own handler) is an interruption
     too, not a silent death that leaves ``running`` behind."""
