@@ -115,6 +115,8 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert table["runs"][1]["backbone"] == "vgg19-random"
     assert set(table["references"]) == {"RecNet", "DAGAN"} and (tmp_path / "study" / "figure.png").is_file()
     assert "validation" in (tmp_path / "study" / "table.md").read_text()
+    summary = (tmp_path / "work" / "study" / "backbone-seed3" / "sweep_summary.md").read_text()
+    assert "| 0 | finished |" in summary  # each sweep's folder summarised as a Hydra multirun's is
     rerun = run_csmri(*study, timeout=900, **env)
     assert rerun.returncode == 0 and "Epoch" not in rerun.stdout + rerun.stderr  # nothing trained again
 

@@ -18,7 +18,8 @@ The study is a grid over the pipeline's ``stage2`` run, run by the same runner a
    the points, each only if it is not done, and again if it is stale (e.g. stage 1 was retrained).
 3. RecNet, DAGAN and every point's last checkpoint are evaluated on the **validation** split (settings are chosen on
    it, never on the test split) with the same fixed per-slice masks; ``results/study/`` gets ``table.md``,
-   ``table.json`` and ``figure.png`` (:mod:`experiments.seitzer2018.study_report`).
+   ``table.json`` and ``figure.png`` (:mod:`experiments.seitzer2018.study_report`); each sweep's folder gets the
+   ``sweep_summary.csv`` / ``.md`` of a Hydra multirun.
 """
 
 from __future__ import annotations
@@ -251,6 +252,11 @@ class Study:
     def run(self) -> Path:
         self.pipeline.run(self.add_runs())
         import torch
+
+        from csmri.app.sweep import write_summary
+
+        for sweep in self.sweeps():  # overrides -> final metrics of each sweep's runs, as `csmri train -m` writes
+            write_summary(self.work / sweep)
 
         out = {n: json.loads((self.pipeline.stage_dir(n) / "table.json").read_text()) for n in self.add_runs()}
         names = {"recnet": "RecNet", "dagan": "DAGAN"}
