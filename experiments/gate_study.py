@@ -1,4 +1,4 @@
-"""The gate's step bound: stage 2 at several ``module.gate_lr_multiplier`` values, scored on the validation split.
+"""The gate's step bound: stage 2 at several ``model.gate_lr_multiplier`` values, scored on the validation split.
 
 With lambda in V's Adam group, Adam moves lambda by about the learning rate per step, so after N steps
 ``|lambda| <= N * lr * gate_lr_multiplier``. Each point is one stage-2 run with the same settings and number of steps
@@ -6,7 +6,7 @@ apart from the multiplier, in a folder of ``<study>`` (here ``m<multiplier>/``),
 last checkpoint in ``eval_val/`` inside it:
 
     for m in 1 10 100 1000; do
-      csmri train experiment=stage2 <data overrides> model.recon_ckpt=STAGE1.ckpt module.gate_lr_multiplier=$m \
+      csmri train experiment=stage2 <data overrides> model.net.recon_ckpt=STAGE1.ckpt model.gate_lr_multiplier=$m \
           hydra.run.dir=STUDY/m$m
       csmri eval split=val methods=[zero_filled,recnet,refinement] recnet.ckpt=STAGE1.ckpt \
           refinement.ckpt=STUDY/m$m/checkpoints/last.ckpt segnet.ckpt=[...] hydra.run.dir=STUDY/m$m/eval_val

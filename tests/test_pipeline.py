@@ -45,9 +45,9 @@ stage2:                       # declared before what it reads: the order follows
   experiment: stage2
   seeds: [0, 1]
   checkpoint: last
-  inputs: {model.recon_ckpt: "${stage:stage1.ckpt}", model.perceptual.weights: "${stage:ae/vgg.pth}"}
+  inputs: {model.net.recon_ckpt: "${stage:stage1.ckpt}", model.net.perceptual.weights: "${stage:ae/vgg.pth}"}
   overrides: [trainer.max_epochs=3]
-stage1: {experiment: stage1, overrides: [model.nf=8]}
+stage1: {experiment: stage1, overrides: [model.net.nf=8]}
 ae: {experiment: vgg_autoencoder, enabled: true}
 """
 EVAL = """\
@@ -64,8 +64,8 @@ def test_references_resolve_to_their_producers_files_in_dependency_order(tmp_pat
     assert runner.planned() == ["stage1", "ae", "stage2", "stage2_seed1", "eval"]
     stage2 = runner.command("stage2")
     assert stage2[3:5] == ["train", "experiment=stage2"]
-    assert f"model.recon_ckpt={work / 'stage1' / 'checkpoints' / 'best.ckpt'}" in stage2  # stage1 declares best
-    assert f"model.perceptual.weights={work / 'ae' / 'vgg.pth'}" in stage2  # a file its run writes
+    assert f"model.net.recon_ckpt={work / 'stage1' / 'checkpoints' / 'best.ckpt'}" in stage2  # stage1 declares best
+    assert f"model.net.perceptual.weights={work / 'ae' / 'vgg.pth'}" in stage2  # a file its run writes
     assert "seed=0" in stage2 and not any(a.startswith("seed=1") for a in stage2)
     seed1 = runner.command("stage2_seed1")
     assert seed1[-1] == "seed=1" and f"hydra.run.dir={work / 'stage2_seed1'}" in seed1
@@ -81,7 +81,7 @@ def test_references_resolve_to_their_producers_files_in_dependency_order(tmp_pat
 def test_a_disabled_stage_is_unneeded_and_inputs_referring_to_it_are_left_out(tmp_path):
     runner = _pipeline(tmp_path, TWO_STAGES, EVAL, "stages.ae.enabled=false")
     assert runner.status("ae") == "unneeded" and runner.status("stage1") == "todo"
-    assert not any(a.startswith("model.perceptual.weights=") for a in runner.command("stage2"))
+    assert not any(a.startswith("model.net.perceptual.weights=") for a in runner.command("stage2"))
     assert [i.name for i in runner.stage_inputs("stage2")] == ["data", "stage1 checkpoint"]
 
 
@@ -154,18 +154,22 @@ def test_a_runs_key_follows_its_settings_and_its_inputs_contents(tmp_path):
 def test_a_grid_point_is_a_variant_of_a_run(tmp_path):
     runner = _pipeline(tmp_path, TWO_STAGES, EVAL)
     base = runner.runs["stage2"]
-    point = base.variant("grid/0", tmp_path / "grid" / "0", {"model.perceptual.weights": "random", "seed": 3})
+    point = base.variant("grid/0", tmp_path / "grid" / "0", {"model.net.perceptual.weights": "random", "seed": 3})
     runner.add(point)
     command = runner.command("grid/0")
-    assert [a for a in command if a.startswith("model.perceptual.weights=")] == ["model.perceptual.weights=random"]
+    assert [a for a in command if a.startswith("model.net.perceptual.weights=")] == [
+        "model.net.perceptual.weights=random"
+    ]
     assert [a for a in command if a.startswith("seed=")] == ["seed=3"]  # the pipeline's seed replaced
     assert f"hydra.run.dir={tmp_path / 'grid' / '0'}" in command and point.seed == 3
     # a value replaces the input it stood for: the point no longer reads (nor waits for) the autoencoder's file
     assert [i.name for i in runner.stage_inputs("grid/0")] == ["data", "stage1 checkpoint"]
     assert runner.planned(["grid/0"]) == ["stage1", "grid/0"]
-    back = point.variant("grid/1", tmp_path / "grid" / "1", {"model.perceptual.weights": Ref("ae", "file", "x.pth")})
+    back = point.variant(
+        "grid/1", tmp_path / "grid" / "1", {"model.net.perceptual.weights": Ref("ae", "file", "x.pth")}
+    )
     runner.add(back)
-    assert f"model.perceptual.weights={tmp_path / 'work' / 'ae' / 'x.pth'}" in runner.command("grid/1")
+    assert f"model.net.perceptual.weights={tmp_path / 'work' / 'ae' / 'x.pth'}" in runner.command("grid/1")
     assert runner.planned(["grid/1"]) == ["stage1", "ae", "grid/1"]  # a target and what it reads from
     with pytest.raises(ConfigError, match="already has a run named 'grid/1'"):
         runner.add(back)

@@ -48,7 +48,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
     assert methods == ["ground_truth", "zero_filled", "recnet", "dagan", "dlmri", "refinement"]
     readme = (results / "README.md").read_text()
     assert "profile `smoke`" in readme and "seed: 0" in readme
-    vgg = "bf16" if resolve_feature_precision("auto", "cpu") else "fp32"  # loss.vgg_precision=auto
+    vgg = "bf16" if resolve_feature_precision("auto", "cpu") else "fp32"  # model.vgg_precision=auto
     assert f"stage 2 `vgg19-file:vgg19_autoencoder.pth (run in {vgg})`" in readme  # offline: the autoencoder stand-in
     footnote = (results / "table.md").read_text()
     assert (
@@ -98,7 +98,7 @@ def test_smoke_pipeline_then_resume(tmp_path):
     seed_run = json.loads((tmp_path / "work" / "study" / "seed" / "0" / "run_info.json").read_text())
     assert "seed=3" in seed_run["overrides"] and "seed=0" not in seed_run["overrides"]
     repeat = json.loads((tmp_path / "work" / "study" / "backbone-seed3" / "0" / "run_info.json").read_text())
-    assert "seed=3" in repeat["overrides"] and "model.perceptual.weights=random" in repeat["overrides"]
+    assert "seed=3" in repeat["overrides"] and "model.net.perceptual.weights=random" in repeat["overrides"]
     assert table["runs"][3]["backbone"] == "vgg19-random"
     # the default point (alpha/0, seed/0) and the random backbone each ran at seeds 0 and 3: summarised over seeds
     settings = table["settings"]
@@ -140,7 +140,7 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
     ckpt.write_bytes(b"")
     assert pipeline.status("stage1") == "resume"
     assert f"ckpt_path={ckpt}" in pipeline.command("stage1")
-    assert any(a.startswith("model.recon_ckpt=") for a in pipeline.command("stage2"))
+    assert any(a.startswith("model.net.recon_ckpt=") for a in pipeline.command("stage2"))
 
 
 def _fake_run(run_dir, overrides, status="finished"):
@@ -166,9 +166,9 @@ def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
     ):
         longer.status("stage1")
     # a changed input is a changed setting too: stage 2 trained on another stage-1 checkpoint
-    stage2 = ["experiment=stage2", *pipeline.data_overrides(), "model.recon_ckpt=elsewhere/best.ckpt"]
+    stage2 = ["experiment=stage2", *pipeline.data_overrides(), "model.net.recon_ckpt=elsewhere/best.ckpt"]
     _fake_run(tmp_path / "stage2", stage2, status="running")  # interrupted: not resumed under new settings either
-    with pytest.raises(ConfigError, match="model.recon_ckpt=elsewhere/best.ckpt"):
+    with pytest.raises(ConfigError, match="model.net.recon_ckpt=elsewhere/best.ckpt"):
         pipeline.status("stage2")
     # runs from before csmri recorded overrides are trusted
     _fake_run(tmp_path / "dagan", None)
@@ -234,11 +234,13 @@ def test_every_refinement_stage_is_a_run_of_the_tables_refinement_row(tmp_path, 
     quick = open_profile(["profile=quick", f"work_dir={tmp_path}"])
     names = [r.name for r in runs_of(quick.runs, "stage2")]
     assert names == ["stage2", "stage2_seed1", "stage2_seed2"]
-    recon = f"model.recon_ckpt={tmp_path / 'stage1' / 'checkpoints' / 'best.ckpt'}"
-    weights = f"model.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
+    recon = f"model.net.recon_ckpt={tmp_path / 'stage1' / 'checkpoints' / 'best.ckpt'}"
+    weights = f"model.net.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
     commands = [quick.command(n) for n in names]
     assert all(recon in c and weights in c and "experiment=stage2" in c for c in commands)  # the same R and backbone
-    assert all("model.discriminator.net.strides=[2,2,2,1,1,1]" in c for c in commands)  # the paper's 16x16 grid at 128²
+    assert all(
+        "model.net.discriminator.net.strides=[2,2,2,1,1,1]" in c for c in commands
+    )  # the paper's 16x16 grid at 128²
     seeds = [[o for o in c if o.startswith("seed=")][-1] for c in commands]
     assert seeds == ["seed=0", "seed=1", "seed=2"]  # the last seed= wins in Hydra
     expected = ",".join(str(tmp_path / n / "checkpoints" / "last.ckpt") for n in names)  # each at the end of training
@@ -252,10 +254,10 @@ def test_paper_profile_refuses_to_start_without_imagenet_vgg(tmp_path, monkeypat
     pipeline = open_profile(["profile=paper", f"work_dir={tmp_path}"])
     with pytest.raises(ConfigError, match=r"vgg19-dcbb9e9d\.pth.*vgg16-397923af\.pth.*vgg_standin=true"):
         project.check(pipeline)
-    assert "model.perceptual.allow_random_fallback=false" in pipeline.command("stage2")
+    assert "model.net.perceptual.allow_random_fallback=false" in pipeline.command("stage2")
     opted_in = open_profile(["profile=paper", f"work_dir={tmp_path}", "vgg_standin=true"])
     project.check(opted_in)  # no error: the stand-in was asked for
-    assert "model.perceptual.allow_random_fallback=false" not in opted_in.command("stage2")
+    assert "model.net.perceptual.allow_random_fallback=false" not in opted_in.command("stage2")
 
 
 def test_study_drops_a_sweep_left_without_values(tmp_path):
@@ -287,7 +289,7 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     study = Study(load_study(argv))
     assert _swept(study) == {
         "weights": ("loss.weights.vgg", [1.0]),
-        "backbone": ("model.perceptual.weights", ["random"]),
+        "backbone": ("model.net.perceptual.weights", ["random"]),
     }
     points = study.points()
     assert [p["name"] for p in points] == ["weights/0", "backbone/0"]
@@ -295,19 +297,21 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     autoencoder = str(tmp_path / "perceptual" / "vgg19_autoencoder.pth")
     # no other sweep: the backbone sweep runs the default
     alone = Study(load_study([*argv[:2], "vgg_weights=[]", "seeds=[]"]))
-    assert _swept(alone) == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
+    assert _swept(alone) == {"backbone": ("model.net.perceptual.weights", [autoencoder, "random"])}
     # neither the α nor the w_vgg sweep runs the default point and `backbones` leaves it out: the backbone sweep adds it
     only_random = Study(load_study([*argv[:1], "alpha_targets=[]", "vgg_weights=[]", "seeds=[]", "backbones=[random]"]))
-    assert _swept(only_random) == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
+    assert _swept(only_random) == {"backbone": ("model.net.perceptual.weights", [autoencoder, "random"])}
     command = study.train_command("backbone/0")
-    assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
-    assert [a for a in command if a.startswith("model.perceptual.weights=")] == ["model.perceptual.weights=random"]
+    assert "model.net.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
+    assert [a for a in command if a.startswith("model.net.perceptual.weights=")] == [
+        "model.net.perceptual.weights=random"
+    ]
     assert study.autoencoder_command() == study.pipeline.command("perceptual")
     # a profile without that stage (paper, stand-in allowed): the study trains its own on the profile's data
     argv = ["profile=paper", "profile_overrides=['work_dir=" + str(tmp_path) + "','vgg_standin=true']", *argv[1:]]
     study = Study(load_study(argv))
     weights = str(tmp_path / "study" / "autoencoder" / "vgg19_autoencoder.pth")
-    assert _swept(study)["backbone"] == ("model.perceptual.weights", [weights, "random"])
+    assert _swept(study)["backbone"] == ("model.net.perceptual.weights", [weights, "random"])
     autoencoder = study.autoencoder_command()
     assert "experiment=vgg_autoencoder" in autoencoder and f"hydra.run.dir={tmp_path / 'study' / 'autoencoder'}" in (
         autoencoder
@@ -354,7 +358,7 @@ def test_study_repeats_a_seeded_sweep_at_every_other_seed(tmp_path, monkeypatch)
     assert points["alpha-seed1/0"]["alpha_target"] == 0.01 and points["alpha-seed1/0"]["seed"] == 1
     command = study.train_command("backbone-seed2/0")
     assert [a for a in command if a.startswith("seed=")] == ["seed=2"]  # the profile's seed=0 replaced
-    assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
+    assert "model.net.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
     assert f"hydra.run.dir={tmp_path / 'study' / 'backbone-seed2' / '0'}" in command
     with pytest.raises(ConfigError, match=r"seeded_sweeps: unknown sweep\(s\) \['seed'\]"):
         Study(load_study([*argv, "seeded_sweeps=[seed]"])).sweeps()
@@ -399,7 +403,7 @@ def test_stage2_uses_the_autoencoder_stand_in_only_without_imagenet_weights(tmp_
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     pipeline = open_profile(["profile=quick", f"work_dir={tmp_path}"])
-    weights = f"model.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
+    weights = f"model.net.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
     assert pipeline.status("perceptual") == "todo" and weights in pipeline.command("stage2")
     assert "experiment=vgg_autoencoder" in pipeline.command("perceptual")
     imagenet = imagenet_weights_file("vgg19")

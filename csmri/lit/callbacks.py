@@ -48,7 +48,7 @@ class CheckpointOnException(L.Callback):
 class InferenceModelCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` whose files are inference-only (:func:`csmri.lit.checkpoints.
     inference_checkpoint`): the networks, hyper-parameters, recorded acquisition, epoch and callback state that
-    evaluation, ``csmri reconstruct``, ``csmri export`` and stage 2's ``model.recon_ckpt`` read, without optimiser
+    evaluation, ``csmri reconstruct``, ``csmri export`` and stage 2's ``model.net.recon_ckpt`` read, without optimiser
     states, the discriminator or the replay buffer (a stage-2 ``best.ckpt``: about 340 MB -> under 2 MB). Training
     resumes from the full ``last.ckpt`` (plain ``ModelCheckpoint``) or ``on_exception.ckpt``, never from these.
 

@@ -17,7 +17,7 @@ A pipeline file (YAML; composed with Hydra, so ``key=value`` overrides and typos
         experiment: stage2
         seeds: [0, 1, 2]                 # one run per seed: `stage2` at the pipeline's seed, `stage2_seed1`, ...
         enabled: true                    # false (or a resolver): not needed; inputs that refer to it are left out
-        inputs: {model.recon_ckpt: "${stage:stage1.ckpt}"}   # override key -> reference(s)
+        inputs: {model.net.recon_ckpt: "${stage:stage1.ckpt}"}   # override key -> reference(s)
         overrides: [trainer.max_epochs=3]
     eval:                                # the evaluation (`csmri eval`), run last
       methods: [zero_filled, recnet, refinement]

@@ -21,7 +21,7 @@ from csmri.errors import ConfigError
 from csmri.pipeline.inputs import Input
 
 PERCEPTUAL_ARCH = {"stage2": "vgg19", "joint": "vgg19", "dagan": "vgg16"}  # experiments with a perceptual loss
-WEIGHTS_KEY = "model.perceptual.weights"
+WEIGHTS_KEY = "model.net.perceptual.weights"
 
 
 def imagenet_file(arch: str) -> Path:
@@ -55,7 +55,7 @@ def check(runner: Any) -> None:
 
 
 def perceptual_weights(runner: Any, name: str) -> Path | None:
-    """The weights file run ``name``'s perceptual loss loads: its last ``model.perceptual.weights=`` (default
+    """The weights file run ``name``'s perceptual loss loads: its last ``model.net.perceptual.weights=`` (default
     ``imagenet``: torchvision's cached VGG-19, or VGG-16 for DAGAN, whether or not it is there yet); ``None`` for
     ``random`` or a run without a perceptual loss."""
     arch = PERCEPTUAL_ARCH.get(str(runner.runs[name].experiment))

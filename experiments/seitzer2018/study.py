@@ -8,7 +8,7 @@ The study is a grid over the pipeline's ``stage2`` run, run by the same runner a
 1. Every grid point is a variant of stage 2 (its inputs and overrides, one setting changed) in
    ``<work_dir>/study/<sweep>/<i>``: a sweep over ``loss.alpha_target`` (α such that α·L_pen equals it at the first
    step: small = the refinement dominates, large = the penalty switches it off), one over the perceptual/adversarial
-   balance ``loss.weights.vgg`` at the default α, and one over perceptual backbones (``model.perceptual.weights``):
+   balance ``loss.weights.vgg`` at the default α, and one over perceptual backbones (``model.net.perceptual.weights``):
    ``autoencoder`` is VGG-19 trained as an autoencoder of the profile's fully-sampled training images (the profile's
    stage, else the study's own run in ``<work_dir>/study/autoencoder``), ``random`` the seeded random stand-in. A
    fourth runs the default point again with other ``seeds``: stage 2's run-to-run spread, which a setting's
@@ -88,7 +88,7 @@ class Study:
         settings = {
             "alpha": ("loss.alpha_target", list(self.cfg.alpha_targets)),
             "weights": ("loss.weights.vgg", weights),
-            "backbone": ("model.perceptual.weights", [self.backbone_weights(b) for b in self.swept_backbones()]),
+            "backbone": ("model.net.perceptual.weights", [self.backbone_weights(b) for b in self.swept_backbones()]),
         }
         defaults = self.default_values()
         sweeps = {name: Sweep(key, values, name) for name, (key, values) in settings.items()}
@@ -167,7 +167,7 @@ class Study:
         return listed if default in listed else [default, *listed]
 
     def backbone_weights(self, backbone: str) -> str:
-        """``model.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""
+        """``model.net.perceptual.weights`` of a backbone of ``backbones``: ``autoencoder`` is this study's own file."""
         if backbone == "autoencoder":
             return str(self.autoencoder_dir / AUTOENCODER_WEIGHTS)
         if backbone in ("random", "imagenet") or Path(backbone).is_file():

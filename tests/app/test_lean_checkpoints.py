@@ -33,7 +33,7 @@ def test_best_is_inference_only_last_is_full(stage2_ckpt, stage1_ckpt):
     assert best_path.stat().st_size * 4 < stage2_ckpt.stat().st_size
     for key in ("csmri_module", "csmri_acquisition", "perceptual_backbone", "hyper_parameters", "epoch"):
         assert key in best
-    # stage 1's best.ckpt (what model.recon_ckpt reads, as stage2_ckpt's run did): weights without optimiser state
+    # stage 1's best.ckpt (what model.net.recon_ckpt reads, as stage2_ckpt's run did): weights without optimiser state
     stage1 = _load(stage1_ckpt)
     assert "optimizer_states" not in stage1 and stage1[INFERENCE_ONLY] == []
     assert "optimizer_states" in _load(stage1_ckpt.parent / "last.ckpt")

@@ -28,10 +28,10 @@ NOISE = (
 
 
 def _stage2(phantom_root: Path, stage1_ckpt: Path, run_dir: Path, *extra: str) -> list[str]:
-    tiny = [o for o in TINY_STAGE2 if not o.startswith("model.perceptual.weights")]
+    tiny = [o for o in TINY_STAGE2 if not o.startswith("model.net.perceptual.weights")]
     return [
         "train", "experiment=stage2", f"data.root={phantom_root}", f"model.net.recon_ckpt={stage1_ckpt}", *tiny,
-        "model.perceptual.weights=imagenet", "data.batch_size=3", "trainer.max_epochs=1",
+        "model.net.perceptual.weights=imagenet", "data.batch_size=3", "trainer.max_epochs=1",
         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "seed=3", "tags=[mine]",
         "logger.wandb.log_model=true", f"hydra.run.dir={run_dir}", *extra,
     ]  # fmt: skip

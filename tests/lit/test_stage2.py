@@ -139,7 +139,7 @@ def test_gate_lr_multiplier_applies_to_lambda_only(phantom_root, stage1_ckpt, tm
         phantom_root,
         stage1_ckpt,
         tmp_path,
-        "module.gate_lr_multiplier=10",
+        "model.gate_lr_multiplier=10",
         "trainer.max_epochs=1",
         "+trainer.limit_train_batches=1",
     )
@@ -157,12 +157,12 @@ def test_gate_lr_multiplier_applies_to_lambda_only(phantom_root, stage1_ckpt, tm
 def test_gate_lr_multiplier_must_be_positive(phantom_root, stage1_ckpt, tmp_path):
     for bad in ("0", "-1", "inf"):
         with pytest.raises(ValueError, match="gate_lr_multiplier must be a positive number"):
-            build_module(_config(phantom_root, stage1_ckpt, tmp_path, f"module.gate_lr_multiplier={bad}"))
+            build_module(_config(phantom_root, stage1_ckpt, tmp_path, f"model.gate_lr_multiplier={bad}"))
 
 
 def test_resume_keeps_the_gate_group(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     first = tmp_path / "first"
-    one_batch = ["module.gate_lr_multiplier=100", "+trainer.limit_train_batches=1"]
+    one_batch = ["model.gate_lr_multiplier=100", "+trainer.limit_train_batches=1"]
     train(_config(phantom_root, stage1_ckpt, first, "trainer.max_epochs=1", *one_batch))
     saved = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     gate_state = saved["optimizer_states"][0]["state"][saved["optimizer_states"][0]["param_groups"][1]["params"][0]]
@@ -203,7 +203,7 @@ def test_resume_keeps_the_gate_group(phantom_root, stage1_ckpt, tmp_path, monkey
 
 def test_checkpoint_with_one_generator_group_resumes_into_two(phantom_root, stage1_ckpt, tmp_path):
     """Optimiser states written while lambda shared V's single group (lambda first, as parameters() lists it)."""
-    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path, "module.gate_lr_multiplier=10"))
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path, "model.gate_lr_multiplier=10"))
     old = torch.optim.Adam(module.refinement.parameters(), lr=2e-4, betas=(0.5, 0.999))
     for p in module.refinement.parameters():
         p.grad = torch.randn_like(p)
