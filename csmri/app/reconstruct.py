@@ -1,4 +1,4 @@
-"""`csmri reconstruct`: reconstruct scans with a trained checkpoint (README: "Reconstruct your own scan"; details in docs/reconstruct.md).
+"""`csmri reconstruct`: reconstruct scans with a trained checkpoint (details: docs/reconstruct.md).
 
 ``--ckpt`` is a ``.ckpt`` file or a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``). ``--input`` is one
 scan (a file, or a folder holding one DICOM series or PNG/TIFF stack) written to the file ``--out``; or a **folder of
