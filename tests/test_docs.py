@@ -54,3 +54,18 @@ def test_relative_links_resolve(doc: Path):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target}: no heading with that anchor in {file.name}")
     assert not broken, "\n".join(broken)
+
+
+def test_the_readmes_code_map_matches_the_tree():
+    """Every path the README's code map names exists, and every package and module of csmri/ is in it."""
+    readme = (ROOT / "README.md").read_text()
+    code_map = readme[readme.index("## Code map") :]
+    named = set(re.findall(r"^(\S+/|\S+\.py)\s", code_map.split("```")[1], flags=re.M))
+    missing = sorted(n for n in named if not (ROOT / n.rstrip("/")).exists())
+    assert not missing, f"the code map names what the tree lacks: {missing}"
+    tree = {
+        f"csmri/{p.name}/" if p.is_dir() else f"csmri/{p.name}"
+        for p in (ROOT / "csmri").iterdir()
+        if p.name not in ("__init__.py", "__main__.py", "__pycache__")
+    }
+    assert not tree - named, f"not in the README's code map: {sorted(tree - named)}"
