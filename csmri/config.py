@@ -127,6 +127,23 @@ def instantiate_or_raise_cause(config: Any, **kwargs: Any) -> Any:
         raise err.__cause__  # noqa: B904 (the target's own error and its chain are what users need)
 
 
+def data_source(name: str, **overrides: Any) -> Any:
+    """The source of ``conf/data/<name>.yaml`` (e.g. ``folder``, ``la2018``, ``acdc``, ``fastmri_singlecoil``: a
+    :class:`csmri.data.sources.folder.FolderSource`) with keyword ``overrides`` of its options: the config files are
+    the one source of the presets. A name without a config, or a config without a source, is a ConfigError."""
+    from hydra.errors import MissingConfigException
+
+    from csmri.errors import ConfigError
+
+    try:  # only data.source is used: data.root may stay ??? (it is never resolved)
+        source = compose("train", [f"data={name}"]).data.source
+    except MissingConfigException as err:
+        raise ConfigError(f"no data config {name!r} in csmri/conf/data") from err
+    if source is None:
+        raise ConfigError(f"data={name} has no source: its data.root must already hold a prepared dataset")
+    return instantiate(OmegaConf.merge(source, overrides))
+
+
 def sqlite_url(folder: str, name: str = "optuna.db") -> str:
     """``sqlite:///<folder>/<name>`` with ``folder`` created (SQLite cannot create it): a resumable Optuna storage."""
     path = Path(str(folder)).absolute()

@@ -225,7 +225,8 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
 def test_nan_guard_has_no_per_step_sync_and_reads_at_its_cadence(monkeypatch):
     """Each step's losses go into a record on the device (no host read, no logged metrics read); the record is
     read every `check_every_n_steps` batches and before any checkpoint is written."""
-    from csmri.lit.callbacks import NonFiniteLossError, TrainingHealth
+    from csmri.errors import NonFiniteLossError
+    from csmri.lit.callbacks import TrainingHealth
 
     class Trainer:
         global_step = 0
@@ -269,7 +270,8 @@ def test_nan_guard_has_no_per_step_sync_and_reads_at_its_cadence(monkeypatch):
 def test_nan_on_one_process_stops_every_process():
     """In a distributed run the check is or'ed over processes: a rank whose own losses are finite stops too,
     instead of waiting in its next collective for the rank that stopped."""
-    from csmri.lit.callbacks import NonFiniteLossError, TrainingHealth
+    from csmri.errors import NonFiniteLossError
+    from csmri.lit.callbacks import TrainingHealth
 
     class Strategy:
         def __init__(self, others_bad: bool) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from csmri.errors import TrainingError
+from csmri.errors import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ class CheckpointOnException(L.Callback):
             log.warning("training stopped by %r; no %s saved: %s", exception, self.path.name, err)
             return
         log.warning("training stopped by %r; saved %s (resume with ckpt_path=%s)", exception, self.path, self.path)
-
-
-class NonFiniteLossError(TrainingError):
-    """A training loss became NaN or infinite."""
 
 
 class TrainingHealth(L.Callback):

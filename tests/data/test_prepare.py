@@ -9,10 +9,11 @@ import pytest
 from hydra.utils import instantiate
 
 from csmri.app.cli import main as csmri_main
+from csmri.app.data import add_prepare_parser, run_prepare
+from csmri.config import data_source
 from csmri.data import MRIDataModule
-from csmri.data.prepare import add_prepare_parser, run_prepare
-from csmri.data.scan_files import BadInputError
-from csmri.data.sources.folder import FolderSource, named_source
+from csmri.data.sources.folder import FolderSource
+from csmri.errors import BadInputError
 from tests.data.sources.test_folder import nifti_folder
 from tests.data.sources.test_scan_files import truncate
 from tests.eval.hand_sis import hand_sis
@@ -32,15 +33,15 @@ def test_data_configs_compose_and_instantiate(name, tmp_path):
     cfg = compose_config("train", ["experiment=stage1", f"data={name}", f"data.root={tmp_path}"], tmp_path)
     dm = instantiate(cfg.data)
     assert isinstance(dm, MRIDataModule) and isinstance(dm.source, FolderSource)
-    assert dm.source.options() == named_source(name).options()  # the Python presets are the config files
+    assert dm.source.options() == data_source(name).options()  # the Python presets are the config files
     assert dm.layout_dir == tmp_path / ".csmri_prepared" / dm.source.options_hash()
 
 
 def test_named_presets():
-    assert named_source("la2018").naming == "case_dirs" and named_source("la2018").size == [512, 512]
-    acdc = named_source("acdc")
+    assert data_source("la2018").naming == "case_dirs" and data_source("la2018").size == [512, 512]
+    acdc = data_source("acdc")
     assert acdc.structure == [3] and acdc.label_suffix == "_gt" and acdc.patient_regex == r"^(patient\d+)_"
-    fastmri = named_source("fastmri_singlecoil", size=[64, 64])
+    fastmri = data_source("fastmri_singlecoil", size=[64, 64])
     assert (fastmri.domain, fastmri.axis, fastmri.transpose, fastmri.labels) == ("kspace", 0, True, "none")
     assert fastmri.size == [64, 64]
 

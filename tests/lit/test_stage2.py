@@ -211,7 +211,7 @@ def test_recon_ckpt_errors(phantom_root, stage1_ckpt, tmp_path):
 
 
 def test_imagenet_weights_required_without_fallback(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
-    from csmri.models.vgg import PerceptualWeightsUnavailable
+    from csmri.errors import PerceptualWeightsUnavailable
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     cfg = _config(

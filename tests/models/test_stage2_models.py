@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from csmri.errors import PerceptualWeightsUnavailable
 from csmri.models import GatedRefinement, PatchDiscriminator, UNet, VGGFeatures
-from csmri.models.vgg import LAYERS, PerceptualWeightsUnavailable
+from csmri.models.vgg import LAYERS
 
 
 def test_zero_gate_returns_base_exactly_and_blocks_gradients():

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from csmri.errors import PerceptualWeightsUnavailable
 from csmri.models import VGGFeatures
-from csmri.models.vgg import VGG16_LAYERS, PerceptualWeightsUnavailable, imagenet_weights_file
+from csmri.models.vgg import VGG16_LAYERS, imagenet_weights_file
 
 
 def test_vgg16_layer_names_index_torchvision_features():
