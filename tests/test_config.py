@@ -9,8 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from csmri.app.train import build_callbacks, build_loggers, build_module, build_trainer
-from tests.conftest import ADVERSARIAL, TINY_STAGE2
-from tests.helpers import compose_config, experiments
+from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config, experiments
 
 
 def experiment_overrides(experiment: str, request: pytest.FixtureRequest) -> list[str]:
@@ -100,3 +99,14 @@ def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
         opt.step()
         scheduler.step()
     assert lrs[0] == lrs[4] == 1e-4 and lrs[5] == lrs[9] == 5e-5 and lrs[10] == 2.5e-5  # halved every 5 epochs
+
+
+def test_dagan_size_follows_folder_sources():
+    from csmri.config import compose
+
+    for overrides, size in ((["data=folder", "data.source.size=[96,96]"], 96), (["data=acdc"], 256)):
+        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides])
+        assert cfg.model.generator.size == size
+    cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", "data=folder"])
+    with pytest.raises(Exception, match="not known before it is prepared"):
+        _ = cfg.model.generator.size

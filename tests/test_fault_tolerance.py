@@ -90,7 +90,7 @@ def test_killed_runs_resume_bit_for_bit(stage, phantom_root, stage1_ckpt, tmp_pa
     """SIGKILL after an epoch's checkpoint and again inside a (slowed-down) checkpoint write: every checkpoint
     left on disk loads with weights_only=True, and resuming reaches exactly the weights (and, for stage 2,
     lambda, the normaliser constants and the replay buffer) of an uninterrupted run."""
-    from tests.conftest import TINY_STAGE2
+    from tests.helpers import TINY_STAGE2
 
     extra = [*DETERMINISTIC, "trainer.max_epochs=3", "callbacks.last_checkpoint.every_n_train_steps=null"]
     if stage == "stage2":

@@ -78,3 +78,14 @@ def test_slurm_launcher_composes(tmp_path):
 def test_unknown_sweep_is_an_error():
     with pytest.raises(ConfigCompositionException):
         compose_config("train", ["sweep=nonexistent"])
+
+
+def test_optuna_sweep_is_seeded_and_resumable(tmp_path):
+    from csmri.config import compose
+
+    sweep_dir = tmp_path / "sweep"
+    cfg = compose(
+        "train", ["experiment=stage2", "sweep=optuna", f"hydra.sweep.dir={sweep_dir}"], return_hydra_config=True
+    )
+    assert cfg.hydra.sweeper.sampler.seed == 0
+    assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep_dir}/optuna.db"

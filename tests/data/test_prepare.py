@@ -17,7 +17,7 @@ from csmri.errors import BadInputError
 from tests.data.sources.test_folder import nifti_folder
 from tests.data.sources.test_scan_files import truncate
 from tests.eval.hand_sis import hand_sis
-from tests.helpers import compose_config
+from tests.helpers import compose_config, train_config
 
 NAMED = ["folder", "la2018", "acdc", "fastmri_singlecoil"]
 
@@ -114,13 +114,12 @@ def test_train_acceptance_on_a_raw_folder_and_a_corrupt_file(tmp_path):
         "data.source.progress=false",
         "data.acceleration=4",
         "trainer.fast_dev_run=1",
-        "logger=csv",
     ]
-    train(compose_config("train", overrides, tmp_path / "run"))
+    train(train_config(overrides, tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "run_info.json").read_text())["status"] == "finished"
     truncate(root / "case3.nii.gz")
     with pytest.raises(BadInputError, match=r"case3\.nii\.gz"):
-        train(compose_config("train", overrides, tmp_path / "run2"))
+        train(train_config(overrides, tmp_path / "run2"))
 
 
 def test_eval_reports_sis_on_a_raw_folder(tmp_path):
@@ -143,10 +142,9 @@ def test_eval_reports_sis_on_a_raw_folder(tmp_path):
         "trainer.max_epochs=6",
         "data.batch_size=2",
         "module.optimizer.lr=1e-2",
-        "logger=csv",
         "model.channels=[4,8]",
     ]
-    train(compose_config("train", seg, tmp_path / "segnet"))
+    train(train_config(seg, tmp_path / "segnet"))
     ckpt = tmp_path / "segnet" / "checkpoints" / "best.ckpt"
     cfg = compose_config(
         "eval", [*data, "methods=[zero_filled]", "reference=zero_filled", f"segnet.ckpt={ckpt}"], tmp_path / "eval"

@@ -56,7 +56,7 @@ def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_pat
 
 def test_ddp_stage2_two_processes(phantom_root, stage1_ckpt, tmp_path):
     """The manual-optimisation GAN stage under DDP (find_unused_parameters, toggled optimisers)."""
-    from tests.conftest import TINY_STAGE2
+    from tests.helpers import TINY_STAGE2
 
     run = tmp_path / "ddp2"
     result = _train_ddp("stage2", phantom_root, run, f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2)

@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from csmri.app.train import train
-from tests.conftest import ADVERSARIAL, TINY_STAGE2
-from tests.helpers import compose_config
+from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config
 
 DETERMINISTIC = [
     "trainer.deterministic=true",

@@ -392,3 +392,23 @@ def test_datamodule_on_a_raw_nifti_folder_and_a_corrupt_file(tmp_path):
     dm = MRIDataModule(str(root), source=FolderSource(progress=False), acceleration=4)
     with pytest.raises(BadInputError, match=r"case2\.nii\.gz"):
         dm.prepare_data()
+
+
+def test_nan_voxels_in_raw_scans_name_the_file(tmp_path):
+    from csmri.errors import DataError
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(3):
+        volume = np.random.default_rng(i).random((16, 16, 2)).astype(np.float32)
+        if i == 1:
+            volume[3, 3, 0] = np.nan
+        np.save(raw / f"case{i}.npy", volume)
+    with pytest.raises(DataError, match="case1"):
+        try:
+            FolderSource(labels="none", progress=False).prepare(raw)
+        except Exception as err:  # BadInputError is a user error csmri recognises
+            from csmri.errors import user_error
+
+            raise (user_error(err) or err) from err
+    assert not (raw / ".csmri_prepared").exists() or not any((raw / ".csmri_prepared").rglob("meta.json"))
