@@ -64,6 +64,11 @@ def test_every_exception_class_is_defined_in_the_errors_module():
     assert not elsewhere, "exception classes belong in csmri/errors.py"
 
 
+def test_nothing_below_the_cli_layer_imports_it():
+    importing = [p for p, tree in below_cli().items() if any(m.startswith("csmri.app") for m in imported_modules(tree))]
+    assert not importing
+
+
 def test_no_argument_parsing_below_the_cli_layer():
     parsing = [path for path, tree in below_cli().items() if {"argparse", "click", "typer"} & imported_modules(tree)]
     assert not parsing
