@@ -15,6 +15,7 @@ def _multirun(*args: str) -> subprocess.CompletedProcess:
     return run_csmri("train", "-m", *args)
 
 
+@pytest.mark.slow
 def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
     sweep = tmp_path / "sweep"
     result = _multirun(
@@ -49,6 +50,7 @@ def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
     assert "holds a finished run with other overrides" in log and "model.nf=4" in log, log[-3000:]
 
 
+@pytest.mark.slow
 def test_ddp_in_local_multirun_is_refused(phantom_root, tmp_path):
     result = _multirun(
         "experiment=stage1",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers import run_csmri
 
 
@@ -15,6 +17,7 @@ def _one_line(result) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_cli_user_errors_are_one_line(tmp_path):
     line = _one_line(run_csmri("train", "experiment=stage2", f"hydra.run.dir={tmp_path}/a"))
     assert "missing required value `model.recon_ckpt`" in line
@@ -39,6 +42,7 @@ def test_cli_user_errors_are_one_line(tmp_path):
     assert version.returncode == 0 and version.stdout.startswith("csmri ")
 
 
+@pytest.mark.slow
 def test_help_lists_only_the_apps_groups():
     result = run_csmri("eval", "--help")
     groups = result.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]

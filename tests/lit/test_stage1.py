@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from csmri.app.train import train
@@ -48,6 +49,7 @@ def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_
     assert module.reconstruct(batch).shape == (1, 64, 64)
 
 
+@pytest.mark.slow
 def test_cli_acceptance(phantom_root, tmp_path):
     """The issue's acceptance command: run dir placement, checkpoint, resolved config, model.nf."""
     run_dir = tmp_path / "run"

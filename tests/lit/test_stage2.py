@@ -113,6 +113,7 @@ def _capture_modules(monkeypatch) -> list:
     return built
 
 
+@pytest.mark.slow
 def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     cfg = _config(phantom_root, stage1_ckpt, tmp_path, "trainer.max_epochs=2")
     built = _capture_modules(monkeypatch)
@@ -156,6 +157,7 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     assert reloaded.eval().reconstruct(batch).shape == batch["target"].shape
 
 
+@pytest.mark.slow
 def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     first = tmp_path / "first"
     train(_config(phantom_root, stage1_ckpt, first))
