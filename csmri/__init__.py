@@ -12,6 +12,7 @@ Package map (each folder has one job):
 - ``metrics``    image metrics, Dice and SIS, statistics
 - ``baselines``  DLMRI and other non-learned methods
 - ``eval``       evaluation runner, methods, tables, figure, recons I/O, the reader-study kit
+- ``pipeline``   declared pipelines (stages wired by references) and their runner: skip done, re-run stale
 - ``reporting``  markdown tables and strict JSON shared by reports
 - ``inference``  ``csmri.load(ckpt).reconstruct(kspace, mask)``: a trained model on user data
 """

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import netrc
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import InstantiationException
+from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from csmri.errors import ConfigError, UnknownKeyError
 
 CONFIG_MODULE = "csmri.conf"
 CONFIG_SEARCH_PATH = f"pkg://{CONFIG_MODULE}"
@@ -45,7 +48,24 @@ def compose(
     search = ",".join(f"file://{Path(d).resolve()}" for d in config_dirs)
     extra = [f"hydra.searchpath=[{search}]"] if config_dirs else []
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        return hydra_compose(config_name, [*overrides, *extra], return_hydra_config=return_hydra_config)
+        try:
+            return hydra_compose(config_name, [*overrides, *extra], return_hydra_config=return_hydra_config)
+        except ConfigCompositionException as err:
+            unknown = re.match(r"Could not override '([^']+)'", str(err))
+            if not unknown or "not in struct" not in str(err.__cause__ or ""):
+                raise
+            key = unknown.group(1)  # a typo of an existing key: name the nearest one (Hydra would advise +key=)
+            rest = [o for o in overrides if o.split("=", 1)[0].lstrip("~+") != key]
+            try:
+                close = closest_key(key, hydra_compose(config_name, [*rest, *extra]))
+            except Exception:  # another bad override as well: no suggestion
+                close = None
+            if close is None:
+                raise
+            raise UnknownKeyError(
+                f"unknown config key `{key}` (did you mean `{close}`?)",
+                f"{close}=... sets it; +{key}=... adds a new key on purpose",
+            ) from err
 
 
 def plain(config: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
@@ -82,7 +102,6 @@ def image_size(root: str, source: Any = None, fallback: int | None = None) -> in
     ``${csmri.image_size:${data.root},${oc.select:data.source,null},256}``. (``source`` may also be a size.)
     """
     from csmri.data.layout import has_layout, read_meta
-    from csmri.errors import ConfigError
 
     size: Any = source
     layout = Path(str(root))
@@ -105,6 +124,31 @@ def image_size(root: str, source: Any = None, fallback: int | None = None) -> in
             f"set data.source.size=[H,W], or prepare it first: csmri data prepare data=<name> data.root={root}",
         )
     return int(size)
+
+
+def closest_key(key: str, cfg: DictConfig) -> str | None:
+    """The dotted key of ``cfg`` nearest to the unknown ``key`` (``trainer.limit_train_batchs`` ->
+    ``trainer.limit_train_batches``, ``data.batchsize`` -> ``data.batch_size``), or ``None``: first among the keys
+    beside where ``key`` would be, then among all keys of ``cfg`` (``hydra.*`` left out); values are not resolved."""
+    import difflib
+
+    def keys(node: Any, prefix: str = "") -> list[str]:
+        found = []
+        for name in node.keys() if isinstance(node, DictConfig) else ():
+            path = f"{prefix}{name}"
+            if path != "hydra":
+                found.append(path)
+                found += keys(node._get_node(name), f"{path}.")
+        return found
+
+    every = keys(cfg)
+    parent, _, leaf = key.rpartition(".")
+    siblings = [k for k in every if k.rpartition(".")[0] == parent]
+    close = difflib.get_close_matches(leaf, [k.rpartition(".")[2] for k in siblings], n=1, cutoff=0.7)
+    if close:
+        return f"{parent}.{close[0]}" if parent else close[0]
+    close = difflib.get_close_matches(key, every, n=1)
+    return close[0] if close else None
 
 
 def check_no_missing(cfg: DictConfig) -> None:
@@ -133,7 +177,6 @@ def data_source(name: str, **overrides: Any) -> Any:
     the one source of the presets. A name without a config, or a config without a source, is a ConfigError."""
     from hydra.errors import MissingConfigException
 
-    from csmri.errors import ConfigError
 
     try:  # only data.source is used: data.root may stay ??? (it is never resolved)
         source = compose("train", [f"data={name}"]).data.source
@@ -152,7 +195,7 @@ def sqlite_url(folder: str, name: str = "optuna.db") -> str:
 
 
 APP_GROUPS = {
-    "train": ("experiment", "data", "model", "loss", "trainer", "logger", "callbacks", "sweep", "paths"),
+    "train": ("experiment", "data", "model", "loss", "trainer", "logger", "callbacks", "debug", "sweep", "paths"),
     "eval": ("data", "paths"),
 }
 

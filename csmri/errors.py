@@ -14,8 +14,11 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import signal
 from collections.abc import Iterable
 from pathlib import Path
+
+from hydra.errors import ConfigCompositionException
 
 __all__ = [
     "BadInputError",
@@ -31,7 +34,9 @@ __all__ = [
     "NonFiniteLossError",
     "OutputError",
     "PerceptualWeightsUnavailable",
+    "RunTerminated",
     "TrainingError",
+    "UnknownKeyError",
     "debug_enabled",
     "did_you_mean",
     "format_error",
@@ -61,6 +66,12 @@ class CsmriError(Exception):
 
 class ConfigError(CsmriError, ValueError):
     """A configuration value that cannot work (unknown key or method, inconsistent settings)."""
+
+
+class UnknownKeyError(ConfigError, ConfigCompositionException):
+    """An override of a key the config does not have, with the nearest key it has
+    (:func:`csmri.config.closest_key`); still a Hydra ``ConfigCompositionException`` for code that catches Hydra's
+    error."""
 
 
 class MissingValueError(ConfigError):
@@ -132,6 +143,14 @@ class PerceptualWeightsUnavailable(RuntimeError):
     """ImageNet VGG weights were requested but cannot be loaded (offline and not cached)."""
 
 
+class RunTerminated(KeyboardInterrupt):
+    """SIGTERM arrived while no Trainer was fitting: the run stops as on Ctrl-C (``signum``: the signal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def debug_enabled() -> bool:
     """True when ``CSMRI_DEBUG`` or ``HYDRA_FULL_ERROR`` asks for full tracebacks."""
     return any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_ENV)
@@ -160,7 +179,7 @@ def user_error(err: BaseException) -> CsmriError | None:
     if isinstance(err, BadInputError):
         return DataError(str(err), err.hint or "check the file, or skip bad inputs with data.source.skip_bad=true")
     try:
-        from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+        from hydra.errors import MissingConfigException, OverrideParseException
         from omegaconf.errors import MissingMandatoryValue
     except ImportError:  # pragma: no cover - hydra is a dependency
         return None

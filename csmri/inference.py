@@ -10,8 +10,9 @@ in the input's units. Works for every reconstruction checkpoint: stage 1, stage 
 Example::
 
     import csmri, torch
-    model = csmri.load("outputs/stage1/<run>/checkpoints/best.ckpt")          # device="auto", precision="32"
-    images = model.reconstruct(kspace, mask)   # complex64 (..., H, W) on kspace's device
+    model = csmri.load("outputs/stage1/<run>")   # a run folder (its best.ckpt, else last.ckpt) or a .ckpt file
+    images = model.reconstruct(kspace, mask)     # complex64 (..., H, W): a tensor on kspace's device, or a NumPy
+                                                 # array when kspace is one
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from csmri.device import resolve_device
@@ -31,8 +33,7 @@ PRECISIONS = ("32", "bf16")
 
 def read_reconstruction_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict of a csmri reconstruction stage; :class:`InferenceError` for anything else."""
-    from csmri.eval.methods import MODULES
-    from csmri.lit.checkpoints import read_checkpoint
+    from csmri.lit.checkpoints import MODULES, read_checkpoint
 
     try:
         checkpoint = read_checkpoint(path)
@@ -65,12 +66,16 @@ class TrainedReconstructor:
     def __init__(
         self, path: str | Path, device: str | torch.device = "auto", precision: str = "32", batch_size: int = 16
     ) -> None:
-        from csmri.eval.methods import load_module
+        from csmri.lit.checkpoints import load_module, run_checkpoint
 
         if precision not in PRECISIONS:
             raise InferenceError(f"unknown precision {precision!r}", f"use one of {', '.join(PRECISIONS)}")
         if batch_size < 1:
             raise InferenceError(f"batch size must be >= 1, got {batch_size}", "pass a positive --batch-size")
+        try:
+            path = run_checkpoint(path)
+        except CheckpointError as err:
+            raise InferenceError(err.message, err.hint) from err
         checkpoint = read_reconstruction_checkpoint(path)
         self.path = Path(path)
         self.kind: str = checkpoint["csmri_module"]
@@ -129,17 +134,30 @@ class TrainedReconstructor:
             yield slice(start, min(start + self.batch_size, n))
 
     def reconstruct(
-        self, kspace: torch.Tensor, mask: torch.Tensor, normalise: bool = True, progress: bool = False
-    ) -> torch.Tensor:
-        """Complex images ``(..., H, W)`` (complex64, on ``kspace``'s device) from centred k-space and its mask.
+        self,
+        kspace: torch.Tensor | np.ndarray,
+        mask: torch.Tensor | np.ndarray,
+        normalise: bool = True,
+        progress: bool = False,
+    ) -> torch.Tensor | np.ndarray:
+        """Complex images ``(..., H, W)`` (complex64) from centred k-space and its mask: a tensor on ``kspace``'s
+        device, or a NumPy array when ``kspace`` is one (either may be a tensor or an array).
 
         ``normalise``: scale each slice to maximum zero-filled magnitude 1 for the network and back afterwards.
         ``progress``: a tqdm bar over batches.
         """
+        if isinstance(kspace, np.ndarray):
+            return self.reconstruct(torch.from_numpy(np.ascontiguousarray(kspace)), mask, normalise, progress).numpy()
+        if isinstance(mask, np.ndarray):
+            mask = torch.from_numpy(np.ascontiguousarray(mask))
         if not torch.is_tensor(kspace) or not torch.is_complex(kspace) or kspace.ndim < 2:
-            raise InferenceError("kspace must be a complex tensor (..., H, W)", "pass centred k-space as complex64")
+            raise InferenceError(
+                "kspace must be a complex tensor or array (..., H, W)", "pass centred k-space as complex64"
+            )
         if not torch.is_tensor(mask) or torch.is_complex(mask):
-            raise InferenceError("mask must be a real 0/1 tensor broadcastable to kspace", "pass e.g. an (H, W) mask")
+            raise InferenceError(
+                "mask must be a real 0/1 tensor or array broadcastable to kspace", "pass e.g. an (H, W) mask"
+            )
         try:
             mask = torch.broadcast_to(mask, kspace.shape)
         except RuntimeError as err:
@@ -175,7 +193,8 @@ class TrainedReconstructor:
 def load(
     ckpt: str | Path, device: str | torch.device = "auto", precision: str = "32", batch_size: int = 16
 ) -> TrainedReconstructor:
-    """Load any csmri reconstruction checkpoint (stage 1, stage 2, DAGAN, joint) for inference.
+    """Load any csmri reconstruction checkpoint (stage 1, stage 2, DAGAN, joint) for inference: a ``.ckpt`` file or a
+    run folder (its ``checkpoints/best.ckpt``, else ``checkpoints/last.ckpt``).
 
     ``device``: ``auto`` (CUDA when available), ``cpu``, ``cuda``...; ``precision``: ``32`` (default) or ``bf16``
     (autocast for the convolutions; the FFTs and data consistency stay fp32/complex64 either way);

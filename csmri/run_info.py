@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from csmri.errors import RunTerminated
 
 PACKAGES = (
     "csmri",
@@ -115,10 +118,11 @@ class RunInfo:
         self._write()
 
     def record_failure(self, err: BaseException) -> None:
-        """A run still ``running`` becomes ``interrupted`` (Ctrl-C) or ``failed``, with the error's one line."""
+        """A run still ``running`` becomes ``interrupted`` (with the signal) or ``failed`` (with the error's one
+        line): see :func:`run_outcome`."""
         if self.data.get("status") == "running":
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            self.update(status=status, error=one_line(err))
+            status, reason = run_outcome(err)
+            self.update(status=status, error=reason)
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
@@ -129,6 +133,63 @@ class RunInfo:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=str))
         tmp.replace(self.path)
+
+
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report a signal
+
+
+def interruption(err: BaseException) -> str | None:
+    """The signal that stopped a run, when ``err`` is how it surfaced, else ``None``: ``SIGINT`` (Ctrl-C: a
+    ``KeyboardInterrupt``, or the ``SystemExit(1)`` Lightning raises after handling one), ``SIGTERM`` (Lightning's
+    ``SIGTERMException`` after its graceful stop, or :class:`RunTerminated` outside ``fit``)."""
+    if isinstance(err, RunTerminated):
+        return signal.Signals(err.signum).name
+    if type(err).__name__ == "SIGTERMException":  # lightning.pytorch.utilities.exceptions, a SystemExit
+        return "SIGTERM"
+    if isinstance(err, KeyboardInterrupt):
+        return "SIGINT"
+    if isinstance(err, SystemExit) and isinstance(err.__context__, KeyboardInterrupt):
+        return interruption(err.__context__)  # Lightning: `except KeyboardInterrupt: ... sys.exit(1)`
+    return None
+
+
+def run_outcome(err: BaseException) -> tuple[str, str]:
+    """``("interrupted", "SIGINT (Ctrl-C)" | "SIGTERM")`` for a run stopped by a signal, else ``("failed", <the
+    error's one line>)``."""
+    signame = interruption(err)
+    if signame is not None:
+        return "interrupted", "SIGINT (Ctrl-C)" if signame == "SIGINT" else signame
+    return "failed", one_line(err)
+
+
+def resume_record(ckpt_path: str | Path | None) -> dict[str, Any]:
+    """``{"resumed_from": {...}}`` for a run resumed from ``ckpt_path`` (``{}`` without one): the checkpoint, the run
+    folder that wrote it (``<run>/checkpoints/x.ckpt`` -> ``<run>``, else the checkpoint's folder) and, from that
+    folder's ``run_info.json`` (read before a resume into the same folder replaces it), its status, start time and
+    its own ``resumed_from``, so the chain of resumed runs survives in the newest run's record."""
+    if not ckpt_path:
+        return {}
+    ckpt = Path(str(ckpt_path)).absolute()
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    record: dict[str, Any] = {"run_dir": str(run_dir), "checkpoint": str(ckpt)}
+    try:
+        earlier = read_run_info(run_dir)
+    except (OSError, ValueError):
+        earlier = {}
+    for key in ("status", "started", "resumed_from"):
+        if key in earlier:
+            record[key if key != "status" else "run_status"] = earlier[key]
+    return {"resumed_from": record}
+
+
+def resume_chain(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs ``info`` was resumed from, newest first (``resumed_from`` records, each with ``run_dir`` and
+    ``checkpoint``); empty for a run started afresh."""
+    chain, record = [], info.get("resumed_from")
+    while isinstance(record, dict) and len(chain) < 100:
+        chain.append(record)
+        record = record.get("resumed_from")
+    return chain
 
 
 def one_line(err: BaseException) -> str:

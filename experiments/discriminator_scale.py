@@ -3,8 +3,9 @@ discriminator's strides, side by side on the validation split.
 
 The paper's PatchGAN has five stride-2 layers: on its 512² images it outputs 16 × 16 patch scores, each a cell of
 1/16 of the image side. On the quick profile's 128² images the same network outputs 4 × 4; with three stride-2
-layers (strides 2, 2, 2, 1, 1, 1; the same filters) it outputs the paper's 16 × 16 grid again. Round 9 found that
-D wins the game within a few epochs at 128²; this measures whether D's patch scale is why.
+layers (strides 2, 2, 2, 1, 1, 1; the same filters) it outputs the paper's 16 × 16 grid again.
+Entry E9 of experiments/seitzer2018/results_history.md found that D wins the game within a few epochs at 128²;
+this measures whether D's patch scale is why.
 
     # 1. one stage-2 run per discriminator (the profile's R, backbone, seed and data), a checkpoint every 3 epochs
     csmri train experiment=stage2 <the profile's data overrides> hydra.run.dir=outputs/dscale/strides_222111 \

@@ -8,7 +8,7 @@ residual ``x - R`` (real and imaginary channels together; a cosine does not depe
 :class:`csmri.models.refinement.GatedRefinement` applies), the same cosine for the gated contribution ``λ x_V``
 (negative ``λ`` flips it), and the MSE-best gate for V's present output. A refinement that corrects R has a clearly
 positive gated cosine; one near 0 adds output unrelated to R's error, which costs PSNR once ``λ`` opens.
-The README's round-3 diagnosis used this script on the quick profile's runs.
+Entry E3 of experiments/seitzer2018/results_history.md used this script on the quick profile's runs.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ epochs, every few epochs' checkpoint scored on the validation split, and the adv
     python -m experiments.stage2_long outputs/long_stage2 --figure docs/stage2_long.png
 
 Reads the run's CSV log (validation PSNR, R's, λ and the generator's normalised terms and D's output on the refined
-images, averaged per epoch) and every ``eval_epochNN/table.json`` beside it. The README's round-9 section shows it.
+images, averaged per epoch) and every ``eval_epochNN/table.json`` beside it.
+Entry E9 of experiments/seitzer2018/results_history.md shows it.
 """
 
 from __future__ import annotations

@@ -10,7 +10,15 @@ import pytest
 
 @pytest.mark.parametrize(
     "name",
-    ["bench", "precision_parity", "dlmri_study", "refinement_diagnostics", "stage2_long", "discriminator_scale"],
+    [
+        "bench",
+        "precision_parity",
+        "dlmri_study",
+        "refinement_diagnostics",
+        "stage2_long",
+        "discriminator_scale",
+        "gate_study",
+    ],
 )
 def test_experiment_script_imports(name):
     module = importlib.import_module(f"experiments.{name}")

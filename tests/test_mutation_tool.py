@@ -36,3 +36,35 @@ def test_each_module_is_mutated_against_its_own_tests():
         assert table["only_mutate"] == [f"csmri/{module}/*"]
         assert table["pytest_add_cli_args_test_selection"] == tests
         assert all((mutation.ROOT / t).exists() for t in tests), tests
+
+
+def test_constructors_are_kept_out_of_mutation_and_nothing_else(tmp_path, monkeypatch):
+    """mutmut's trampolines hide a LightningModule's __init__ frame from save_hyperparameters(): the scratch copy's
+    constructors carry mutmut's block pragma (which mutmut honours: no mutant is made there), other methods do not."""
+    from mutmut.mutation.file_mutation import create_mutations
+
+    source = (
+        "class Module:\n"
+        "    def __init__(\n"
+        "        self,\n"
+        "        lr: float = 1.0,\n"
+        "    ) -> None:\n"
+        "        self.lr = lr * 2\n"
+        "\n"
+        "    def step(self, x):\n"
+        "        return x + 1\n"
+    )
+    path = tmp_path / "module.py"
+    path.write_text(source)
+    (tmp_path / "pyproject.toml").write_text('[tool.mutmut]\nsource_paths = ["module.py"]\n')
+    monkeypatch.chdir(tmp_path)  # mutmut reads its configuration from the working directory
+    assert mutation.protect_constructors(path)
+    assert not mutation.protect_constructors(path)  # idempotent
+    protected = path.read_text()
+    assert f") -> None:  {mutation.PROTECTED_INIT}\n" in protected
+    assert protected.count("pragma") == 1
+    _, mutants, _, ignored_functions = create_mutations("module.py", protected)
+    assert ignored_functions == {"__init__"}
+    assert mutants  # step is still mutated
+    _, unprotected_mutants, _, _ = create_mutations("module.py", source)
+    assert len(unprotected_mutants) > len(mutants)

@@ -13,11 +13,16 @@ from types import SimpleNamespace
 import pytest
 from omegaconf import open_dict
 
-import csmri.app.reproduce as reproduce
-from csmri.app.reproduce import Pipeline, load_profile
-from csmri.app.study import Study, load_study, over_seeds, point_key, seeds_table, sis_psnr_figure, zoom_limits
+import csmri.pipeline.runner as runner_module
+from csmri.app.reproduce import load_profile, open_profile
 from csmri.errors import ConfigError
 from csmri.lit.precision import resolve_feature_precision
+from csmri.pipeline import Runner
+from csmri.pipeline.spec import runs_of
+from experiments.seitzer2018 import project
+from experiments.seitzer2018.results import runs_of_experiment
+from experiments.seitzer2018.study import Study, load_study
+from experiments.seitzer2018.study_report import over_seeds, point_key, seeds_table, sis_psnr_figure, zoom_limits
 from tests.helpers import run_csmri
 
 
@@ -119,21 +124,21 @@ def test_profiles_load_and_typos_fail():
         profile = load_profile([f"profile={name}"])
         assert {"stage1", "segnet", "stage2", "dagan"} <= set(profile.stages)
     assert load_profile(["profile=smoke", "seed=3"]).seed == 3
-    with pytest.raises(SystemExit, match="bad override"):
+    with pytest.raises(ConfigError, match="bad override"):
         load_profile(["profile=smoke", "sed=3"])
-    with pytest.raises(SystemExit, match="unknown profile"):
+    with pytest.raises(ConfigError, match="unknown profile"):
         load_profile(["profile=fast"])
 
 
 def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
-    pipeline = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
+    pipeline = open_profile(["profile=smoke", f"work_dir={tmp_path}"])
     assert pipeline.status("stage1") == "todo"
     ckpt = tmp_path / "stage1" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
     assert pipeline.status("stage1") == "resume"
-    assert f"ckpt_path={ckpt}" in pipeline.train_command("stage1")
-    assert any(a.startswith("model.recon_ckpt=") for a in pipeline.train_command("stage2"))
+    assert f"ckpt_path={ckpt}" in pipeline.command("stage1")
+    assert any(a.startswith("model.recon_ckpt=") for a in pipeline.command("stage2"))
 
 
 def _fake_run(run_dir, overrides, status="finished"):
@@ -147,15 +152,13 @@ def _fake_run(run_dir, overrides, status="finished"):
 def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
     # the overrides `csmri train` records for stage 1 of the smoke profile: its command without hydra.* and the
     # resume point, written out here from the profile's data settings and stage-1 overrides
-    pipeline = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
-    p = pipeline.p
+    pipeline = open_profile(["profile=smoke", f"work_dir={tmp_path}"])
+    p = pipeline.cfg
     recorded = ["experiment=stage1", *pipeline.data_overrides(), *p.train_overrides, *p.stages.stage1.overrides]
     _fake_run(tmp_path / "stage1", recorded)
     assert pipeline.status("stage1") == "done"
 
-    longer = Pipeline(
-        load_profile(["profile=smoke", f"work_dir={tmp_path}", "stages.stage1.overrides=['trainer.max_epochs=9']"])
-    )
+    longer = open_profile(["profile=smoke", f"work_dir={tmp_path}", "stages.stage1.overrides=['trainer.max_epochs=9']"])
     with pytest.raises(
         ConfigError, match=r"stage stage1: .* other overrides \(the run had .*, now \['trainer.max_epochs=9'\]\)"
     ):
@@ -172,18 +175,19 @@ def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
 
 def test_the_evaluation_reruns_when_its_command_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG: the autoencoder stage is needed
-    pipeline = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
-    for stage in pipeline.train_stages:  # finished runs of a csmri that recorded neither overrides nor inputs
+    pipeline = open_profile(["profile=smoke", f"work_dir={tmp_path}"])
+    trained = [n for n, r in pipeline.runs.items() if r.command == "train"]
+    for stage in trained:  # finished runs of a csmri that recorded neither overrides nor inputs
         _fake_run(tmp_path / stage, None)
-    e = pipeline.p.eval
+    e = pipeline.cfg.eval
     recorded = [
         *pipeline.data_overrides(),
         f"methods=[{','.join(e.methods)}]",
-        pipeline.segnet_override(),
-        f"recnet.ckpt={pipeline.eval_ckpt('stage1')}",
+        f"segnet.ckpt={pipeline.ckpt('segnet')}",
+        f"recnet.ckpt={pipeline.ckpt('stage1')}",
         f"refinement.ckpt=[{tmp_path / 'stage2' / 'checkpoints' / 'last.ckpt'},"
         f"{tmp_path / 'stage2_seed1' / 'checkpoints' / 'last.ckpt'}]",
-        f"dagan.ckpt={pipeline.eval_ckpt('dagan')}",
+        f"dagan.ckpt={pipeline.ckpt('dagan')}",
         *e.overrides,
     ]
     eval_dir = tmp_path / "eval"
@@ -194,62 +198,62 @@ def test_the_evaluation_reruns_when_its_command_changed(tmp_path, monkeypatch):
     for ckpt in tmp_path.glob("*/checkpoints/*.ckpt"):
         os.utime(ckpt, (table - 60, table - 60))  # trained before the table was written
     assert pipeline.status("eval") == "done"
-    fewer = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}", "eval.methods=[zero_filled,recnet]"]))
+    fewer = open_profile(["profile=smoke", f"work_dir={tmp_path}", "eval.methods=[zero_filled,recnet]"])
     assert fewer.status("eval") == "todo"
 
 
 @pytest.mark.parametrize("name", ["quick", "paper", "smoke"])
 def test_gan_stages_are_evaluated_as_the_paper_does(name, tmp_path):
-    pipeline = Pipeline(load_profile([f"profile={name}", f"work_dir={tmp_path}"]))
-    assert pipeline.eval_ckpt("stage2").name == "last.ckpt"  # the end of training
-    assert pipeline.eval_ckpt("dagan").name == "best.ckpt"  # DAGAN's protocol: best val NMSE
+    pipeline = open_profile([f"profile={name}", f"work_dir={tmp_path}"])
+    assert pipeline.ckpt("stage2").name == "last.ckpt"  # the end of training
+    assert pipeline.ckpt("dagan").name == "best.ckpt"  # DAGAN's protocol: best val NMSE
 
 
 def test_every_segnet_stage_joins_the_sis_ensemble(tmp_path):
-    smoke = Pipeline(load_profile(["profile=smoke", f"work_dir={tmp_path}"]))
-    assert smoke.segnet_stages() == ["segnet"]
-    assert f"segnet.ckpt={tmp_path / 'segnet' / 'checkpoints' / 'best.ckpt'}" in smoke.eval_command()
-    quick = Pipeline(load_profile(["profile=quick", f"work_dir={tmp_path}"]))
-    names = quick.segnet_stages()
+    smoke = open_profile(["profile=smoke", f"work_dir={tmp_path}"])
+    assert runs_of_experiment(smoke, "segnet") == ["segnet"]
+    assert f"segnet.ckpt={tmp_path / 'segnet' / 'checkpoints' / 'best.ckpt'}" in smoke.command("eval")
+    quick = open_profile(["profile=quick", f"work_dir={tmp_path}"])
+    names = runs_of_experiment(quick, "segnet")
     assert names[0] == "segnet" and len(names) == 3
-    seeds = [[o for o in quick.train_command(n) if o.startswith("seed=")][-1] for n in names]
+    seeds = [[o for o in quick.command(n) if o.startswith("seed=")][-1] for n in names]
     assert len(set(seeds)) == 3  # the same net trained from three seeds (the last seed= wins in Hydra)
     expected = ",".join(str(tmp_path / n / "checkpoints" / "best.ckpt") for n in names)
-    assert f"segnet.ckpt=[{expected}]" in quick.eval_command()
+    assert f"segnet.ckpt=[{expected}]" in quick.command("eval")
     profile = load_profile(["profile=smoke"])
     with open_dict(profile):
         del profile.stages["segnet"]
-    with pytest.raises(SystemExit, match="no stages.*segnet"):
-        Pipeline(profile)
+    with pytest.raises(ConfigError, match="eval: unknown stage 'segnet'"):  # the evaluation's SIS refers to it
+        Runner(profile)
 
 
 def test_every_refinement_stage_is_a_run_of_the_tables_refinement_row(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no ImageNet VGG: the autoencoder stand-in
-    quick = Pipeline(load_profile(["profile=quick", f"work_dir={tmp_path}"]))
-    names = quick.refinement_stages()
+    quick = open_profile(["profile=quick", f"work_dir={tmp_path}"])
+    names = [r.name for r in runs_of(quick.runs, "stage2")]
     assert names == ["stage2", "stage2_seed1", "stage2_seed2"]
     recon = f"model.recon_ckpt={tmp_path / 'stage1' / 'checkpoints' / 'best.ckpt'}"
     weights = f"model.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
-    commands = [quick.train_command(n) for n in names]
+    commands = [quick.command(n) for n in names]
     assert all(recon in c and weights in c and "experiment=stage2" in c for c in commands)  # the same R and backbone
     assert all("model.discriminator.net.strides=[2,2,2,1,1,1]" in c for c in commands)  # the paper's 16x16 grid at 128²
     seeds = [[o for o in c if o.startswith("seed=")][-1] for c in commands]
     assert seeds == ["seed=0", "seed=1", "seed=2"]  # the last seed= wins in Hydra
     expected = ",".join(str(tmp_path / n / "checkpoints" / "last.ckpt") for n in names)  # each at the end of training
-    assert f"refinement.ckpt=[{expected}]" in quick.eval_command()
-    paper = Pipeline(load_profile(["profile=paper", f"work_dir={tmp_path}"]))
-    assert f"refinement.ckpt={tmp_path / 'stage2' / 'checkpoints' / 'last.ckpt'}" in paper.eval_command()
+    assert f"refinement.ckpt=[{expected}]" in quick.command("eval")
+    paper = open_profile(["profile=paper", f"work_dir={tmp_path}"])
+    assert f"refinement.ckpt={tmp_path / 'stage2' / 'checkpoints' / 'last.ckpt'}" in paper.command("eval")
 
 
 def test_paper_profile_refuses_to_start_without_imagenet_vgg(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty cache
-    pipeline = Pipeline(load_profile(["profile=paper", f"work_dir={tmp_path}"]))
-    with pytest.raises(SystemExit, match=r"vgg19-dcbb9e9d\.pth.*vgg16-397923af\.pth.*vgg_standin=true"):
-        pipeline.check_perceptual_weights()
-    assert "model.perceptual.allow_random_fallback=false" in pipeline.train_command("stage2")
-    opted_in = Pipeline(load_profile(["profile=paper", f"work_dir={tmp_path}", "vgg_standin=true"]))
-    opted_in.check_perceptual_weights()  # no error: the stand-in was asked for
-    assert "model.perceptual.allow_random_fallback=false" not in opted_in.train_command("stage2")
+    pipeline = open_profile(["profile=paper", f"work_dir={tmp_path}"])
+    with pytest.raises(ConfigError, match=r"vgg19-dcbb9e9d\.pth.*vgg16-397923af\.pth.*vgg_standin=true"):
+        project.check(pipeline)
+    assert "model.perceptual.allow_random_fallback=false" in pipeline.command("stage2")
+    opted_in = open_profile(["profile=paper", f"work_dir={tmp_path}", "vgg_standin=true"])
+    project.check(opted_in)  # no error: the stand-in was asked for
+    assert "model.perceptual.allow_random_fallback=false" not in opted_in.command("stage2")
 
 
 def test_study_drops_a_sweep_left_without_values(tmp_path):
@@ -293,10 +297,10 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     # neither the α nor the w_vgg sweep runs the default point and `backbones` leaves it out: the backbone sweep adds it
     only_random = Study(load_study([*argv[:1], "alpha_targets=[]", "vgg_weights=[]", "seeds=[]", "backbones=[random]"]))
     assert _swept(only_random) == {"backbone": ("model.perceptual.weights", [autoencoder, "random"])}
-    command = study.train_command("backbone")
+    command = study.train_command("backbone/0")
     assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
     assert [a for a in command if a.startswith("model.perceptual.weights=")] == ["model.perceptual.weights=random"]
-    assert study.autoencoder_command() == study.pipeline.train_command("perceptual")
+    assert study.autoencoder_command() == study.pipeline.command("perceptual")
     # a profile without that stage (paper, stand-in allowed): the study trains its own on the profile's data
     argv = ["profile=paper", "profile_overrides=['work_dir=" + str(tmp_path) + "','vgg_standin=true']", *argv[1:]]
     study = Study(load_study(argv))
@@ -312,7 +316,7 @@ def test_study_compares_perceptual_backbones_at_the_default_setting(tmp_path, mo
     last.parent.mkdir(parents=True)
     last.write_bytes(b"")  # interrupted: the same command resumes it
     assert study.autoencoder_command()[-1] == f"ckpt_path={last}"
-    with pytest.raises(SystemExit, match="unknown backbone 'imagent'"):
+    with pytest.raises(ConfigError, match="unknown backbone 'imagent'"):
         Study(load_study([*argv, "backbones=[imagent]"])).sweeps()
 
 
@@ -323,9 +327,9 @@ def test_study_reruns_the_default_point_with_other_seeds(tmp_path):
     points = {p["name"]: p for p in study.points()}
     assert [points[n]["seed"] for n in ("alpha/0", "alpha/1", "seed/0", "seed/1")] == [0, 0, 1, 2]
     assert points["seed/1"]["alpha_target"] == 0.1 and points["seed/1"]["vgg_weight"] == 1.0  # the default point
-    command = study.train_command("seed")
-    assert [a for a in command if a.startswith("seed=")] == ["seed=1,2"]  # the profile's seed=0 replaced
-    assert "loss.alpha_target=0.1" in command and f"hydra.sweep.dir={tmp_path / 'study' / 'seed'}" in command
+    command = study.train_command("seed/1")
+    assert [a for a in command if a.startswith("seed=")] == ["seed=2"]  # the profile's seed=0 replaced
+    assert "loss.alpha_target=0.1" in command and f"hydra.run.dir={tmp_path / 'study' / 'seed' / '1'}" in command
     assert "seed" not in Study(load_study([*argv, "seeds=[0]"])).sweeps()  # only the default point: nothing to add
 
 
@@ -346,11 +350,11 @@ def test_study_repeats_a_seeded_sweep_at_every_other_seed(tmp_path, monkeypatch)
     assert {n for n, p in points.items() if p["default"]} == {"alpha/1", "seed/0", "seed/1"}
     assert (points["backbone-seed2/0"]["seed"], points["backbone-seed2/0"]["sweep"]) == (2, "backbone")
     assert points["alpha-seed1/0"]["alpha_target"] == 0.01 and points["alpha-seed1/0"]["seed"] == 1
-    command = study.train_command("backbone-seed2")
+    command = study.train_command("backbone-seed2/0")
     assert [a for a in command if a.startswith("seed=")] == ["seed=2"]  # the profile's seed=0 replaced
     assert "model.perceptual.weights=random" in command and "loss.alpha_target=0.1" in command
-    assert f"hydra.sweep.dir={tmp_path / 'study' / 'backbone-seed2'}" in command
-    with pytest.raises(SystemExit, match=r"seeded_sweeps: unknown sweep\(s\) \['seed'\]"):
+    assert f"hydra.run.dir={tmp_path / 'study' / 'backbone-seed2' / '0'}" in command
+    with pytest.raises(ConfigError, match=r"seeded_sweeps: unknown sweep\(s\) \['seed'\]"):
         Study(load_study([*argv, "seeded_sweeps=[seed]"])).sweeps()
 
 
@@ -392,14 +396,14 @@ def test_stage2_uses_the_autoencoder_stand_in_only_without_imagenet_weights(tmp_
     from csmri.models.vgg import imagenet_weights_file
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    pipeline = Pipeline(load_profile(["profile=quick", f"work_dir={tmp_path}"]))
+    pipeline = open_profile(["profile=quick", f"work_dir={tmp_path}"])
     weights = f"model.perceptual.weights={tmp_path / 'perceptual' / 'vgg19_autoencoder.pth'}"
-    assert pipeline.status("perceptual") == "todo" and weights in pipeline.train_command("stage2")
-    assert "experiment=vgg_autoencoder" in pipeline.train_command("perceptual")
+    assert pipeline.status("perceptual") == "todo" and weights in pipeline.command("stage2")
+    assert "experiment=vgg_autoencoder" in pipeline.command("perceptual")
     imagenet = imagenet_weights_file("vgg19")
     imagenet.parent.mkdir(parents=True)
     imagenet.write_bytes(b"")  # ImageNet weights present: they stay the default, the stand-in is not trained
-    assert pipeline.status("perceptual") == "unneeded" and weights not in pipeline.train_command("stage2")
+    assert pipeline.status("perceptual") == "unneeded" and weights not in pipeline.command("stage2")
 
 
 def test_study_figure_zooms_on_the_runs_and_recnet():
@@ -439,7 +443,7 @@ def test_study_figure_numbers_every_run_and_keys_it_in_sweep_order(tmp_path):
 
 
 class FakeCsmri:
-    """Stands in for the ``csmri train`` / ``csmri eval`` subprocesses of :meth:`Pipeline.run_stage`: writes what the
+    """Stands in for the ``csmri train`` / ``csmri eval`` subprocesses of :meth:`Runner.run_stage`: writes what the
     pipeline reads of a finished run (``run_info.json`` with the job's overrides, checkpoints whose bytes are new for
     every training, the autoencoder's weights file, the evaluation's table). ``calls``: the run folders' names and
     arguments, in order."""
@@ -485,12 +489,13 @@ def _fake_dataset(root: Path) -> Path:
 
 @pytest.fixture
 def fake_pipeline(tmp_path, monkeypatch):
-    """``make(*overrides)``: a smoke-profile Pipeline on a fake dataset whose steps run :class:`FakeCsmri` (results are
+    """``make(*overrides)``: a smoke-profile Runner on a fake dataset whose steps run :class:`FakeCsmri` (results are
     not collected); the fake is ``make.fake``. No ImageNet VGG file: stage 2 uses the profile's autoencoder stage."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     fake = FakeCsmri()
-    monkeypatch.setattr(reproduce, "subprocess", SimpleNamespace(run=fake))
-    monkeypatch.setattr(Pipeline, "collect", lambda self, elapsed_s: self.results)
+    monkeypatch.setattr(runner_module, "subprocess", SimpleNamespace(run=fake))
+    monkeypatch.setattr(runner_module, "check_configs", lambda runner, names: None)  # tests/test_pipeline.py pins it
+    monkeypatch.setattr(Runner, "collect", lambda self, elapsed_s: self.results)
     data = _fake_dataset(tmp_path / "data")
 
     def make(*overrides):
@@ -500,7 +505,7 @@ def fake_pipeline(tmp_path, monkeypatch):
             f"results={tmp_path / 'results'}",
             f"data.root={data}",
         ]
-        return Pipeline(load_profile([*argv, *overrides]))
+        return open_profile([*argv, *overrides])
 
     make.fake, make.work = fake, tmp_path / "work"
     return make
@@ -558,7 +563,7 @@ def test_changed_perceptual_weights_make_stage2_stale(fake_pipeline, capsys):
     old = _sha(weights)
     weights.write_bytes(b"another autoencoder")
     pipeline = fake_pipeline()
-    reason = f"perceptual weights changed (sha256 {old[:8]}… → {_sha(weights)[:8]}…)"
+    reason = f"perceptual/vgg19_autoencoder.pth changed (sha256 {old[:8]}… → {_sha(weights)[:8]}…)"
     assert [pipeline.status(s) for s in ALL_STEPS] == ["done", "done", "done", "stale", "stale", "done", "stale"]
     assert pipeline.stale_reason("stage2") == reason
     assert pipeline.stale_reason("eval") == (
@@ -646,5 +651,6 @@ def test_the_study_trains_a_stale_prerequisite_afresh(fake_pipeline, tmp_path):
     (tmp_path / "data" / "meta.json").write_text("{}")  # another dataset
     overrides = f"profile_overrides=['work_dir={work}','data.root={tmp_path / 'data'}']"
     Study(load_study(["profile=smoke", overrides])).ensure_prerequisites()
-    assert fake.ran() == ["stage1", "segnet", "dagan"]  # the study's references, each trained afresh
+    # what the study's points and references read from, each trained afresh (the autoencoder too: it read the data)
+    assert fake.ran() == ["stage1", "segnet", "perceptual", "dagan"]
     assert (work / "stage1.stale-1" / "checkpoints" / "best.ckpt").is_file()

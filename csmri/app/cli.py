@@ -8,8 +8,8 @@ csmri study [key=value...]              the alpha / loss-weight study of stage 2
 csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset
 csmri data prepare data=NAME data.root=DIR [--out DIR]
                                         convert a folder of scans (NIfTI, NRRD, DICOM, ...) once
-csmri reconstruct --ckpt CKPT --input FILE --out FILE [--acceleration 8] [--seed 0] [--mask MASK.npy] [--complex]
-                                        reconstruct your own image or k-space with a trained model
+csmri reconstruct --ckpt CKPT|RUN_DIR --input FILE|DIR --out FILE|DIR [--acceleration 8] [--pad] [--complex]
+                                        reconstruct your own image or k-space (one scan, or a folder of them)
 csmri export --ckpt CKPT --format onnx|torchscript --out PATH [--size H W]
                                         a trained network as ONNX / TorchScript (FFTs over real tensors)
 csmri compare RUN_DIR... [--metric val/psnr]   final metrics side by side + a metric-over-steps plot

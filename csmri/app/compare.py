@@ -1,7 +1,8 @@
 """`csmri compare RUN_DIR... [--metric val/psnr] [--out compare.png]`: runs side by side without W&B.
 
-Prints a table of each run's status (with the error of a failed run), experiment, best monitored score and
-final metrics (from ``run_info.json``) and plots
+Prints a table of each run's status (with the error of a failed run, the signal of an interrupted one), experiment,
+best monitored score, the checkpoints it was resumed from (a chain of resumed runs, newest first) and final metrics
+(from ``run_info.json``) and plots
 one metric over training steps for every run (from the CSV logger's ``csv/metrics.csv``).
 """
 
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from csmri.reporting import save_figure
+from csmri.run_info import resume_chain
 
 
 def read_run(run_dir: Path) -> dict:
@@ -27,12 +29,28 @@ def read_run(run_dir: Path) -> dict:
 
 
 def run_status(info: dict) -> str:
-    """``finished`` / ``interrupted`` / ``failed: <error>``; a run still marked running whose process is gone
+    """``finished`` / ``interrupted (SIGTERM)`` / ``failed: <error>``; a run still marked running whose process is gone
     cannot be told from a live one here, so it is shown as ``running?``."""
     status = str(info.get("status", "unknown"))
     if status == "failed" and info.get("error"):
         return f"failed: {info['error']}"
+    if status == "interrupted" and info.get("error"):
+        return f"interrupted ({info['error']})"
     return "running?" if status == "running" else status
+
+
+def _shown(path: str) -> str:
+    """``path`` relative to the working directory when it is below it, else as recorded."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
+
+
+def resumed_from(info: dict) -> str:
+    """The checkpoints the run was resumed from, newest first: ``b/checkpoints/last.ckpt <- a/checkpoints/last.ckpt``
+    (the run that wrote each one was resumed from the next); empty for a run started afresh."""
+    return " <- ".join(_shown(str(record.get("checkpoint", "?"))) for record in resume_chain(info))
 
 
 def best_score(info: dict) -> str:
@@ -75,13 +93,16 @@ def mean_by_epoch(run_dir: Path, metric: str) -> dict[int, float]:
 def compare(run_dirs: list[Path], metric: str, out: Path) -> Path:
     runs = {d: read_run(d) for d in run_dirs}
     names = sorted({k for info in runs.values() for k in info.get("final_metrics", {}) if k.startswith("val/")})
+    chains = {d: resumed_from(info) for d, info in runs.items()}
+    resumed = ["resumed from"] if any(chains.values()) else []
     table = Table(title="csmri runs")
-    for column in ("run", "experiment", "status", "best score", *names):
-        table.add_column(column)
+    for column in ("run", "experiment", "status", "best score", *resumed, *names):
+        table.add_column(column, overflow="fold")
     for d, info in runs.items():
         finals = info.get("final_metrics", {})
         cells = [f"{finals[n]:.4f}" if n in finals else "" for n in names]
-        table.add_row(str(d), str(info.get("experiment", "")), run_status(info), best_score(info), *cells)
+        chain = [chains[d]] if resumed else []
+        table.add_row(str(d), str(info.get("experiment", "")), run_status(info), best_score(info), *chain, *cells)
     Console(width=max(Console().width, 200)).print(table)
 
     import matplotlib

@@ -11,8 +11,10 @@ from csmri.config import CONFIG_SEARCH_PATH
 
 @hydra.main(config_path=CONFIG_SEARCH_PATH, config_name="eval", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from csmri.app.quiet import quiet_third_party
     from csmri.eval.runner import evaluate
 
+    quiet_third_party()
     guarded(evaluate, cfg)
 
 

@@ -41,7 +41,9 @@ __all__ = [
     "EXTENSIONS",
     "BadInputError",
     "Volume",
+    "check_finite",
     "is_scan_entry",
+    "read_kspace",
     "read_volume",
     "split_extension",
 ]
@@ -140,6 +142,43 @@ def _check_array(data: np.ndarray, path: Path) -> None:
         raise BadInputError(path, f"holds values of type {data.dtype} (strings or records), not numbers")
     if data.size == 0:
         raise BadInputError(path, f"holds an empty array of shape {data.shape}")
+
+
+def check_finite(data: np.ndarray, path: str | Path, what: str = "") -> None:
+    """``data`` must hold numbers, all finite; else a :class:`BadInputError` naming ``path`` (and ``what``, e.g.
+    ``"the mask"``)."""
+    subject = f"{what} holds" if what else "holds"
+    if data.dtype.kind not in NUMERIC_KINDS:
+        raise BadInputError(
+            path, f"{subject} values of type {data.dtype}, not numbers", "store real or complex numbers"
+        )
+    if data.dtype.kind in "fc":
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad:
+            raise BadInputError(path, f"{subject} {bad} NaN/Inf values", "replace or remove them first")
+
+
+def read_kspace(path: str | Path) -> dict[str, np.ndarray] | None:
+    """``{"kspace": ..., "mask": ...}`` (``mask`` when stored) of an HDF5/NPZ file that holds a ``kspace`` array,
+    as stored (any shape and dtype); ``None`` for any other file. A file that cannot be read is a
+    :class:`BadInputError` naming ``path``."""
+    path = Path(path)
+    ext = split_extension(path.name)[1]
+    if ext not in (".h5", ".hdf5", ".npz") or not path.is_file():
+        return None
+    try:
+        if ext == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = archive.files
+                return {k: archive[k] for k in ("kspace", "mask") if k in names} if "kspace" in names else None
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if not isinstance(f.get("kspace"), h5py.Dataset):
+                return None
+            return {k: np.asarray(f[k][()]) for k in ("kspace", "mask") if isinstance(f.get(k), h5py.Dataset)}
+    except Exception as err:  # any parser failure: truncated, corrupt, pickled objects
+        raise BadInputError(path, f"cannot read {'NPZ' if ext == '.npz' else 'HDF5'} file ({_reason(err)})") from err
 
 
 # -- single files -----------------------------------------------------------------------------------

@@ -11,27 +11,17 @@ one by one and its table row holds each slice's metrics averaged over them (see 
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import lightning as L
 import torch
 
-from csmri.errors import CheckpointError, ConfigError, CsmriError
-from csmri.lit.checkpoints import INFERENCE_ONLY, check_inference_load, load_failure, read_checkpoint
-from csmri.lit.optim import upgrade_legacy_hparams
+from csmri.errors import ConfigError
+from csmri.lit.checkpoints import MODULES, checkpoint_provenance, load_module
 from csmri.run_info import perceptual_precision_label
 
-# csmri_module tag written into each checkpoint -> the LightningModule class that reads it
-MODULES = {
-    "reconstruction": "csmri.lit.reconstruction.ReconstructionModule",
-    "refinement": "csmri.lit.refinement.RefinementModule",
-    "segmentation": "csmri.lit.segmentation.SegmentationModule",
-    "adversarial": "csmri.lit.adversarial.AdversarialReconstructionModule",
-}
+__all__ = ["MODULES", "CheckpointMethod", "TrainingRuns", "checkpoint_method", "checkpoint_provenance", "load_module"]
 
 
 @runtime_checkable
@@ -46,70 +36,6 @@ class ZeroFilled:
 
     def reconstruct(self, batch: Mapping[str, Any]) -> torch.Tensor:
         return batch["zero_filled"]
-
-
-def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule:
-    """Load any csmri LightningModule checkpoint (its class is recorded in the file) in eval mode, on CPU.
-
-    Only what reconstruction needs is loaded faithfully: a perceptual (VGG) extractor, used by training
-    losses alone, is built with random weights instead of being fetched. The backbone the run actually
-    trained with stays available as ``module.trained_perceptual_backbone``. An inference-only checkpoint
-    (:func:`csmri.lit.checkpoints.inference_checkpoint`) loads with the state it left out (discriminator, VGG)
-    freshly initialised; any other missing or unexpected entry is an error, as for a full checkpoint.
-    """
-    checkpoint = read_checkpoint(path, what)
-    tag = checkpoint.get("csmri_module")
-    if tag not in MODULES:
-        raise ConfigError(
-            f"{what} {path} was not written by a csmri training stage (module tag {tag!r})",
-            "use checkpoints/best.ckpt or last.ckpt of a `csmri train` run",
-        )
-    module_path, name = MODULES[tag].rsplit(".", 1)
-    cls = getattr(importlib.import_module(module_path), name)
-    hparams = checkpoint.get("hyper_parameters", {})
-    overrides = {k: v for k, v in upgrade_legacy_hparams(hparams).items() if k == "optimizer" and k not in hparams}
-    net = hparams.get("net")
-    if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
-        overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
-    inference_only = INFERENCE_ONLY in checkpoint
-    try:
-        with warnings.catch_warnings():  # Lightning lists the keys an inference-only file left out; checked below
-            warnings.filterwarnings("ignore", "Found keys that are in the model state dict but not in the checkpoint")
-            module = cls.load_from_checkpoint(
-                path, map_location="cpu", weights_only=True, strict=not inference_only, **overrides
-            ).eval()
-        if inference_only:
-            check_inference_load(module, checkpoint, f"{what} {path}")
-    except CsmriError:
-        raise
-    except Exception as err:  # missing entries, mismatched weights: a damaged or foreign file
-        raise CheckpointError(
-            f"cannot load {what} {path} as a {name} ({load_failure(err)})",
-            "the file is damaged or was written by an incompatible csmri version; use another checkpoint",
-        ) from err
-    module.trained_perceptual_backbone = checkpoint.get("perceptual_backbone", "")
-    module.trained_perceptual_precision = checkpoint.get("perceptual_precision", "")  # bf16 | 32 | none | "" (older)
-    module.checkpoint_provenance = checkpoint_provenance(path, checkpoint)
-    return module
-
-
-def checkpoint_provenance(path: str | Path, checkpoint: Mapping[str, Any]) -> str:
-    """Which weights a checkpoint holds, for the table's footnote: e.g. ``last.ckpt, epoch 29 (end of training)`` or
-    ``best.ckpt, epoch 12 (best val/nmse on the validation split)``."""
-    name, epoch = Path(path).name, checkpoint.get("epoch")
-    where = f"{name}, epoch {epoch}" if epoch is not None else name
-    monitor = next(
-        (
-            state["monitor"]
-            for key, state in checkpoint.get("callbacks", {}).items()
-            if "ModelCheckpoint" in str(key)
-            and isinstance(state, Mapping)
-            and state.get("monitor")
-            and Path(str(state.get("best_model_path", ""))).name == name
-        ),
-        None,
-    )
-    return f"{where} ({'best ' + monitor + ' on the validation split' if monitor else 'end of training'})"
 
 
 def run_folder(ckpt: str | Path) -> str:

@@ -34,7 +34,7 @@ from csmri.errors import ConfigError, did_you_mean
 from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, TrainingRuns, load_module
 from csmri.eval.recons import GROUND_TRUTH, RECONS_FILE, save_recons
-from csmri.eval.tables import print_summary, summarise_methods, write_per_slice_csv, write_table
+from csmri.eval.tables import print_summary, sis_status, summarise_methods, write_per_slice_csv, write_table
 from csmri.lit.segmentation import SegmenterEnsemble
 from csmri.metrics.image import hfen, magnitude, nmse, psnr, ssim
 from csmri.metrics.segmentation import foreground_dice, has_structure
@@ -228,8 +228,19 @@ TABLE_COLUMNS = (
 )
 
 
+def _number(text: str) -> Any:
+    """A CSV cell as a float where it is one (``nan`` included), ``None`` when empty, else the text."""
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def log_to_wandb(cfg: DictConfig, out: Path, rows: list[dict[str, Any]]) -> None:
-    """Log the table (``wandb.Table``), the figure and per-method summaries as a W&B run of job type eval."""
+    """Log the table and the per-slice metrics (``wandb.Table``: ``eval/table``, ``eval/per_slice``), the figure and
+    per-method summaries as a W&B run of job type eval."""
     if not cfg.wandb.enabled or cfg.wandb.mode == "disabled":
         return
     import wandb
@@ -245,6 +256,16 @@ def log_to_wandb(cfg: DictConfig, out: Path, rows: list[dict[str, Any]]) -> None
     try:
         table = wandb.Table(columns=list(TABLE_COLUMNS), data=[[row.get(c) for c in TABLE_COLUMNS] for row in rows])
         logs: dict[str, Any] = {"eval/table": table}
+        per_slice = out / "per_slice.csv"
+        if per_slice.is_file():  # one row per slice and method: PSNR, SSIM, Dice, ... (sortable in the dashboard)
+            import csv
+
+            with per_slice.open() as f:
+                reader = csv.reader(f)
+                columns = next(reader, None)
+                data = [[_number(v) for v in line] for line in reader]
+            if columns:
+                logs["eval/per_slice"] = wandb.Table(columns=columns, data=data)
         if (out / "figure.png").is_file():
             logs["eval/figure"] = wandb.Image(str(out / "figure.png"))
         run.log(logs)
@@ -345,6 +366,7 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
             error_rows=cfg.figure.error_rows,
             labels=OmegaConf.to_container(cfg.labels),
         )
+    sis_note = sis_status(rows, sis_note, segmenter)
     backbones = {n: m.description for n, m in methods.items() if getattr(m, "description", "")}
     info.update(
         status="finished",
@@ -355,6 +377,7 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
         data_root=str(datamodule.layout_dir),
     )
     log_to_wandb(cfg, out, rows)
-    print_summary(rows, title=f"{cfg.split} split, acceleration {cfg.data.acceleration}")
+    notes = [] if sis_note.startswith("computed") else [f"SIS and Dice {sis_note}"]
+    print_summary(rows, title=f"{cfg.split} split, acceleration {cfg.data.acceleration}", notes=notes)
     log.info("results in %s", out)
     return rows

@@ -367,13 +367,40 @@ def read_table_json(path: str | Path) -> list[dict[str, Any]]:
     return json.loads(Path(path).read_text())["rows"]
 
 
-def print_summary(rows: Sequence[Mapping[str, Any]], console: Any = None, title: str = "Evaluation") -> None:
-    """Print the table on the console with rich (best values in bold, plus slice counts)."""
+def sis_status(rows: Sequence[Mapping[str, Any]], note: str, segmenter: str = "the segmentation net") -> str:
+    """``note`` (``computed ...`` or ``skipped: <why>``) unless the rows show SIS cannot be computed, then
+    ``n/a: <why>``: no slice contains the structure, or the segmenter's mean Dice on ground truth is 0 (SIS divides
+    by it)."""
+    if not note.startswith("computed"):
+        return note
+    gt = next((r for r in rows if r.get("kind") == "ground_truth"), None)
+    if gt is None:
+        return note
+    if not gt.get("n_structure"):
+        return "n/a: no slice of the split contains the structure"
+    dice_gt = gt.get("dice_mean")
+    if dice_gt is not None and not math.isnan(float(dice_gt)) and float(dice_gt) == 0:
+        return (
+            f"n/a: the Dice of {segmenter} on the ground-truth images is 0 (it finds no structure there), and SIS "
+            "divides by it; train the segmentation net longer or check segnet.ckpt"
+        )
+    return note
+
+
+def print_summary(
+    rows: Sequence[Mapping[str, Any]], console: Any = None, title: str = "Evaluation", notes: Sequence[str] = ()
+) -> None:
+    """Print the table on the console with rich (best values in bold, plus slice counts) and ``notes`` below it
+    (e.g. why SIS is n/a). Not on a terminal (a log file, a pipe), the table is as wide as its content: no column
+    is cut to 80 characters."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=400)
     table_rows = format_table(rows)
     table = Table(title=title)
     for i, name in enumerate([*table_rows[0], "n"]):
@@ -385,3 +412,5 @@ def print_summary(rows: Sequence[Mapping[str, Any]], console: Any = None, title:
     ref = next((r for r in rows if r.get("is_reference")), None)
     if ref is not None:
         console.print(f"p: two-sided paired Wilcoxon signed-rank test vs {ref.get('label', ref['method'])}")
+    for note in notes:
+        console.print(escape(note))

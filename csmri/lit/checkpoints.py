@@ -1,16 +1,50 @@
-"""Loading networks out of csmri checkpoints (without executing code: ``weights_only=True``)."""
+"""csmri checkpoints: reading them (without executing code: ``weights_only=True``), the registry of the
+LightningModules that wrote them (:data:`MODULES`, :func:`load_module`, read by evaluation and inference alike),
+the inference-only form kept for every checkpoint but ``last.ckpt`` (:func:`inference_checkpoint`), and the
+atomic writer."""
 
 from __future__ import annotations
 
+import importlib
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch import nn
 
-from csmri.errors import CheckpointError, ConfigError, path_hint
+from csmri.errors import CheckpointError, ConfigError, CsmriError, path_hint
 from csmri.lit._config import build
+from csmri.lit.optim import upgrade_legacy_hparams
+
+# csmri_module tag written into each checkpoint -> the LightningModule class that reads it
+MODULES = {
+    "reconstruction": "csmri.lit.reconstruction.ReconstructionModule",
+    "refinement": "csmri.lit.refinement.RefinementModule",
+    "segmentation": "csmri.lit.segmentation.SegmentationModule",
+    "adversarial": "csmri.lit.adversarial.AdversarialReconstructionModule",
+}
+
+RUN_CHECKPOINTS = ("best.ckpt", "last.ckpt")  # what a run folder stands for, in order of preference
+
+
+def run_checkpoint(path: str | Path, what: str = "checkpoint") -> Path:
+    """``path`` itself for a file; for a run folder (or its ``checkpoints/``) its ``checkpoints/best.ckpt``, else
+    ``last.ckpt``; a :class:`csmri.errors.CheckpointError` for a folder holding neither."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for folder in (path / "checkpoints", path):
+        for name in RUN_CHECKPOINTS:
+            if (folder / name).is_file():
+                return folder / name
+    raise CheckpointError(
+        f"{what} {path} is a folder without checkpoints/best.ckpt or checkpoints/last.ckpt",
+        "pass a `csmri train` run folder (it holds checkpoints/) or a .ckpt file",
+    )
 
 
 def read_checkpoint(path: str | Path, what: str = "checkpoint", mmap: bool = False) -> dict[str, Any]:
@@ -36,20 +70,34 @@ TRAINING_ONLY_PREFIXES = ("discriminator.", "perceptual.", "replay.")  # trainin
 
 
 def inference_checkpoint(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``checkpoint`` with only what reconstruction needs: no optimiser or scheduler state, and none of the
-    state under :data:`TRAINING_ONLY_PREFIXES` (the quick profile's stage-2 checkpoint: 345 MB -> 1.6 MB).
+    """A copy of ``checkpoint`` with only what reconstruction and evaluation need: no optimiser or scheduler state,
+    and none of the state under :data:`TRAINING_ONLY_PREFIXES` (a stage-2 checkpoint: about 340 MB -> under 2 MB).
 
     Everything else is kept — the reconstruction networks, hyper-parameters, the recorded acquisition, perceptual
     backbone, epoch and checkpoint-callback state (the table's provenance) — and ``csmri_inference_only`` lists the
     prefixes left out, so :func:`check_inference_load` can tell a deliberately smaller file from a damaged one.
-    Training cannot resume from it.
+    Training cannot resume from it. Applied to an inference-only checkpoint it returns an equal copy.
     """
     state = checkpoint["state_dict"]
-    dropped = sorted({p for p in TRAINING_ONLY_PREFIXES for k in state if k.startswith(p)})
+    found = {p for p in TRAINING_ONLY_PREFIXES for k in state if k.startswith(p)}
+    dropped = sorted(found | set(checkpoint.get(INFERENCE_ONLY) or ()))
     slim = {k: v for k, v in checkpoint.items() if k not in ("optimizer_states", "lr_schedulers", "state_dict")}
     slim["state_dict"] = {k: v for k, v in state.items() if not k.startswith(tuple(dropped))}
     slim[INFERENCE_ONLY] = dropped
     return slim
+
+
+def restore_left_out_state(module: nn.Module, checkpoint: dict[str, Any]) -> None:
+    """Fill the state an inference-only ``checkpoint`` left out with ``module``'s own (freshly initialised) entries,
+    in place, so that a strict ``load_state_dict`` (``Module.load_from_checkpoint(best.ckpt)``) loads it; a no-op
+    for a full checkpoint. Called from the modules' ``on_load_checkpoint``."""
+    dropped = tuple(checkpoint.get(INFERENCE_ONLY) or ())
+    state = checkpoint.get("state_dict")
+    if not dropped or not isinstance(state, dict):
+        return
+    for key, value in module.state_dict().items():
+        if key.startswith(dropped) and key not in state:
+            state[key] = value
 
 
 def check_inference_load(module: nn.Module, checkpoint: dict[str, Any], what: str) -> None:
@@ -72,8 +120,8 @@ def refuse_inference_only_resume(path: str | Path) -> None:
     """``ckpt_path`` must be a training checkpoint: an inference-only one has no optimiser state to resume."""
     if INFERENCE_ONLY in read_checkpoint(path, "ckpt_path", mmap=True):
         raise ConfigError(
-            f"ckpt_path {path} is an inference-only checkpoint (`csmri export --format checkpoint`): it holds no "
-            "optimiser or discriminator state to resume training from",
+            f"ckpt_path {path} is an inference-only checkpoint (a run's best.ckpt, or `csmri export --format "
+            "checkpoint`): it holds no optimiser or discriminator state to resume training from",
             "resume from the run's own checkpoints/last.ckpt",
         )
 
@@ -109,6 +157,70 @@ def load_reconstruction_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     return net, config
+
+
+def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule:
+    """Load any csmri LightningModule checkpoint (its class is recorded in the file) in eval mode, on CPU.
+
+    Only what reconstruction needs is loaded faithfully: a perceptual (VGG) extractor, used by training
+    losses alone, is built with random weights instead of being fetched. The backbone the run actually
+    trained with stays available as ``module.trained_perceptual_backbone``. An inference-only checkpoint
+    (:func:`csmri.lit.checkpoints.inference_checkpoint`) loads with the state it left out (discriminator, VGG)
+    freshly initialised; any other missing or unexpected entry is an error, as for a full checkpoint.
+    """
+    checkpoint = read_checkpoint(path, what)
+    tag = checkpoint.get("csmri_module")
+    if tag not in MODULES:
+        raise ConfigError(
+            f"{what} {path} was not written by a csmri training stage (module tag {tag!r})",
+            "use checkpoints/best.ckpt or last.ckpt of a `csmri train` run",
+        )
+    module_path, name = MODULES[tag].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_path), name)
+    hparams = checkpoint.get("hyper_parameters", {})
+    overrides = {k: v for k, v in upgrade_legacy_hparams(hparams).items() if k == "optimizer" and k not in hparams}
+    net = hparams.get("net")
+    if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
+        overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
+    inference_only = INFERENCE_ONLY in checkpoint
+    try:
+        with warnings.catch_warnings():  # Lightning lists the keys an inference-only file left out; checked below
+            warnings.filterwarnings("ignore", "Found keys that are in the model state dict but not in the checkpoint")
+            module = cls.load_from_checkpoint(
+                path, map_location="cpu", weights_only=True, strict=not inference_only, **overrides
+            ).eval()
+        if inference_only:
+            check_inference_load(module, checkpoint, f"{what} {path}")
+    except CsmriError:
+        raise
+    except Exception as err:  # missing entries, mismatched weights: a damaged or foreign file
+        raise CheckpointError(
+            f"cannot load {what} {path} as a {name} ({load_failure(err)})",
+            "the file is damaged or was written by an incompatible csmri version; use another checkpoint",
+        ) from err
+    module.trained_perceptual_backbone = checkpoint.get("perceptual_backbone", "")
+    module.trained_perceptual_precision = checkpoint.get("perceptual_precision", "")  # bf16 | 32 | none | "" (older)
+    module.checkpoint_provenance = checkpoint_provenance(path, checkpoint)
+    return module
+
+
+def checkpoint_provenance(path: str | Path, checkpoint: Mapping[str, Any]) -> str:
+    """Which weights a checkpoint holds, for the table's footnote: e.g. ``last.ckpt, epoch 29 (end of training)`` or
+    ``best.ckpt, epoch 12 (best val/nmse on the validation split)``."""
+    name, epoch = Path(path).name, checkpoint.get("epoch")
+    where = f"{name}, epoch {epoch}" if epoch is not None else name
+    monitor = next(
+        (
+            state["monitor"]
+            for key, state in checkpoint.get("callbacks", {}).items()
+            if "ModelCheckpoint" in str(key)
+            and isinstance(state, Mapping)
+            and state.get("monitor")
+            and Path(str(state.get("best_model_path", ""))).name == name
+        ),
+        None,
+    )
+    return f"{where} ({'best ' + monitor + ' on the validation split' if monitor else 'end of training'})"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

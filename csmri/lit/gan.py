@@ -22,6 +22,7 @@ from torch import nn
 
 from csmri.lit._config import build
 from csmri.lit.base import ReconstructionBase
+from csmri.lit.checkpoints import restore_left_out_state
 from csmri.lit.optim import build_optimizer, build_scheduler
 from csmri.lit.precision import check_feature_precision, resolve_feature_precision
 from csmri.lit.replay import ReplayBuffer
@@ -217,3 +218,9 @@ class AdversarialReconstructionBase(ReconstructionBase):
         checkpoint["perceptual_backbone"] = self.perceptual_backbone
         used = "none" if self.perceptual is None else "bf16" if self.perceptual.bf16 else "32"
         checkpoint["perceptual_precision"] = used  # what the VGG ran in (the table's footnote says it)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """An inference-only checkpoint (``best.ckpt``) left out D and the replay buffer: they keep their fresh
+        initialisation, so ``load_from_checkpoint`` loads it strictly."""
+        super().on_load_checkpoint(checkpoint)
+        restore_left_out_state(self, checkpoint)

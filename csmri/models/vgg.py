@@ -8,8 +8,9 @@ Weights (``weights=``):
   standard weights API, so the torch hub cache (``$TORCH_HOME/hub/checkpoints/vgg19-dcbb9e9d.pth`` or
   ``vgg16-397923af.pth``) and, with internet, the download work as usual. Offline and uncached this fails
   with a message naming the expected file — unless ``allow_random_fallback`` is set, in which case a seeded
-  random network is used with a loud warning and :attr:`VGGFeatures.backbone` says ``vgg19-random`` /
-  ``vgg16-random`` (record it: numbers from it are not comparable).
+  random network is used with a one-line warning (once per process) and :attr:`VGGFeatures.backbone` says
+  ``vgg19-random`` / ``vgg16-random`` (record it: numbers from it are not comparable). A download is tried at most
+  once per process (a failure is remembered) and never with ``CSMRI_OFFLINE=1``.
 - a path to a ``.pth`` state dict of torchvision's ``vgg19`` / ``vgg16`` (complete, or only its ``features.*``
   entries: the classifier is never used), or to a ``.npz`` of the Caffe VGG
   converted to TensorFlow (keys ``conv1_1_W`` (3, 3, in, out), ``conv1_1_b``, …; e.g. the ``vgg16_weights.npz``
@@ -78,17 +79,28 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes"}
 
 
+# weights file -> why its download failed, so that a process tries each download once (a sweep's every point, each
+# VGG of a run) and warns about the stand-in once
+_UNAVAILABLE: dict[Path, str] = {}
+_WARNED: set[Path] = set()
+
+
 def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) -> tuple[nn.Module, str]:
     build, imagenet = _torchvision(arch)
     if weights == "imagenet":
+        expected = imagenet_weights_file(arch)
         try:
-            if offline() and not imagenet_weights_file(arch).is_file():
-                raise FileNotFoundError(f"{OFFLINE_ENV}=1: no download attempted")
+            if not expected.is_file():
+                if offline():
+                    raise FileNotFoundError(f"{OFFLINE_ENV}=1: no download attempted")
+                if expected in _UNAVAILABLE:
+                    raise FileNotFoundError(f"not downloaded again in this process ({_UNAVAILABLE[expected]})")
             return build(weights=imagenet), f"{arch}-imagenet"
         except Exception as err:  # URLError, OSError, hash mismatch, ...
-            expected = imagenet_weights_file(arch)
+            reason = f"{type(err).__name__}: {err}"
+            _UNAVAILABLE.setdefault(expected, reason)
             message = (
-                f"ImageNet {arch} weights could not be loaded ({type(err).__name__}: {err}). Expected the file "
+                f"ImageNet {arch} weights could not be loaded ({reason}). Expected the file "
                 f"{expected} (torchvision's cache; set TORCH_HOME to move it). Options: put "
                 f"{expected.name} there (or run once with internet), set the perceptual weights to a local "
                 "file path, or allow the seeded random stand-in (allow_random_fallback=true; its numbers are "
@@ -96,12 +108,13 @@ def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) 
             )
             if not allow_random_fallback:
                 raise PerceptualWeightsUnavailable(message) from err
-            log.warning(
-                "!" * 80 + "\n%s\nUSING A RANDOM-WEIGHT %s STAND-IN (%s-random).\n" + "!" * 80,
-                message,
-                arch.upper(),
-                arch,
-            )
+            if expected not in _WARNED:
+                _WARNED.add(expected)
+                log.warning(
+                    "NO IMAGENET %s: using the seeded random-weight stand-in %s-random (not comparable to ImageNet-VGG "
+                    "results; %s). Put %s there to use ImageNet weights.",
+                    arch.upper(), arch, _UNAVAILABLE[expected], expected,
+                )  # fmt: skip
             weights = "random"
     if weights == "random":
         with torch.random.fork_rng(devices=[]):

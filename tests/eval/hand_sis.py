@@ -4,6 +4,7 @@ Only the segmentation network's forward pass is the project's; everything else i
 definition (Seitzer et al. 2018, DESIGN §2): over the test slices whose ground-truth label contains the structure,
 foreground Dice ``2|P∩T| / (|P| + |T|)`` (labels > 0 merged) of the network's prediction, per slice, with numpy;
 ``SIS = mean Dice on a method's reconstructions / mean Dice on the ground-truth images of the same slices``.
+An ensemble of nets segments by the argmax of the members' mean class probabilities (softmax of each net's logits).
 """
 
 from __future__ import annotations
@@ -23,15 +24,17 @@ def dice(pred: np.ndarray, label: np.ndarray) -> float:
     return 2.0 * float(np.logical_and(p, t).sum()) / float(p.sum() + t.sum())
 
 
-def segment(module: SegmentationModule, magnitude: np.ndarray) -> np.ndarray:
-    """Label map ``(H, W)`` of the segmentation net for a float32 magnitude image ``(H, W)`` (the net's documented
-    input: the magnitude as one channel, no rescaling)."""
+def segment(modules: list[SegmentationModule], magnitude: np.ndarray) -> np.ndarray:
+    """Label map ``(H, W)`` of the segmentation net(s) for a float32 magnitude image ``(H, W)`` (the net's documented
+    input: the magnitude as one channel, no rescaling); several nets: argmax of their mean softmax probabilities."""
+    x = torch.from_numpy(np.ascontiguousarray(magnitude, dtype=np.float32))[None, None]
     with torch.no_grad():
-        logits = module.net(torch.from_numpy(np.ascontiguousarray(magnitude, dtype=np.float32))[None, None])
-    return logits.argmax(dim=1)[0].numpy()
+        probabilities = [np.exp(z - z.max(axis=0)) for z in (m.net(x)[0].double().numpy() for m in modules)]
+    mean = np.mean([p / p.sum(axis=0) for p in probabilities], axis=0)
+    return mean.argmax(axis=0)
 
 
-def hand_sis(eval_dir: Path, ckpt: Path, layout_dir: Path, split: str = "test") -> dict[str, dict]:
+def hand_sis(eval_dir: Path, ckpt: Path | list[Path], layout_dir: Path, split: str = "test") -> dict[str, dict]:
     """``{method: {"sis", "dice", "dice_gt", "per_slice"}}`` (``per_slice``: ``{key: Dice}``) recomputed from
     ``eval_dir/recons.npz`` (the magnitudes ``csmri eval`` reconstructed, see :mod:`csmri.eval.recons`) and the labels
     of ``split`` read from the dataset itself.
@@ -55,7 +58,8 @@ def hand_sis(eval_dir: Path, ckpt: Path, layout_dir: Path, split: str = "test") 
     assert stored_labels.keys() == labels.keys()
     gt = images.pop("ground_truth")
     assert gt.keys() == labels.keys()
-    module = SegmentationModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
+    ckpts = ckpt if isinstance(ckpt, list) else [ckpt]
+    module = [SegmentationModule.load_from_checkpoint(c, map_location="cpu").eval() for c in ckpts]
     dice_gt = {k: dice(segment(module, gt[k]), labels[k]) for k in labels}
     mean_gt = float(np.mean(list(dice_gt.values())))
     result = {}

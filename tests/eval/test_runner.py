@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from csmri.eval.runner import evaluate
 from csmri.eval.tables import read_per_slice_csv
@@ -133,6 +134,43 @@ def segnet_ckpt(phantom_root, tmp_path_factory):
             "model.channels=[8,16,32]",
             "trainer.enable_progress_bar=false",
         ],
+    )
+
+
+def test_sis_with_an_ensemble_of_segmentation_nets_equals_the_hand_computation(
+    phantom_root, stage1_ckpt, segnet_ckpt, tmp_path
+):
+    """`segnet.ckpt=[A, B]`: SIS is scored by the ensemble (argmax of the nets' mean probabilities), not by one of its
+    members. B is A with its weights perturbed, so the two nets disagree on some pixels."""
+    from tests.eval.hand_sis import hand_sis
+
+    state = torch.load(segnet_ckpt, map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(0)
+    for value in state["state_dict"].values():
+        if value.is_floating_point() and value.dim() == 4:  # convolution kernels
+            value += 0.5 * value.std() * torch.randn(value.shape, generator=generator)
+    other = tmp_path / "segnet_b.ckpt"
+    torch.save(state, other)
+    out = tmp_path / "eval"
+    cfg = _eval_config(
+        phantom_root,
+        out,
+        "methods=[zero_filled,recnet]",
+        f"recnet.ckpt={stage1_ckpt}",
+        f"segnet.ckpt=[{segnet_ckpt},{other}]",
+    )
+    evaluate(cfg)
+    ensemble = hand_sis(out, [segnet_ckpt, other], phantom_root)
+    alone = hand_sis(out, segnet_ckpt, phantom_root)
+    rows = {r["method"]: r for r in json.loads((out / "table.json").read_text())["rows"]}
+    assert rows["ground_truth"]["dice_mean"] == pytest.approx(ensemble["zero_filled"]["dice_gt"], abs=1e-9)
+    for method in ("zero_filled", "recnet"):
+        assert rows[method]["sis"] == pytest.approx(ensemble[method]["sis"], abs=1e-9), method
+    # the ensemble is not its first member: their per-slice Dice differ somewhere
+    assert any(
+        ensemble[m]["per_slice"][k] != pytest.approx(alone[m]["per_slice"][k], abs=1e-6)
+        for m in ("zero_filled", "recnet")
+        for k in alone[m]["per_slice"]
     )
 
 

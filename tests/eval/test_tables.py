@@ -167,3 +167,19 @@ def test_without_segmentation_net(tmp_path) -> None:
     md, _ = write_table(rows, tmp_path / "t.md", tmp_path / "t.json")
     gt_line = md.read_text().splitlines()[2]
     assert gt_line.split("|")[3:6] == [" 1 ", " n/a ", " n/a "]
+
+
+def test_footnote_lists_each_training_run_with_its_psnr_ssim_and_sis(tmp_path) -> None:
+    """A method averaged over several runs: the footnote gives each run's PSNR (2 decimals) / SSIM / SIS (3), from its
+    own summary row, in the runs' order — the only place a reader sees the spread over seeds."""
+    rows = _rows()
+    runs = {
+        "refinement": [
+            {"method": "refinement:seed0", "psnr_mean": 25.4712, "ssim_mean": 0.68149, "sis": 0.90049},
+            {"method": "refinement:seed1", "psnr_mean": 25.4249, "ssim_mean": 0.6771, "sis": 0.8986},
+        ]
+    }
+    md, _ = write_table(rows, tmp_path / "table.md", tmp_path / "table.json", runs=runs)
+    assert (
+        " refinement per training run (PSNR / SSIM / SIS): seed0 25.47 / 0.681 / 0.900; seed1 25.42 / 0.677 / 0.899."
+    ) in md.read_text()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 import pytest
 import torch
@@ -32,6 +34,15 @@ def _config(phantom_root, stage1_ckpt, out, *extra):
         *extra,
     ]
     return train_config(overrides, out)
+
+
+GATE_METRICS = ("val/lambda", "val/correction", "val/d_real", "val/d_fake")
+
+
+def _validation_rows(metrics_csv) -> list[dict[str, str]]:
+    """The rows of ``metrics.csv`` that hold the validation epoch's metrics."""
+    with open(metrics_csv, newline="") as file:
+        return [row for row in csv.DictReader(file) if row.get("val/psnr")]
 
 
 def _simulated_batch(phantom_root, n=3):
@@ -99,6 +110,137 @@ def test_first_adam_step_moves_lambda_by_the_learning_rate(phantom_root, stage1_
     assert abs(gate) == pytest.approx(2e-4, rel=1e-4)
 
 
+def _groups(optimizer) -> dict[str, tuple[float, list]]:
+    return {g.get("name", str(i)): (g["lr"], g["params"]) for i, g in enumerate(optimizer.param_groups)}
+
+
+def test_gate_has_its_own_parameter_group_at_the_default_lr(phantom_root, stage1_ckpt, tmp_path):
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
+    assert module.hparams.gate_lr_multiplier == 1.0  # the paper: lambda learns at V's rate
+    opt_g, opt_d = module.configure_optimizers()
+    groups = _groups(opt_g)
+    assert sorted(groups) == ["gate", "refiner"]
+    assert [lr for lr, _ in groups.values()] == [2e-4, 2e-4]  # every group at the configured lr
+    assert [lr for lr, _ in _groups(opt_d).values()] == [2e-4]
+    gate = module.refinement.gate
+    assert len(groups["gate"][1]) == 1 and groups["gate"][1][0] is gate
+    refiner = {id(p) for p in module.refinement.refiner.parameters()}
+    assert {id(p) for p in groups["refiner"][1]} == refiner  # V's weights, all of them, without lambda
+    assert {id(p) for g in opt_d.param_groups for p in g["params"]} == {
+        id(p) for p in module.discriminator.parameters()
+    }
+
+
+def test_gate_lr_multiplier_applies_to_lambda_only(phantom_root, stage1_ckpt, tmp_path):
+    """Adam's first step moves each parameter by its group's lr (see the test above): lambda by 10 x 2e-4."""
+    cfg = _config(
+        phantom_root,
+        stage1_ckpt,
+        tmp_path,
+        "module.gate_lr_multiplier=10",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+    )
+    opt_g, opt_d = build_module(cfg).configure_optimizers()
+    groups = _groups(opt_g)
+    assert groups["gate"][0] == pytest.approx(10 * 2e-4, rel=1e-12)
+    assert groups["refiner"][0] == 2e-4 and [g["lr"] for g in opt_d.param_groups] == [2e-4]
+    train(cfg)
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert abs(ckpt["state_dict"]["refinement.gate"].item()) == pytest.approx(10 * 2e-4, rel=1e-4)
+    saved = [(g["name"], g["lr"]) for g in ckpt["optimizer_states"][0]["param_groups"]]
+    assert saved == [("refiner", 2e-4), ("gate", pytest.approx(2e-3, rel=1e-12))]
+
+
+def test_gate_lr_multiplier_must_be_positive(phantom_root, stage1_ckpt, tmp_path):
+    for bad in ("0", "-1", "inf"):
+        with pytest.raises(ValueError, match="gate_lr_multiplier must be a positive number"):
+            build_module(_config(phantom_root, stage1_ckpt, tmp_path, f"module.gate_lr_multiplier={bad}"))
+
+
+def test_resume_keeps_the_gate_group(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    one_batch = ["module.gate_lr_multiplier=100", "+trainer.limit_train_batches=1"]
+    train(_config(phantom_root, stage1_ckpt, first, "trainer.max_epochs=1", *one_batch))
+    saved = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    gate_state = saved["optimizer_states"][0]["state"][saved["optimizer_states"][0]["param_groups"][1]["params"][0]]
+    built = _capture_modules(monkeypatch)
+    at_start = {}
+
+    import lightning as L
+
+    class Spy(L.Callback):
+        def on_train_start(self, trainer, module):
+            opt_g = trainer.optimizers[0]
+            gate = module.refinement.gate
+            at_start["groups"] = [(g["name"], g["lr"], len(g["params"])) for g in opt_g.param_groups]
+            at_start["gate_state"] = {k: v.clone() for k, v in opt_g.state[gate].items()}
+            at_start["gate"] = gate.detach().clone()
+
+    import csmri.app.train as app
+
+    callbacks = app.build_callbacks
+    monkeypatch.setattr(app, "build_callbacks", lambda c: [*callbacks(c), Spy()])
+    resumed = tmp_path / "resumed"
+    train(
+        _config(
+            phantom_root, stage1_ckpt, resumed, "trainer.max_epochs=2", f"ckpt_path={first}/checkpoints/last.ckpt",
+            *one_batch,
+        )
+    )  # fmt: skip
+    assert len(built) == 1
+    n_refiner = len(list(built[0].refinement.refiner.parameters()))
+    assert at_start["groups"] == [("refiner", 2e-4, n_refiner), ("gate", pytest.approx(2e-2, rel=1e-12), 1)]
+    assert torch.equal(at_start["gate"], saved["state_dict"]["refinement.gate"])
+    for key in ("exp_avg", "exp_avg_sq"):  # lambda's Adam state came back with it, into its own group
+        assert torch.equal(at_start["gate_state"][key], gate_state[key]), key
+    after = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    moved = abs(after["state_dict"]["refinement.gate"].item() - saved["state_dict"]["refinement.gate"].item())
+    assert 0 < moved <= 100 * 2e-4 * 1.001  # one more step, bounded by the gate group's lr
+
+
+def test_checkpoint_with_one_generator_group_resumes_into_two(phantom_root, stage1_ckpt, tmp_path):
+    """Optimiser states written while lambda shared V's single group (lambda first, as parameters() lists it)."""
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path, "module.gate_lr_multiplier=10"))
+    old = torch.optim.Adam(module.refinement.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    for p in module.refinement.parameters():
+        p.grad = torch.randn_like(p)
+    old.step()
+    old_state = old.state_dict()
+    checkpoint = {"optimizer_states": [old_state, {}]}
+    module.on_load_checkpoint(checkpoint)
+    opt_g, _ = module.configure_optimizers()
+    opt_g.load_state_dict(checkpoint["optimizer_states"][0])
+    assert [(g["name"], g["lr"]) for g in opt_g.param_groups] == [("refiner", 2e-4), ("gate", pytest.approx(2e-3))]
+    params = list(module.refinement.parameters())
+    for index, p in enumerate(params):  # every parameter got its own Adam state back
+        torch.testing.assert_close(opt_g.state[p]["exp_avg"], old.state[p]["exp_avg"], rtol=0, atol=0)
+        assert old_state["state"][index]["exp_avg"].shape == p.shape
+
+
+def test_correction_size_on_a_hand_batch(phantom_root, stage1_ckpt, tmp_path):
+    """val/correction = sum |x_hat - R| / sum |R| over the epoch's batches: 0 at lambda = 0, and
+    |lambda| * mean |s V(R / s)| / mean |R| (s = max |R| per image) computed here from R and V directly."""
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path)).eval()
+    batch = _simulated_batch(phantom_root, n=3)
+    halves = [{k: v[:1] for k, v in batch.items()}, {k: v[1:] for k, v in batch.items()}]  # batches of 1 and 2
+    with torch.no_grad():
+        for half in halves:
+            module.validation_step(half, 1)
+        assert module.val_correction.compute().item() == 0.0  # lambda = 0: x_hat is R
+        module.val_correction.reset()
+        module.refinement.gate.fill_(-0.3)
+        for half in halves:
+            module.validation_step(half, 1)
+        got = module.val_correction.compute().item()
+        base = module.base_reconstruction(batch).double()
+        s = base.abs().amax(dim=(1, 2, 3), keepdim=True)
+        v = module.refinement.refiner((base / s).float()).double()
+        want = 0.3 * (s * v).abs().mean() / base.abs().mean()
+    assert got == pytest.approx(want.item(), rel=1e-4)
+    assert got > 0
+
+
 def _capture_modules(monkeypatch) -> list:
     """The modules ``csmri.app.train`` builds from now on (appended as they are built)."""
     import csmri.app.train as app
@@ -148,6 +290,17 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
     for name in ("train/loss_d", "train/adv_norm", "train/vgg", "train/lambda", "train/d_real", "val/psnr"):
         assert name in header
+    # the gate's diagnostics, once per validation epoch, finite, and in the run's summary
+    per_epoch = _validation_rows(tmp_path / "csv" / "metrics.csv")
+    assert [int(row["epoch"]) for row in per_epoch] == [0, 1]
+    for row in per_epoch:
+        values = {name: float(row[name]) for name in GATE_METRICS}
+        assert all(math.isfinite(v) for v in values.values()), values
+        assert 0 < values["val/d_real"] < 1 and 0 < values["val/d_fake"] < 1
+        assert values["val/correction"] > 0  # lambda != 0 after the first step
+    assert float(per_epoch[-1]["val/lambda"]) == pytest.approx(state["refinement.gate"].item(), rel=1e-6)
+    for name in GATE_METRICS:
+        assert info["final_metrics"][name] == pytest.approx(float(per_epoch[-1][name]), rel=1e-6), name
 
     reloaded = RefinementModule.load_from_checkpoint(ckpt_path)  # no stage-1 file or arguments needed
     torch.testing.assert_close(reloaded.normalizer.scales, state["normalizer.scales"])

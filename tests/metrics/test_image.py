@@ -439,3 +439,30 @@ def test_cuda_matches_cpu(dtype: torch.dtype) -> None:
     m = SSIM().cuda()
     m.update(pred.cuda(), target.cuda())
     assert abs(m.compute().item() - ssim(pred, target).double().mean().item()) < 1e-5
+
+
+def test_hfen_metric_passes_its_sigma_and_size_on():
+    """The torchmetrics HFEN with another LoG width equals the reference HFEN at that width (not at the default)."""
+    rng = np.random.default_rng(4)
+    target = ndimage.gaussian_filter(rng.random((40, 40)), 2)
+    pred = target + 0.05 * rng.standard_normal((40, 40))
+    k = np_log_kernel(size=9, sigma=1.0)
+    lp = ndimage.correlate(pred, k, mode="constant", cval=0.0)
+    lt = ndimage.correlate(target, k, mode="constant", cval=0.0)
+    expected = float(np.linalg.norm(lp - lt) / np.linalg.norm(lt))
+    metric = HFEN(sigma=1.0, size=9)
+    metric.update(t(pred, torch.float64), t(target, torch.float64))
+    assert metric.compute().item() == pytest.approx(expected, rel=1e-6)
+    assert expected != pytest.approx(np_hfen(pred, target), rel=1e-3)  # the default width gives another value
+
+
+def test_psnr_with_a_given_data_range_scalar_or_per_slice():
+    """``data_range`` as one number for every slice, or one per slice (B = 3 slices of 5 x 7 pixels, B != H, W)."""
+    rng = np.random.default_rng(5)
+    target, pred = rng.random((3, 5, 7)), rng.random((3, 5, 7))
+    mse = ((pred - target) ** 2).mean(axis=(1, 2))
+    out = psnr(torch.from_numpy(pred), torch.from_numpy(target), data_range=2.0)
+    np.testing.assert_allclose(out.numpy(), 10 * np.log10(4.0 / mse), rtol=1e-12)
+    ranges = np.array([1.0, 2.0, 4.0])
+    out = psnr(torch.from_numpy(pred), torch.from_numpy(target), data_range=torch.from_numpy(ranges))
+    np.testing.assert_allclose(out.numpy(), 10 * np.log10(ranges**2 / mse), rtol=1e-12)

@@ -98,6 +98,7 @@ def test_dice_metric_ignores_slices_without_structure() -> None:
     assert m.count.item() == 4
     assert m.compute().item() == pytest.approx(ref.mean(), abs=1e-12)
     assert m.compute_std().item() == pytest.approx(ref.std(), abs=1e-12)
+    assert m.compute_std(ddof=1).item() == pytest.approx(ref.std(ddof=1), abs=1e-12)
     # wildly wrong predictions on structure-free slices change nothing
     pred2 = pred.clone()
     pred2[~keep] = 1
@@ -151,6 +152,7 @@ def test_sis_value_and_aggregation() -> None:
     assert a["sis"].item() == pytest.approx(d_r.mean() / d_g.mean(), abs=1e-12)
     assert a["dice"].item() == pytest.approx(d_r.mean(), abs=1e-12)
     assert a["dice_gt_std"].item() == pytest.approx(d_g.std(), abs=1e-12)
+    assert a["dice_std"].item() == pytest.approx(d_r.std(), abs=1e-12)  # population std (ddof 0), as the table's
     assert a["n_slices"].item() == sum(keep) == 8
     assert a["sis"].item() < 1.0
 

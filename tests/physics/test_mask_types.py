@@ -61,9 +61,35 @@ def test_gaussian_line_frequencies_follow_the_paper_density(n, acc, sample_n):
 
 
 def test_gaussian_type_is_the_gaussian_line_mask():
-    a = line_mask("gaussian", 4, (64, 16), 4, generator=torch.Generator().manual_seed(5))
-    b = gaussian_line_mask(4, (64, 16), 4, generator=torch.Generator().manual_seed(5))
-    assert torch.equal(a, b)
+    def g():
+        return torch.Generator().manual_seed(5)
+
+    a = line_mask("gaussian", 4, (64, 16), 4, generator=g())
+    assert torch.equal(a, gaussian_line_mask(4, (64, 16), 4, generator=g()))
+    # the centre lines reach it, set as a count or as fastMRI's fraction (8 / 64 = 0.125); 8 is not the default (2)
+    eight = gaussian_line_mask(4, (64, 16), 4, sample_n=8, generator=g())
+    assert not torch.equal(eight, a)
+    assert torch.equal(line_mask("gaussian", 4, (64, 16), 4, sample_n=8, generator=g()), eight)
+    assert torch.equal(line_mask("gaussian", 4, (64, 16), 4, center_fraction=0.125, generator=g()), eight)
+
+
+@pytest.mark.parametrize("kind", ["random", "equispaced"])
+@pytest.mark.parametrize("sample_n", [1, 3])
+def test_fastmri_types_take_the_centre_as_a_line_count(kind, sample_n):
+    """``sample_n`` (instead of ``center_fraction``) sets the centre of the fastMRI types too; with 16 lines at 4x and
+    a single centre line, exactly one random line is drawn outside it."""
+    n, acc = 16, 4
+    lines = line_mask(kind, 64, (n, 1), acc, sample_n=sample_n, generator=torch.Generator().manual_seed(3))[..., 0]
+    assert torch.all(lines[:, centre_slice(n, sample_n)] == 1)
+    if kind == "random":
+        assert torch.all(lines.sum(1) == n // acc)  # sample_n centre lines + n / acc - sample_n random ones
+    else:
+        spacing = equispaced_spacing(n, acc, sample_n)
+        outside = torch.ones(n, dtype=torch.bool)
+        outside[centre_slice(n, sample_n)] = False
+        for row in lines.bool():
+            picked = torch.nonzero(row & outside).flatten()
+            assert torch.all(torch.diff(picked) % spacing == 0)
 
 
 @pytest.mark.parametrize("kind", MASK_TYPES)
@@ -163,3 +189,23 @@ def test_bad_mask_settings():
         MaskSampler(4, sample_n=4, center_fraction=0.1)
     with pytest.raises(ValueError, match="center_fraction"):
         line_mask("random", 1, (64, 64), 4, center_fraction=1.5)
+    # the documented range [0, 1] is closed: no centre, and (at acceleration 1) the whole of k-space as centre
+    assert line_mask("random", 1, (64, 1), 4, center_fraction=0.0, generator=torch.Generator()).sum() == 16
+    assert line_mask("random", 1, (64, 1), 1, center_fraction=1.0, generator=torch.Generator()).sum() == 64
+
+
+@pytest.mark.parametrize(
+    "n, acc, sample_n, spacing",
+    [
+        (64, 4, 0, 4),  # no centre: every acc-th line (fastMRI's formula with L = 0)
+        (64, 1, 0, 1),  # no acceleration: every line
+        (64, 1, 8, 1),  # acc (L - N) / (L acc - N) = 1 · (-56) / (-56)
+        (8, 4, 1, 7),  # 4 · (1 - 8) / (4 - 8) = 7: one centre line changes the spacing
+        (64, 4, 16, 64),  # L · acc = N: the centre alone is N / acc lines (fastMRI divides by zero here; L · acc > N
+        # is refused before, as fewer than N / acc lines would remain for the centre)
+    ],
+)
+def test_equispaced_spacing_at_its_edges(n, acc, sample_n, spacing):
+    """fastMRI's adjusted spacing round(acc (L - N) / (L acc - N)), worked out by hand at the cases its formula
+    leaves open (no centre, acceleration 1, a centre that alone reaches the acceleration)."""
+    assert equispaced_spacing(n, acc, sample_n) == spacing

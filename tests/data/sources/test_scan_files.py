@@ -252,3 +252,30 @@ def test_missing_optional_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
     with pytest.raises(ImportError, match=r"'pillow'.*csmri\[io\]"):
         read_volume(png)
+
+
+def test_read_kspace_and_check_finite(tmp_path):
+    import h5py
+
+    from csmri.data.scan_files import check_finite, read_kspace
+
+    kspace = np.ones((2, 8, 8), np.complex64)
+    with h5py.File(tmp_path / "k.h5", "w") as f:
+        f["kspace"], f["mask"], f["ismrmrd_header"] = kspace, np.ones(8, np.float32), "xml"
+    with h5py.File(tmp_path / "image.h5", "w") as f:
+        f["image"] = np.ones((2, 8, 8), np.float32)
+    np.savez(tmp_path / "k.npz", kspace=kspace)
+    arrays = read_kspace(tmp_path / "k.h5")
+    assert sorted(arrays) == ["kspace", "mask"] and arrays["kspace"].shape == (2, 8, 8)
+    assert sorted(read_kspace(tmp_path / "k.npz")) == ["kspace"]
+    assert read_kspace(tmp_path / "image.h5") is None and read_kspace(tmp_path / "x.npy") is None
+    with pytest.raises(BadInputError, match=r"k\.h5: cannot read HDF5 file"):
+        read_kspace(truncate(tmp_path / "k.h5", 0.3))
+
+    bad = np.ones((4, 4), np.float32)
+    bad[1, 2] = np.inf
+    with pytest.raises(BadInputError, match="scan.npy: the image holds 1 NaN/Inf values"):
+        check_finite(bad, "scan.npy", "the image")
+    with pytest.raises(BadInputError, match="not numbers"):
+        check_finite(np.array(["a"]), "scan.npy")
+    check_finite(np.arange(4), "scan.npy")  # integers are finite

@@ -1,6 +1,7 @@
 """The content identities of a pipeline stage's inputs, recorded beside its run and compared on the next run.
 
-A stage of ``csmri reproduce`` consumes files (an upstream stage's checkpoint, perceptual weights) and a dataset.
+A stage of a declared pipeline (:mod:`csmri.pipeline`) consumes files (an upstream stage's checkpoint, perceptual
+weights) and a dataset.
 Each input has an identity (a lowercase hex SHA-256, or ``None`` for an absent file):
 
 - a file: SHA-256 of its bytes, streamed in 1 MiB blocks and cached within the process by (path, size, mtime in
@@ -12,7 +13,11 @@ Each input has an identity (a lowercase hex SHA-256, or ``None`` for an absent f
 
 The record is ``<run_dir>/inputs.json`` (:data:`INPUTS_FILE`)::
 
-    {"inputs": {"<name>": {"path": "<file or data root>", "sha256": "<hex>" | null}, ...}, "recorded": "<time>"}
+    {"inputs": {"<name>": {"path": "<file or data root>", "sha256": "<hex>" | null}, ...}, "key": "<run key>",
+     "recorded": "<time>"}
+
+A run's key (:func:`run_key`) names it by content: 12 hex digits of SHA-256 over its settings and its inputs'
+identities; it changes when a setting or an input changes and not otherwise.
 
 It sits beside ``run_info.json``, which ``csmri train`` rewrites when a run starts or resumes; the pipeline writes
 ``inputs.json`` when it launches a training run and again when the run has finished (the dataset, made on first
@@ -24,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,11 +113,29 @@ def identities(inputs: list[Input]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_record(run_dir: str | Path, inputs: list[Input]) -> Path:
-    """Write ``<run_dir>/inputs.json`` with the identities of ``inputs`` now; returns its path."""
+def run_key(settings: Sequence[str], inputs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The run's name by content: 12 hex digits of SHA-256 over the effective ``settings`` (a command's ``key=value``
+    overrides, the last one of a key winning as in Hydra, so their order does not count otherwise) and the ``sha256``
+    of each input of ``inputs`` (from :func:`identities`; an input's path does not count, its content does)."""
+    effective: dict[str, str] = {}
+    for setting in settings:
+        key, _, value = setting.partition("=")
+        effective[key.lstrip("+")] = value
+    digest = hashlib.sha256()
+    for key in sorted(effective):
+        digest.update(f"setting\0{key}\0{effective[key]}\0".encode())
+    for name in sorted(inputs):
+        digest.update(f"input\0{name}\0{inputs[name].get('sha256')}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+def write_record(run_dir: str | Path, inputs: list[Input], settings: Sequence[str] = ()) -> Path:
+    """Write ``<run_dir>/inputs.json`` with the identities of ``inputs`` now and the run's key (:func:`run_key` of
+    ``settings`` and those identities); returns its path."""
     path = Path(run_dir) / INPUTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"inputs": identities(inputs), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    found = identities(inputs)
+    record = {"inputs": found, "key": run_key(settings, found), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(path)

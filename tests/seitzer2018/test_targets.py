@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from csmri.eval.targets import check_targets, targets_markdown
+from experiments.seitzer2018.targets import check_targets, targets_markdown
 
 
 def _rows(**changes):
