@@ -54,6 +54,7 @@ def runs(phantom_root, stage1_ckpt, tmp_path_factory) -> dict[str, tuple[Path, s
     return {"first": (first, result), "resumed": (second, resume)}
 
 
+@pytest.mark.slow
 def test_a_tiny_run_and_its_resume_print_no_known_noise(runs):
     for name, (_, result) in runs.items():
         output = result.stdout + result.stderr
@@ -88,6 +89,7 @@ def _wandb_records(run_dir: Path):
             yield record
 
 
+@pytest.mark.slow
 def test_the_wandb_run_is_named_tagged_grouped_and_has_the_checkpoints(runs):
     run_dir, _ = runs["first"]
     records = list(_wandb_records(run_dir))

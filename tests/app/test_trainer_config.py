@@ -142,6 +142,7 @@ def test_an_argument_a_class_refuses_names_the_key(tmp_path, phantom_root):
         train(compose_config("train", [*base, "trainer.val_check_interval=-1"], tmp_path / "d"))
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_with_status_2(tmp_path, phantom_root):
     result = run_csmri("train", *TINY_STAGE1, f"data.root={phantom_root}", "+model.nff=3", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 2, result.stderr
