@@ -12,7 +12,7 @@ from typing import Any
 
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from csmri.errors import ConfigError, UnknownKeyError
 
@@ -92,40 +92,6 @@ def wandb_mode() -> str:
     return "offline"
 
 
-def image_size(root: str, source: Any = None, fallback: int | None = None) -> int:
-    """Image size (H) of the dataset that ``data.root`` with ``data.source`` trains on.
-
-    Read from the prepared layout's meta.json when it exists (``root`` itself, or where ``source`` puts it,
-    e.g. ``<root>/.csmri_prepared/<hash>`` for a folder of scans); else the source's configured ``size``
-    (an int, or ``[H, W]``; a source without one is an error until prepared); without a source ``fallback``.
-    Lets size-dependent networks (DAGAN) follow the data:
-    ``${csmri.image_size:${data.root},${oc.select:data.source,null},256}``. (``source`` may also be a size.)
-    """
-    from csmri.data.layout import has_layout, read_meta
-
-    size: Any = source
-    layout = Path(str(root))
-    if isinstance(source, Mapping | DictConfig):
-        size = source.get("size")
-        if "_target_" in source:
-            try:
-                layout = Path(instantiate(source).layout_dir(Path(str(root))))
-            except Exception:  # a source that cannot be built yet: fall back on its size
-                layout = Path(str(root))
-    if has_layout(layout):
-        return int(read_meta(layout)["size"][0])
-    if isinstance(size, Sequence | ListConfig) and not isinstance(size, str):
-        size = size[0] if len(size) else None
-    if size is None and not isinstance(source, Mapping | DictConfig):
-        size = fallback  # no source: a prepared dataset is expected at root
-    if size is None:
-        raise ConfigError(
-            f"the image size of the data at {root} is not known before it is prepared",
-            f"set data.source.size=[H,W], or prepare it first: csmri data prepare data=<name> data.root={root}",
-        )
-    return int(size)
-
-
 def closest_key(key: str, cfg: DictConfig) -> str | None:
     """The dotted key of ``cfg`` nearest to the unknown ``key`` (``trainer.limit_train_batchs`` ->
     ``trainer.limit_train_batches``, ``data.batchsize`` -> ``data.batch_size``), or ``None``: first among the keys
@@ -177,7 +143,6 @@ def data_source(name: str, **overrides: Any) -> Any:
     the one source of the presets. A name without a config, or a config without a source, is a ConfigError."""
     from hydra.errors import MissingConfigException
 
-
     try:  # only data.source is used: data.root may stay ??? (it is never resolved)
         source = compose("train", [f"data={name}"]).data.source
     except MissingConfigException as err:
@@ -201,21 +166,33 @@ APP_GROUPS = {
 
 
 def config_groups(app: str) -> str:
-    """The config groups ``csmri <app>`` accepts and their options, one line each (for ``--help``)."""
+    """The config groups ``csmri <app>`` accepts and their options, one line each (for ``--help``): the YAML files
+    of ``csmri/conf/<group>`` and the structured configs registered in the group."""
+    from hydra.core.config_store import ConfigStore
+
     lines = []
     for group in APP_GROUPS[str(app)]:
-        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+        stored = ConfigStore.instance().repo.get(group, {})
+        names = {p.stem for p in (CONFIG_DIR / group).glob("*.yaml")}
+        options = sorted(names | {name.removesuffix(".yaml") for name in stored if isinstance(name, str)})
         lines.append(f"{group}: {', '.join(options)}")
     return "\n".join(lines)
 
 
 def register_resolvers() -> None:
     """Register csmri's resolvers (idempotent)."""
-    resolvers = (("csmri.wandb_mode", wandb_mode), ("csmri.image_size", image_size), ("csmri.sqlite", sqlite_url))
-    resolvers += (("csmri.config_groups", config_groups),)
+    resolvers = (("csmri.wandb_mode", wandb_mode), ("csmri.sqlite", sqlite_url), ("csmri.config_groups", config_groups))
     for name, resolver in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
 
 
+def register_configs() -> None:
+    """Register csmri's structured configs (the typed loss configs) in Hydra's ConfigStore (idempotent)."""
+    from csmri.losses.config import register_configs as register_losses
+
+    register_losses()
+
+
 register_resolvers()
+register_configs()

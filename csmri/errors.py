@@ -48,9 +48,10 @@ EXIT_USER_ERROR = 2
 
 # what to set for the required (???) values of the shipped configs
 MISSING_HINTS = {
-    "model.recon_ckpt": "a stage-1 checkpoint, e.g. model.recon_ckpt=outputs/stage1/<run>/checkpoints/best.ckpt",
+    "model.net.recon_ckpt": (
+        "a stage-1 checkpoint, e.g. model.net.recon_ckpt=outputs/stage1/<run>/checkpoints/best.ckpt"
+    ),
     "data.root": "your dataset folder, e.g. data.root=DIR (a prepared dataset, or raw scans with data=folder)",
-    "module": "an experiment, e.g. experiment=stage1 (csmri/conf/experiment/*.yaml)",
     "experiment_name": "an experiment, e.g. experiment=stage1 (csmri/conf/experiment/*.yaml)",
 }
 
@@ -194,11 +195,20 @@ def user_error(err: BaseException) -> CsmriError | None:
         )
     if isinstance(err, ConfigCompositionException | MissingConfigException):
         unknown = re.match(r"Could not override '([^']+)'", str(err))
-        if unknown and "not in struct" in str(err.__cause__ or ""):  # Hydra's advice would be to add the key
+        cause = str(err.__cause__ or "")
+        typed = re.match(r"Key '[^']+' not in '(\w+)'", cause)  # a key a structured (typed) config does not declare
+        if unknown and ("not in struct" in cause or typed):  # Hydra's advice would be to add the key
             key = unknown.group(1)
+            hint = f"check its spelling against the configs in csmri/conf (+{key}=... adds a new key on purpose)"
+            if typed:
+                hint = f"`{key.rsplit('.', 1)[0]}` is a typed config ({typed.group(1)}): check the key's spelling"
+            return ConfigError(f"unknown config key `{key}`", hint)
+        wrong_type = re.match(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", cause)
+        key = re.search(r"full_key: (\S+)", cause)
+        if wrong_type and key:  # a typed config's value of the wrong type
             return ConfigError(
-                f"unknown config key `{key}`",
-                f"check its spelling against the configs in csmri/conf (+{key}=... adds a new key on purpose)",
+                f"`{key.group(1)}` must be a {wrong_type.group(2).lower()}, got {wrong_type.group(1)!r}",
+                "fix the value on the command line or in your config file",
             )
         text = str(err).split("Config search path:")[0]  # keep e.g. the available options, not the search path
         lines = [line.strip() for line in text.splitlines() if line.strip()]

@@ -113,7 +113,7 @@ def csmri_path(experiment: str, root: Path, batch: int, steps: int, device: torc
     with tempfile.TemporaryDirectory() as out:
         cfg = compose("train", [*overrides, f"paths.output_dir={out}"])
         datamodule = instantiate(cfg.data)
-        module = build_module(cfg)
+        module = build_module(cfg, datamodule)
         clock = _BatchClock(warmup + steps)
         trainer = build_trainer(cfg, [clock], [])
         _reset_peak(device)
@@ -246,7 +246,7 @@ def _perceptual_step(loss, pred: torch.Tensor, target: torch.Tensor, keys: list[
 def bench_vgg_terms(root: Path, device: torch.device, steps: int) -> list[dict]:
     """A GAN step's perceptual term (loss forward + backward to the prediction), channels-last like the modules,
     with the targets' features computed every step (no keys: the first epoch) and read from the per-slice cache (a
-    later epoch), both in fp32, and cached with the VGG in bf16 where bf16 is native (``loss.vgg_precision=auto``):
+    later epoch), both in fp32, and cached with the VGG in bf16 where bf16 is native (``model.vgg_precision=auto``):
     DAGAN's VGG-16 pool4 at 244² (batch 25) and stage 2's VGG-19 relu5_4 (batch 5). ``ratio``: computed in fp32 /
     the default (cached; in bf16 where bf16 is native)."""
     from csmri.losses.dagan import DAGANVGGFeatures
@@ -329,7 +329,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         root = phantom(size, cache)
         images = training_slices(root, 4 * STAGE2_BATCH, device)
         ckpt = _stage1_checkpoint(cache / "stage1_random.ckpt")
-        extra = [f"model.recon_ckpt={ckpt}", "model.perceptual.weights=random", "module.log_images_every_n_steps=0"]
+        extra = [f"model.net.recon_ckpt={ckpt}", "model.net.perceptual.weights=random"]
+        extra.append("model.log_images_every_n_steps=0")
         steps = max(3, args.steps // 2)
         ours, naive, peak = _alternate(
             partial(csmri_path, "stage2", root, STAGE2_BATCH, steps, device, *extra),

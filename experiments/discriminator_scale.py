@@ -9,8 +9,9 @@ this measures whether D's patch scale is why.
 
     # 1. one stage-2 run per discriminator (the profile's R, backbone, seed and data), a checkpoint every 3 epochs
     csmri train experiment=stage2 <the profile's data overrides> hydra.run.dir=outputs/dscale/strides_222111 \
-        model.recon_ckpt=…/stage1/checkpoints/best.ckpt model.perceptual.weights=…/perceptual/vgg19_autoencoder.pth \
-        "model.discriminator.net.strides=[2,2,2,1,1,1]" trainer.max_epochs=6 \
+        model.net.recon_ckpt=…/stage1/checkpoints/best.ckpt \
+        model.net.perceptual.weights=…/perceptual/vgg19_autoencoder.pth \
+        "model.net.discriminator.net.strides=[2,2,2,1,1,1]" trainer.max_epochs=6 \
         +callbacks.periodic._target_=lightning.pytorch.callbacks.ModelCheckpoint … +callbacks.periodic.every_n_epochs=3
     # 2. each checkpoint on the validation split (never the test split), beside RecNet
     csmri eval split=val methods=[recnet,refinement] refinement.ckpt=…/periodic/epoch05.ckpt … \

@@ -1,7 +1,7 @@
 """`make mutation`: mutation testing of the science-critical modules with mutmut, and the kill rate per module.
 
     python -m experiments.mutation [physics losses metrics lit eval] [--jobs N] [--fresh] [--report] [--retest REGEX]
-                                    [--json PATH]
+                                    [--only PATTERN ...] [--json PATH]
 
 mutmut (3.x) rewrites every function of the mutated files many times over (``<`` to ``<=``, a constant plus one, an
 argument dropped, ...) and runs, for each mutant, the tests that call the function; a mutant is *killed* when one of
@@ -19,6 +19,7 @@ hours on two CPU cores.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -182,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="REGEX",
         help="run again only the survivors whose name matches REGEX (e.g. after adding tests; '.' = all of them)",
     )
+    parser.add_argument(
+        "--only",
+        metavar="PATTERN",
+        nargs="+",
+        help="test only the mutants whose name matches one of these fnmatch patterns (e.g. 'csmri.lit.refinement.*')",
+    )
     parser.add_argument("--json", type=Path, default=SCRATCH / "summary.json", help="where the summary goes")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
@@ -199,10 +206,12 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"no results for {module} yet: run `make mutation MODULES={module}` first")
         else:
             work = prepare(module, args.fresh)
-            names = []
+            names = list(args.only or [])
             if args.retest:
                 survivors = (work / "survivors.txt").read_text().split() if (work / "survivors.txt").is_file() else []
                 names = [name for name in survivors if re.search(args.retest, name)]
+                if args.only:
+                    names = [name for name in names if any(fnmatch.fnmatch(name, pat) for pat in args.only)]
                 print(f"== csmri/{module}: {len(names)} of {len(survivors)} survivors to test again")
             print(f"== csmri/{module}: mutmut run in {work.relative_to(ROOT)} (tests: {' '.join(MODULES[module])})")
             if names or not args.retest:

@@ -4,7 +4,8 @@ epochs, every few epochs' checkpoint scored on the validation split, and the adv
     # 1. continue the profile's stage 2 (a copy of its folder) with a checkpoint every 3 epochs
     cp -r outputs/reproduce/quick/stage2 outputs/long_stage2
     csmri train experiment=stage2 <the profile's data overrides> hydra.run.dir=outputs/long_stage2 \
-        model.recon_ckpt=…/stage1/checkpoints/best.ckpt model.perceptual.weights=…/perceptual/vgg19_autoencoder.pth \
+        model.net.recon_ckpt=…/stage1/checkpoints/best.ckpt \
+        model.net.perceptual.weights=…/perceptual/vgg19_autoencoder.pth \
         trainer.max_epochs=24 ckpt_path=outputs/long_stage2/checkpoints/last.ckpt \
         +callbacks.periodic._target_=lightning.pytorch.callbacks.ModelCheckpoint \
         +callbacks.periodic.dirpath=outputs/long_stage2/periodic "+callbacks.periodic.filename='epoch{epoch:02d}'" \

@@ -16,31 +16,31 @@ from csmri.config import compose, config_dir
 TINY = {"n_patients": 4, "size": 64, "n_slices": 6, "seed": 0}
 # tiny networks and no VGG download for every stage-2 run in the tests
 TINY_STAGE2 = [
-    "model.refine.net.features=[8,16,32]",
-    "model.discriminator.net.features=[8,16,16,32,32,32]",
-    "model.perceptual.weights=random",
-    "model.perceptual.layer=relu2_2",
-    "module.log_images_every_n_steps=2",
+    "model.net.refine.net.features=[8,16,32]",
+    "model.net.discriminator.net.features=[8,16,16,32,32,32]",
+    "model.net.perceptual.weights=random",
+    "model.net.perceptual.layer=relu2_2",
+    "model.log_images_every_n_steps=2",
 ]
 # tiny DAGAN / joint baselines (64x64 phantom)
 ADVERSARIAL = {
     "dagan": [
-        "model.generator.features=[8,16,16,16,16,16]",
-        "model.discriminator.net.max_features=32",
-        "model.perceptual.weights=random",
-        "model.perceptual.layer=relu1_2",
+        "model.net.generator.features=[8,16,16,16,16,16]",
+        "model.net.discriminator.net.max_features=32",
+        "model.net.perceptual.weights=random",
+        "model.net.perceptual.layer=relu1_2",
     ],
     "joint": [
-        "model.generator.nf=8",
-        "model.discriminator.net.features=[8,16,16,32,32,32]",
-        "model.perceptual.weights=random",
-        "model.perceptual.layer=relu1_2",
+        "model.net.generator.nf=8",
+        "model.net.discriminator.net.features=[8,16,16,32,32,32]",
+        "model.net.perceptual.weights=random",
+        "model.net.perceptual.layer=relu1_2",
     ],
 }
 # fast test defaults of every training run composed in-process: one epoch, CSV logs (no W&B)
 FAST_TRAIN = ["trainer.max_epochs=1", "logger=csv"]
 # the small RecNet and batch of the `cfg_train_global` fixture (stage 1 on the tiny phantom)
-STAGE1_SMALL = ["model.nf=8", "data.batch_size=4"]
+STAGE1_SMALL = ["model.net.nf=8", "data.batch_size=4"]
 
 
 def compose_config(name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:

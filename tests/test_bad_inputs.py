@@ -468,6 +468,8 @@ def test_eval_names_a_bad_checkpoint_and_writes_no_results(stage1_ckpt, phantom_
         ("eval", "recnet.ckpts=x.ckpt", "unknown config key `recnet.ckpts`"),
         ("eval", "methods=[zero_filled,", "cannot parse the override `methods=[zero_filled,`"),
         ("train", "trainer.max_epoch=3", "unknown config key `trainer.max_epoch`"),
+        ("train", "model.optimizer.lrr=1", "unknown config key `model.optimizer.lrr`"),
+        ("train", "loss.alpha_targt=0.2", "unknown config key `loss.alpha_targt`"),
         ("train", "data=foldr", "Could not find 'data/foldr'"),
     ],
 )

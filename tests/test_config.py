@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
@@ -15,7 +17,7 @@ from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config, experiments
 def experiment_overrides(experiment: str, request: pytest.FixtureRequest) -> list[str]:
     """What an experiment needs beyond the data root (a stage-1 checkpoint, no VGG download)."""
     if experiment == "stage2":
-        return [f"model.recon_ckpt={request.getfixturevalue('stage1_ckpt')}", *TINY_STAGE2]
+        return [f"model.net.recon_ckpt={request.getfixturevalue('stage1_ckpt')}", *TINY_STAGE2]
     if experiment in ADVERSARIAL:
         return ADVERSARIAL[experiment]
     return []
@@ -34,7 +36,7 @@ def test_experiment_composes_and_instantiates(experiment, phantom_root, tmp_path
 
 
 def test_model_override_reaches_the_network(phantom_root, tmp_path):
-    cfg = compose_config("train", ["experiment=stage1", "model.nf=16", "model.nc=2"], tmp_path)
+    cfg = compose_config("train", ["experiment=stage1", "model.net.nf=16", "model.net.nc=2"], tmp_path)
     net = build_module(cfg).net
     assert len(net.blocks) == 2 and net.blocks[0][0].out_channels == 16
 
@@ -70,18 +72,18 @@ def test_a_users_own_experiment_file_extends_a_shipped_one(tmp_path):
 
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "my_stage1.yaml").write_text(
-        "# @package _global_\ndefaults:\n  - stage1\nexperiment_name: my_stage1\nmodel: {nf: 48}\n"
+        "# @package _global_\ndefaults:\n  - stage1\nexperiment_name: my_stage1\nmodel: {net: {nf: 48}}\n"
     )
     cfg = compose("train", ["experiment=my_stage1"], config_dirs=[tmp_path])
-    assert cfg.experiment_name == "my_stage1" and cfg.model.nf == 48
-    assert cfg.module._target_ == "csmri.lit.ReconstructionModule" and cfg.model.nc == 3
+    assert cfg.experiment_name == "my_stage1" and cfg.model.net.nf == 48
+    assert cfg.model._target_ == "csmri.lit.ReconstructionModule" and cfg.model.net.nc == 3
 
 
 def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
     import torch
 
     stage1 = compose_config("train", ["experiment=stage1", f"data.root={tmp_path}"])
-    assert list(stage1.module.optimizer.betas) == [0.5, 0.999] and stage1.module.optimizer.lr == 2e-4
+    assert list(stage1.model.optimizer.betas) == [0.5, 0.999] and stage1.model.optimizer.lr == 2e-4
     module = build_module(stage1)
     (optimizer,) = [module.configure_optimizers()]
     assert optimizer.defaults["betas"] == (0.5, 0.999)
@@ -92,7 +94,7 @@ def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
     opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-4)
     from csmri.lit.optim import build_scheduler
 
-    scheduler = build_scheduler(dagan.module.scheduler, opt)
+    scheduler = build_scheduler(dagan.model.scheduler, opt)
     lrs = []
     for _ in range(11):
         lrs.append(opt.param_groups[0]["lr"])
@@ -101,12 +103,43 @@ def test_paper_optimiser_and_dagan_protocol_defaults(tmp_path):
     assert lrs[0] == lrs[4] == 1e-4 and lrs[5] == lrs[9] == 5e-5 and lrs[10] == 2.5e-5  # halved every 5 epochs
 
 
-def test_dagan_size_follows_folder_sources():
-    from csmri.config import compose
+def test_every_model_config_is_a_lightning_module_with_the_optimizer_written_once():
+    """``model/<name>.yaml`` is the LightningModule (lightning-hydra-template's shape): ``_target_`` a LightningModule,
+    its ``net``, the ``_partial_`` optimiser from the shared ``optimizer`` group and a ``scheduler`` nested."""
+    import lightning as L
+    from hydra.utils import get_class
 
+    from csmri.config import config_dir
+
+    names = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+    assert names == ["dagan", "joint", "recnet", "refine", "segnet", "vgg_autoencoder"]
+    for name in names:
+        model = compose_config("train", [f"model={name}"]).model
+        assert issubclass(get_class(model._target_), L.LightningModule) and model._recursive_ is False
+        assert "net" in model and model.optimizer._partial_ is True and model.loss == compose_config("train", []).loss
+    optimiser = re.compile(r"_target_: torch\.optim\.[A-Z]")  # an optimiser class (not torch.optim.lr_scheduler)
+    written = [p for p in config_dir().rglob("*.yaml") if optimiser.search(p.read_text())]
+    assert [p.relative_to(config_dir()).as_posix() for p in written] == ["optimizer/adam.yaml"]
+
+
+def test_dagan_size_follows_folder_sources():
+    """DAGAN's networks take the data's image size from the data module when the module is built (the composed
+    config leaves it null: resolving a config reads no data)."""
+    from hydra.utils import instantiate
+
+    from csmri.app.train import build_module
+    from csmri.config import compose
+    from tests.helpers import ADVERSARIAL
+
+    tiny = [*ADVERSARIAL["dagan"], "model.net.generator.features=[4,4,4,4,4,4,4,4]"]  # 8 levels: 256 = 2 ** 8
     for overrides, size in ((["data=folder", "data.source.size=[96,96]"], 96), (["data=acdc"], 256)):
-        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides])
-        assert cfg.model.generator.size == size
-    cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", "data=folder"])
+        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides, *tiny])
+        assert cfg.model.image_size is None and cfg.model.net.generator.size is None
+        assert instantiate(cfg.data).expected_image_size() == size  # what build_module passes as image_size
+    net = build_module(cfg).hparams.net  # acdc
+    assert net["generator"]["size"] == 256 and net["discriminator"]["net"]["size"] == 256
+    cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", "data=folder", *ADVERSARIAL["dagan"]])
     with pytest.raises(Exception, match="not known before it is prepared"):
-        _ = cfg.model.generator.size
+        build_module(cfg)
+    given = ["experiment=dagan", "data.root=/nonexistent", "data=folder", "model.image_size=64", *ADVERSARIAL["dagan"]]
+    assert build_module(compose("train", given)).hparams.net["generator"]["size"] == 64  # no data needed

@@ -13,12 +13,12 @@ from tests.helpers import CSMRI, SUBPROCESS_ENV, run_csmri
 
 
 def _args(phantom_root, run_dir, *extra):
-    stage2 = any(e.startswith("model.recon_ckpt=") for e in extra)
+    stage2 = any(e.startswith("model.net.recon_ckpt=") for e in extra)
     return [
         "train",
         "experiment=stage2" if stage2 else "experiment=stage1",
         f"data.root={phantom_root}",
-        *([] if stage2 else ["model.nf=4"]),
+        *([] if stage2 else ["model.net.nf=4"]),
         "data.batch_size=2",
         "data.acceleration=4",
         "trainer.max_epochs=4",
@@ -96,7 +96,7 @@ def test_killed_runs_resume_bit_for_bit(stage, phantom_root, stage1_ckpt, tmp_pa
 
     extra = [*DETERMINISTIC, "trainer.max_epochs=3", "callbacks.last_checkpoint.every_n_train_steps=null"]
     if stage == "stage2":
-        extra += [f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2, "data.batch_size=4"]
+        extra += [f"model.net.recon_ckpt={stage1_ckpt}", *TINY_STAGE2, "data.batch_size=4"]
     reference = tmp_path / "reference"
     result = run_csmri(*_args(phantom_root, reference, *extra))
     assert result.returncode == 0, result.stderr[-3000:]

@@ -14,7 +14,7 @@ def _train(phantom_root, run_dir, *extra, mode="offline"):
         "train",
         "experiment=stage1",
         f"data.root={phantom_root}",
-        "model.nf=4",
+        "model.net.nf=4",
         "data.acceleration=4",
         f"hydra.run.dir={run_dir}",
         *extra,
@@ -39,7 +39,7 @@ def test_wandb_offline_run_id_survives_resume(phantom_root, tmp_path):
 def test_compare_runs(phantom_root, tmp_path, capsys):
     runs = [tmp_path / "a", tmp_path / "b"]
     for run, nf in zip(runs, (4, 8), strict=True):
-        _train(phantom_root, run, "trainer.max_epochs=2", f"model.nf={nf}", "logger=csv", mode="disabled")
+        _train(phantom_root, run, "trainer.max_epochs=2", f"model.net.nf={nf}", "logger=csv", mode="disabled")
     out = tmp_path / "compare.png"
     assert compare_main([*map(str, runs), "--metric", "val/loss", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000

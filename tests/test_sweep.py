@@ -22,7 +22,7 @@ def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
         "experiment=stage1",
         f"data.root={phantom_root}",
         "trainer.max_epochs=1",
-        "model.nf=4,8",
+        "model.net.nf=4,8",
         "logger=csv",
         "data.batch_size=4",
         f"hydra.sweep.dir={sweep}",
@@ -31,23 +31,23 @@ def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
     for job in ("0", "1"):
         assert (sweep / job / "checkpoints" / "best.ckpt").is_file()
     rows = list(csv.DictReader(open(sweep / "sweep_summary.csv")))
-    assert sorted(r["model.nf"] for r in rows) == ["4", "8"]  # only the swept key, no constant overrides
+    assert sorted(r["model.net.nf"] for r in rows) == ["4", "8"]  # only the swept key, no constant overrides
     assert not {"data.root", "trainer.max_epochs", "overrides"} & set(rows[0])
     scores = [float(r["best_score"]) for r in rows]
     assert scores == sorted(scores)  # ranked by the best val/loss (mode min)
     assert all(r["status"] == "finished" and float(r["val/loss"]) > 0 for r in rows)
-    assert "model.nf" in (sweep / "sweep_summary.md").read_text()
+    assert "model.net.nf" in (sweep / "sweep_summary.md").read_text()
 
     # skip_finished: the same points are not trained again; a folder holding another point's run is an error
     common = ["experiment=stage1", f"data.root={phantom_root}", "trainer.max_epochs=1", "logger=csv"]
     common += ["data.batch_size=4", f"hydra.sweep.dir={sweep}", "skip_finished=true"]
-    again = _multirun(*common, "model.nf=4,8")
+    again = _multirun(*common, "model.net.nf=4,8")
     log = again.stdout + again.stderr
     assert again.returncode == 0 and log.count("not trained again") == 2, log[-3000:]
-    swapped = _multirun(*common, "model.nf=8,4")  # job 0 is now nf=8, but its folder holds the nf=4 run
+    swapped = _multirun(*common, "model.net.nf=8,4")  # job 0 is now nf=8, but its folder holds the nf=4 run
     assert swapped.returncode != 0
     log = swapped.stdout + swapped.stderr
-    assert "holds a finished run with other overrides" in log and "model.nf=4" in log, log[-3000:]
+    assert "holds a finished run with other overrides" in log and "model.net.nf=4" in log, log[-3000:]
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_ddp_in_local_multirun_is_refused(phantom_root, tmp_path):
         f"data.root={phantom_root}",
         "trainer=ddp",
         "trainer.accelerator=cpu",
-        "model.nf=4,8",
+        "model.net.nf=4,8",
         "logger=csv",
         f"hydra.sweep.dir={tmp_path}",
     )

@@ -307,11 +307,18 @@ def check_output_dir(path: str) -> None:
         ) from err
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The experiment's LightningModule with ``cfg.model`` as its ``net`` and ``cfg.loss`` as its ``loss``."""
-    net = OmegaConf.to_container(cfg.model, resolve=True)
-    loss = OmegaConf.to_container(cfg.loss, resolve=True)
-    return instantiate_or_raise_cause(cfg.module, net=net, loss=loss, _recursive_=False)
+def build_module(cfg: DictConfig, datamodule: L.LightningDataModule | None = None) -> L.LightningModule:
+    """The LightningModule ``cfg.model`` declares (``csmri/conf/model/<name>.yaml``).
+
+    A model config with ``image_size: null`` (networks whose shape follows the images, e.g. DAGAN's) gets the
+    training images' height from ``datamodule`` (built from ``cfg.data`` when not given): read from the prepared
+    dataset's meta.json, else the data source's configured size.
+    """
+    model = cfg.model
+    if "image_size" in model and model.image_size is None:
+        datamodule = datamodule if datamodule is not None else instantiate(cfg.data)
+        return instantiate_or_raise_cause(model, image_size=datamodule.expected_image_size())
+    return instantiate_or_raise_cause(model)
 
 
 def _float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -356,7 +363,7 @@ def check_launch(cfg: DictConfig) -> None:
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Fit ``cfg.module`` on ``cfg.data``; returns the monitored metric's best value (for sweepers).
+    """Fit ``cfg.model`` on ``cfg.data``; returns the monitored metric's best value (for sweepers).
 
     ``run_info.json`` ends with ``status`` ``finished``, ``interrupted`` (SIGINT/Ctrl-C or SIGTERM, named in
     ``error``; the process exits with 130 or 143) or ``failed`` (and ``error``, one line), ``best_checkpoint`` and
@@ -398,9 +405,6 @@ def train(cfg: DictConfig) -> float | None:
     return result
 
 
-_FITTING = threading.Event()  # set while Lightning's fit loop (and its own SIGTERM handler) runs
-
-
 @contextmanager
 def _sigterm_stops_run() -> Iterator[None]:
     """SIGTERM stops the run as Ctrl-C does (:class:`csmri.run_info.RunTerminated`), so ``run_info.json`` records
@@ -411,7 +415,7 @@ def _sigterm_stops_run() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if not _FITTING.is_set():
+        if signal.getsignal(signal.SIGTERM) is handler:  # not called by Lightning's handler, which composes this one
             raise RunTerminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -424,7 +428,7 @@ def _sigterm_stops_run() -> Iterator[None]:
 def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule: L.LightningDataModule = instantiate(cfg.data)
-    module = build_module(cfg)
+    module = build_module(cfg, datamodule)
     loggers = build_loggers(cfg)
     trainer = build_trainer(cfg, build_callbacks(cfg), loggers, module)
     metadata = {
@@ -439,14 +443,12 @@ def _fit(cfg: DictConfig, info: RunInfo | None) -> float | None:
 
     status, error = "failed", None
     try:
-        _FITTING.set()
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         status = "interrupted" if trainer.interrupted else "finished"
     except BaseException as err:
         status, error = run_outcome(err)
         raise
     finally:
-        _FITTING.clear()
         best, score = best_checkpoint(trainer)
         metrics = _float_metrics(trainer.callback_metrics)
         if info is not None:

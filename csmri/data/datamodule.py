@@ -41,7 +41,9 @@ class MRIDataModule(L.LightningDataModule):
         cache: load every slice into RAM once instead of reading HDF5 per item.
         source: a :class:`csmri.data.sources.DatasetSource` (or its ``_target_`` config) that prepares
             the layout from ``root`` when missing, e.g. the phantom generator or a folder of NIfTI files.
-        mask, center_fraction: mask type (``gaussian`` | ``random`` | ``equispaced``) and fastMRI's fraction of
+        mask, center_fraction: the mask family (``gaussian`` | ``random`` | ``equispaced``, or a
+            :class:`csmri.physics.mask.LineMaskFunc` class or ``_partial_`` factory, as the configs name it by
+            ``_target_``) and fastMRI's fraction of
             centre lines, see :class:`MaskSampler`. The acquisition settings (:attr:`acquisition`) are stored in
             every checkpoint as ``csmri_acquisition``.
 
@@ -60,7 +62,7 @@ class MRIDataModule(L.LightningDataModule):
         seed: int = 0,
         cache: bool = False,
         source: DatasetSource | Mapping[str, Any] | None = None,
-        mask: str = "gaussian",
+        mask: Any = "gaussian",
         center_fraction: float | None = None,
         eval_seed: int | None = None,
     ) -> None:
@@ -88,6 +90,26 @@ class MRIDataModule(L.LightningDataModule):
     def layout_dir(self) -> Path:
         """The prepared dataset read by the loaders (``root`` itself unless a source puts it elsewhere)."""
         return self.source.layout_dir(self.root) if self.source is not None else self.root
+
+    def expected_image_size(self) -> int:
+        """The images' height H, before :meth:`setup`: from the prepared dataset's meta.json when it exists, else the
+        source's configured ``size`` (an int, or ``[H, W]``). For modules whose networks follow the image size
+        (DAGAN's generator and global discriminator); :class:`csmri.errors.ConfigError` when neither says it."""
+        from csmri.data.layout import has_layout
+        from csmri.errors import ConfigError
+
+        if has_layout(self.layout_dir):
+            return int(read_meta(self.layout_dir)["size"][0])
+        size = getattr(self.source, "size", None)
+        if isinstance(size, list | tuple):
+            size = size[0] if size else None
+        if size is None:
+            raise ConfigError(
+                f"the image size of the data at {self.root} is not known before it is prepared",
+                f"set data.source.size=[H,W] or model.image_size=H, or prepare it first: "
+                f"csmri data prepare data=<name> data.root={self.root}",
+            )
+        return int(size)
 
     def prepare_data(self) -> None:
         """Let the source write the layout if it is missing (called on local rank 0 only)."""

@@ -34,7 +34,14 @@ from csmri.errors import ConfigError, did_you_mean
 from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, TrainingRuns, load_module
 from csmri.eval.recons import GROUND_TRUTH, RECONS_FILE, save_recons
-from csmri.eval.tables import print_summary, sis_status, summarise_methods, write_per_slice_csv, write_table
+from csmri.eval.tables import (
+    p_value_notes,
+    print_summary,
+    sis_status,
+    summarise_methods,
+    write_per_slice_csv,
+    write_table,
+)
 from csmri.lit.segmentation import SegmenterEnsemble
 from csmri.metrics.image import hfen, magnitude, nmse, psnr, ssim
 from csmri.metrics.segmentation import foreground_dice, has_structure
@@ -377,7 +384,7 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
         data_root=str(datamodule.layout_dir),
     )
     log_to_wandb(cfg, out, rows)
-    notes = [] if sis_note.startswith("computed") else [f"SIS and Dice {sis_note}"]
+    notes = ([] if sis_note.startswith("computed") else [f"SIS and Dice {sis_note}"]) + p_value_notes(rows)
     print_summary(rows, title=f"{cfg.split} split, acceleration {cfg.data.acceleration}", notes=notes)
     log.info("results in %s", out)
     return rows

@@ -387,6 +387,24 @@ def sis_status(rows: Sequence[Mapping[str, Any]], note: str, segmenter: str = "t
     return note
 
 
+def p_value_notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Why a p-value column shows ``n/a`` (``nan``: fewer than 2 slices paired with the reference), one line per
+    column where it does; ``[]`` otherwise."""
+    notes = []
+    for field, what in (("p_psnr", "p (PSNR)"), ("p_dice", "p (Dice)")):
+        methods = [str(r.get("label", r["method"])) for r in rows if _is_nan(r.get(field))]
+        if methods:
+            notes.append(
+                f"{what} n/a for {', '.join(methods)}: fewer than 2 slices with a value for both it and the reference "
+                "(the Wilcoxon signed-rank test needs at least 2 pairs)"
+            )
+    return notes
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
 def print_summary(
     rows: Sequence[Mapping[str, Any]], console: Any = None, title: str = "Evaluation", notes: Sequence[str] = ()
 ) -> None:

@@ -21,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from csmri.errors import ConfigError
 from csmri.lit._config import build
 from csmri.lit.gan import AdversarialReconstructionBase
 from csmri.lit.optim import plain_configs
 from csmri.losses.dagan import dagan_freq, dagan_nmse, dagan_nmse_01
+from csmri.losses.perceptual import DEFAULT_CACHE_MB
 from csmri.physics import complex_to_channels
 
 
@@ -40,14 +42,38 @@ def image_terms(output: torch.Tensor, target: torch.Tensor, wanted: set[str]) ->
     return terms
 
 
+def with_image_size(net: dict[str, Any], image_size: int | None) -> dict[str, Any]:
+    """``net`` with ``image_size`` as the ``size`` of its generator and discriminator ``net`` where it is null."""
+    net = {**net, "generator": dict(net["generator"])}
+    if isinstance(net.get("discriminator"), Mapping):
+        net["discriminator"] = {**net["discriminator"], "net": dict(net["discriminator"]["net"])}
+    for what, config in (
+        ("generator", net["generator"]),
+        ("discriminator.net", net.get("discriminator", {}).get("net")),
+    ):
+        if isinstance(config, dict) and "size" in config and config["size"] is None:
+            if image_size is None:
+                raise ConfigError(
+                    f"model.net.{what}.size is null and no image size was given",
+                    "set model.image_size=H (the training images' height) or the network's size",
+                )
+            config["size"] = int(image_size)
+    return net
+
+
 class AdversarialReconstructionModule(AdversarialReconstructionBase):
     """Trains ``generator`` (called ``generator(x_u, kspace, mask)`` on 2-channel images) and D jointly.
 
     Args:
         net: ``generator`` config, ``discriminator`` ``{input, net}``, ``perceptual`` (or null).
-        loss: ``normalizer`` (mode), ``weights`` over adv, feat, vgg, mse, nmse, freq, ``alpha`` (null),
-            ``label_smoothing``, ``replay``.
-        optimizer, scheduler, grad_clip, log_images_every_n_steps: as in :class:`AdversarialReconstructionBase`.
+        loss: an :class:`csmri.losses.config.AdversarialLoss` with ``weights`` over adv, feat, vgg, mse, nmse, freq
+            and ``alpha`` null.
+        optimizer, scheduler, grad_clip, log_images_every_n_steps, vgg_cache_mb, vgg_precision: as in
+            :class:`AdversarialReconstructionBase`.
+        image_size: the training images' height H, filled into the ``size`` of the generator and of D's ``net`` where
+            their configs leave it null (networks whose shape follows the image, e.g. DAGAN's); the filled configs
+            are what the checkpoint keeps.
+        channels_last, compile: how the networks run (see :mod:`csmri.lit.speed`).
     """
 
     csmri_module = "adversarial"
@@ -61,11 +87,15 @@ class AdversarialReconstructionModule(AdversarialReconstructionBase):
         scheduler: Mapping[str, Any] | None = None,
         grad_clip: float | None = None,
         log_images_every_n_steps: int = 200,
+        vgg_cache_mb: float = DEFAULT_CACHE_MB,
+        vgg_precision: str = "auto",
+        image_size: int | None = None,
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
         super().__init__()
         net, loss, optimizer, scheduler = plain_configs(net, loss, optimizer, scheduler, default_lr=1e-4)
+        net = with_image_size(net, image_size)
         self.save_hyperparameters()
         self.generator = build(net["generator"], "generator")
         self._build_adversary(net["discriminator"], net.get("perceptual"), loss)

@@ -186,7 +186,7 @@ class TrainingHealth(L.Callback):
                 problem = "a training loss became non-finite in another process"
             raise NonFiniteLossError(
                 problem,
-                "lower module.optimizer.lr or set module.grad_clip, and resume from the last checkpoint "
+                "lower model.optimizer.lr or set model.grad_clip, and resume from the last checkpoint "
                 f"in {Path(trainer.default_root_dir)}/checkpoints or the run's checkpoints/ folder "
                 "(ckpt_path=.../last.ckpt)",
             )

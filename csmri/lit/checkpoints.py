@@ -18,7 +18,7 @@ from torch import nn
 
 from csmri.errors import CheckpointError, ConfigError, CsmriError, path_hint
 from csmri.lit._config import build
-from csmri.lit.optim import upgrade_legacy_hparams
+from csmri.lit.optim import adam
 
 # csmri_module tag written into each checkpoint -> the LightningModule class that reads it
 MODULES = {
@@ -145,13 +145,13 @@ def load_reconstruction_net(path: str | Path) -> tuple[nn.Module, dict[str, Any]
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a checkpoint that was not
     written by :class:`csmri.lit.ReconstructionModule`.
     """
-    checkpoint = read_checkpoint(path, "stage-1 checkpoint (model.recon_ckpt)")
+    checkpoint = read_checkpoint(path, "stage-1 checkpoint (model.net.recon_ckpt)")
     config = checkpoint.get("hyper_parameters", {}).get("net")
     if checkpoint.get("csmri_module") != "reconstruction" or not isinstance(config, dict):
         found = checkpoint.get("csmri_module", "unknown")
         raise ConfigError(
             f"{path} is not a stage-1 checkpoint (written by {found!r} module, expected 'reconstruction'); "
-            "point model.recon_ckpt at checkpoints/best.ckpt of an `experiment=stage1` run"
+            "point model.net.recon_ckpt at checkpoints/best.ckpt of an `experiment=stage1` run"
         )
     net = build(config, "stage-1 network")
     state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
@@ -178,8 +178,9 @@ def load_module(path: str | Path, what: str = "checkpoint") -> L.LightningModule
     module_path, name = MODULES[tag].rsplit(".", 1)
     cls = getattr(importlib.import_module(module_path), name)
     hparams = checkpoint.get("hyper_parameters", {})
-    overrides = {k: v for k, v in upgrade_legacy_hparams(hparams).items() if k == "optimizer" and k not in hparams}
-    net = hparams.get("net")
+    upgraded = upgrade_legacy_hparams(hparams)  # keys of earlier csmri versions as today's constructor arguments
+    overrides = {k: v for k, v in upgraded.items() if k not in hparams or v != hparams[k]}
+    net = upgraded.get("net")
     if isinstance(net, dict) and isinstance(net.get("perceptual"), dict):
         overrides["net"] = {**net, "perceptual": {**net["perceptual"], "weights": "random"}}
     inference_only = INFERENCE_ONLY in checkpoint
@@ -221,6 +222,35 @@ def checkpoint_provenance(path: str | Path, checkpoint: Mapping[str, Any]) -> st
         None,
     )
     return f"{where} ({'best ' + monitor + ' on the validation split' if monitor else 'end of training'})"
+
+
+def upgrade_legacy_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
+    """Hyper-parameters of a checkpoint written by an earlier csmri as today's constructor arguments, so such
+    checkpoints keep loading (``csmri eval``, ``csmri reconstruct``) with their own settings:
+
+    - optimiser settings as ``lr``/``betas``/``weight_decay`` keys -> the ``optimizer`` config;
+    - the adversarial modules' ``loss.replay`` -> ``net.discriminator.replay`` (D's experience replay), and
+      ``loss.vgg_cache_mb`` / ``loss.vgg_precision`` -> the module's own ``vgg_cache_mb`` / ``vgg_precision``
+      (the loss config holds only the loss: :class:`csmri.losses.config.AdversarialLoss`).
+    """
+    hparams = dict(hparams)
+    if "optimizer" not in hparams and "lr" in hparams:
+        legacy = {k: hparams.pop(k) for k in ("lr", "betas", "weight_decay") if k in hparams}
+        hparams["optimizer"] = adam(legacy["lr"], legacy.get("betas", (0.9, 0.999)), legacy.get("weight_decay", 0.0))
+    loss, net = hparams.get("loss"), hparams.get("net")
+    if isinstance(loss, Mapping) and any(k in loss for k in LEGACY_LOSS_KEYS):
+        loss = dict(loss)
+        replay = loss.pop("replay", None)
+        for key in ("vgg_cache_mb", "vgg_precision"):
+            if key in loss:
+                hparams[key] = loss.pop(key)
+        hparams["loss"] = loss
+        if replay is not None and isinstance(net, Mapping) and isinstance(net.get("discriminator"), Mapping):
+            hparams["net"] = {**net, "discriminator": {**net["discriminator"], "replay": dict(replay)}}
+    return hparams
+
+
+LEGACY_LOSS_KEYS = ("replay", "vgg_cache_mb", "vgg_precision")  # in ``loss`` before they moved (see above)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

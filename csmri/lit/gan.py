@@ -27,6 +27,7 @@ from csmri.lit.optim import build_optimizer, build_scheduler
 from csmri.lit.precision import check_feature_precision, resolve_feature_precision
 from csmri.lit.replay import ReplayBuffer
 from csmri.losses.adversarial import DiscriminatorLoss, FeatureMatchingLoss, GeneratorAdversarialLoss
+from csmri.losses.config import adversarial_loss
 from csmri.losses.normalizer import LossNormalizer
 from csmri.losses.perceptual import DEFAULT_CACHE_MB, PerceptualLoss
 from csmri.metrics.image import magnitude
@@ -39,14 +40,16 @@ D_INPUTS = ("magnitude", "complex")
 class AdversarialReconstructionBase(ReconstructionBase):
     """Base class: D, its losses, the normaliser, replay, the D/G steps, validation and sample images.
 
-    Args (from the subclass's ``net`` / ``loss`` configs):
-        discriminator: ``{input: magnitude | complex, net: {_target_: ...}}``.
+    Args (from the subclass's ``net`` / ``loss`` configs and hyper-parameters):
+        discriminator: ``{input: magnitude | complex, replay: {capacity, p}, net: {_target_: ...}}``; ``replay``:
+            the experience replay of D's fake inputs (:class:`csmri.lit.replay.ReplayBuffer`, its defaults if unset).
         perceptual: VGG extractor config, or ``None`` when no ``vgg`` term is weighted.
-        loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target`` (see :class:`LossNormalizer`),
-            ``label_smoothing``, ``replay`` ``{capacity, p}``, ``vgg_cache_mb`` (the targets' VGG features kept
-            per slice key, a speed setting: :class:`csmri.losses.perceptual.TargetFeatureCache`; 0 = off),
-            ``vgg_precision`` (``auto`` | ``32`` | ``bf16``: what the frozen VGG runs in, see
-            :func:`csmri.lit.precision.resolve_feature_precision`; resolved when fitting starts).
+        loss: an :class:`csmri.losses.config.AdversarialLoss` (``normalizer``, ``weights``, ``alpha``,
+            ``alpha_target``, ``label_smoothing``; see :class:`LossNormalizer`); other keys are an error.
+        vgg_cache_mb: the targets' VGG features kept per slice key, a speed setting
+            (:class:`csmri.losses.perceptual.TargetFeatureCache`; 0 = off).
+        vgg_precision: ``auto`` | ``32`` | ``bf16``: what the frozen VGG runs in, see
+            :func:`csmri.lit.precision.resolve_feature_precision`; resolved when fitting starts.
         optimizer, scheduler: ``_partial_`` configs used for both networks (see :mod:`csmri.lit.optim`).
         grad_clip: gradient-norm clipping (``None`` = off).
         log_images_every_n_steps: sample images every N training batches (0 = only at validation).
@@ -58,29 +61,27 @@ class AdversarialReconstructionBase(ReconstructionBase):
         self, discriminator: Mapping[str, Any], perceptual: Mapping[str, Any] | None, loss: Mapping[str, Any]
     ) -> None:
         self.automatic_optimization = False
+        loss = adversarial_loss(loss)
         self.d_input = discriminator.get("input", "magnitude")
         if self.d_input not in D_INPUTS:
             raise ValueError(f"discriminator input must be one of {D_INPUTS}, got {self.d_input!r}")
         d_channels = 1 if self.d_input == "magnitude" else 2
         self.discriminator = build({**discriminator["net"], "in_channels": d_channels}, "discriminator")
         self.normalizer = LossNormalizer(
-            mode=loss.get("normalizer", "first_step"),
-            weights=loss.get("weights"),
-            alpha=loss.get("alpha", "auto"),
-            alpha_target=loss.get("alpha_target", 0.1),
+            mode=loss["normalizer"], weights=loss["weights"], alpha=loss["alpha"], alpha_target=loss["alpha_target"]
         )
         needs_vgg = "vgg" in self.normalizer.term_names
         if needs_vgg and not perceptual:
             raise ValueError("the loss weights a 'vgg' term but the model config has no perceptual extractor")
         self.perceptual = None
-        self.vgg_precision = check_feature_precision(loss.get("vgg_precision", "auto"))
+        self.vgg_precision = check_feature_precision(self.hparams.get("vgg_precision", "auto"))
         if needs_vgg:
             extractor = build(perceptual, "perceptual feature extractor")
-            self.perceptual = PerceptualLoss(extractor, loss.get("vgg_cache_mb", DEFAULT_CACHE_MB))
-        self.d_loss = DiscriminatorLoss(loss.get("label_smoothing", 0.1))
+            self.perceptual = PerceptualLoss(extractor, self.hparams.get("vgg_cache_mb", DEFAULT_CACHE_MB))
+        self.d_loss = DiscriminatorLoss(loss["label_smoothing"])
         self.adv_loss = GeneratorAdversarialLoss()
         self.feat_loss = FeatureMatchingLoss()
-        self.replay = ReplayBuffer(**loss.get("replay", {}))
+        self.replay = ReplayBuffer(**discriminator.get("replay", {}))
         self._normaliser_ready = False  # set once the normaliser's constants are known (fixed or first step)
 
     # -- to be provided by subclasses (and :meth:`generate`) -------------------------------------------

@@ -84,13 +84,3 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """``config`` (a ``_partial_`` LR scheduler, stepped per epoch) applied to ``optimizer``; ``None`` when unset."""
     return _partial(config, "scheduler")(optimizer) if config else None
-
-
-def upgrade_legacy_hparams(hparams: Mapping[str, Any]) -> dict[str, Any]:
-    """Hyper-parameters of a checkpoint written before optimisers were configs (``lr``/``betas``/``weight_decay``
-    keys) as today's ``optimizer`` config, so such checkpoints keep loading with their own settings."""
-    if "optimizer" in hparams or "lr" not in hparams:
-        return dict(hparams)
-    legacy = {k: hparams[k] for k in ("lr", "betas", "weight_decay") if k in hparams}
-    rest = {k: v for k, v in hparams.items() if k not in legacy}
-    return {**rest, "optimizer": adam(legacy["lr"], legacy.get("betas", (0.9, 0.999)), legacy.get("weight_decay", 0.0))}

@@ -8,7 +8,7 @@ It never sees labels or the segmentation network (so it cannot leak the SIS stru
 
 At the end of training the encoder is written as the ``features.*`` entries of a torchvision ``vgg19`` state dict
 (layers past ``layer`` at their seeded initialisation; no classifier: ~80 MB instead of ~575 MB) to
-``<run dir>/<weights_file>``, which the perceptual loss loads with ``model.perceptual.weights=<that file>``
+``<run dir>/<weights_file>``, which the perceptual loss loads with ``model.net.perceptual.weights=<that file>``
 (recorded as backbone ``vgg19-file:<name>``).
 """
 

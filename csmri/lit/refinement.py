@@ -34,7 +34,7 @@ from csmri.lit._config import build
 from csmri.lit.checkpoints import load_reconstruction_net
 from csmri.lit.gan import AdversarialReconstructionBase
 from csmri.lit.optim import build_optimizer, build_scheduler, plain_configs
-from csmri.losses.perceptual import refinement_penalty
+from csmri.losses.perceptual import DEFAULT_CACHE_MB, refinement_penalty
 from csmri.metrics.image import PSNR, magnitude
 from csmri.models.refinement import GatedRefinement
 from csmri.physics import complex_to_channels
@@ -69,9 +69,9 @@ class RefinementModule(AdversarialReconstructionBase):
 
     Args:
         net: ``recon_ckpt`` (stage-1 checkpoint), ``refine`` ``{channels, gate_init, net}``,
-            ``discriminator`` ``{input, net}`` and ``perceptual`` (VGG extractor config).
-        loss: ``normalizer`` (mode), ``weights``, ``alpha``, ``alpha_target``, ``label_smoothing`` and
-            ``replay`` ``{capacity, p}``.
+            ``discriminator`` ``{input, replay, net}`` and ``perceptual`` (VGG extractor config).
+        loss: an :class:`csmri.losses.config.AdversarialLoss` (``normalizer``, ``weights``, ``alpha``,
+            ``alpha_target``, ``label_smoothing``).
         optimizer: ``_partial_`` optimiser config for V (with lambda) and D (paper: Adam 2e-4, betas (0.5, 0.999)).
         gate_lr_multiplier: lambda's learning rate as a multiple of the optimiser's (its own parameter group,
             named ``gate``, in V's optimiser; V's weights are the group ``refiner``). 1 = the paper's setting.
@@ -79,6 +79,8 @@ class RefinementModule(AdversarialReconstructionBase):
         grad_clip: gradient-norm clipping for both (``None`` = off).
         log_images_every_n_steps: sample images (R, x_hat, x_hat - R, ground truth) every N batches.
         recon_net: R's architecture; filled in from the stage-1 checkpoint (used when reloading).
+        vgg_cache_mb, vgg_precision: the perceptual loss's target-feature cache and VGG precision (see
+            :class:`csmri.lit.gan.AdversarialReconstructionBase`).
         channels_last, compile: how the networks run (see :mod:`csmri.lit.speed`).
     """
 
@@ -95,6 +97,8 @@ class RefinementModule(AdversarialReconstructionBase):
         grad_clip: float | None = None,
         log_images_every_n_steps: int = 200,
         recon_net: Mapping[str, Any] | None = None,
+        vgg_cache_mb: float = DEFAULT_CACHE_MB,
+        vgg_precision: str = "auto",
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
@@ -102,7 +106,7 @@ class RefinementModule(AdversarialReconstructionBase):
         if isinstance(gate_lr_multiplier, bool) or not (
             isinstance(gate_lr_multiplier, int | float) and 0 < gate_lr_multiplier < float("inf")
         ):
-            raise ValueError(f"module.gate_lr_multiplier must be a positive number, got {gate_lr_multiplier!r}")
+            raise ValueError(f"model.gate_lr_multiplier must be a positive number, got {gate_lr_multiplier!r}")
         net, loss, optimizer, scheduler = plain_configs(net, loss, optimizer, scheduler, default_lr=2e-4)
         recon_net = plain(recon_net) if recon_net is not None else None
         self.recon = self._frozen_recon(net.get("recon_ckpt"), recon_net)
@@ -122,7 +126,9 @@ class RefinementModule(AdversarialReconstructionBase):
         if recon_net is not None:  # reloading a stage-2 checkpoint: R's weights come with its state dict
             recon, self._recon_config = build(recon_net, "stage-1 network"), dict(recon_net)
         elif not recon_ckpt:
-            raise ValueError("stage 2 needs the stage-1 checkpoint: set model.recon_ckpt=PATH/checkpoints/best.ckpt")
+            raise ValueError(
+                "stage 2 needs the stage-1 checkpoint: set model.net.recon_ckpt=PATH/checkpoints/best.ckpt"
+            )
         else:
             recon, self._recon_config = load_reconstruction_net(recon_ckpt)
         recon.eval()

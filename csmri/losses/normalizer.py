@@ -24,6 +24,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
+from csmri.losses.config import AdversarialLoss
+
 MODES = ("first_step", "fixed")
 PAPER_WEIGHTS = {"adv": 0.5, "feat": 0.5, "vgg": 1.0}
 PENALTY = "pen"
@@ -37,14 +39,16 @@ class LossNormalizer(nn.Module):
         weights: ``{term: multiplier}`` of the (normalised) terms; a weight of 0 drops the term.
         alpha: penalty (``pen`` term) weight: a float, ``"auto"`` or ``None`` (no penalty).
         alpha_target: ``alpha * L_pen`` at the first step when ``alpha="auto"``.
+
+    The defaults are :class:`csmri.losses.config.AdversarialLoss`'s (the configs' one source of them).
     """
 
     def __init__(
         self,
-        mode: str = "first_step",
+        mode: str = AdversarialLoss.normalizer,
         weights: Mapping[str, float] | None = None,
-        alpha: float | str | None = "auto",
-        alpha_target: float = 0.1,
+        alpha: float | str | None = AdversarialLoss.alpha,
+        alpha_target: float = AdversarialLoss.alpha_target,
     ) -> None:
         super().__init__()
         if mode not in MODES:

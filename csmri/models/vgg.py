@@ -88,17 +88,19 @@ _WARNED: set[Path] = set()
 def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) -> tuple[nn.Module, str]:
     build, imagenet = _torchvision(arch)
     if weights == "imagenet":
-        expected = imagenet_weights_file(arch)
+        expected, tried = imagenet_weights_file(arch), False
         try:
             if not expected.is_file():
                 if offline():
                     raise FileNotFoundError(f"{OFFLINE_ENV}=1: no download attempted")
                 if expected in _UNAVAILABLE:
                     raise FileNotFoundError(f"not downloaded again in this process ({_UNAVAILABLE[expected]})")
+            tried = True
             return build(weights=imagenet), f"{arch}-imagenet"
         except Exception as err:  # URLError, OSError, hash mismatch, ...
             reason = f"{type(err).__name__}: {err}"
-            _UNAVAILABLE.setdefault(expected, reason)
+            if tried:
+                _UNAVAILABLE.setdefault(expected, reason)
             message = (
                 f"ImageNet {arch} weights could not be loaded ({reason}). Expected the file "
                 f"{expected} (torchvision's cache; set TORCH_HOME to move it). Options: put "
@@ -113,7 +115,7 @@ def _build_vgg(arch: str, weights: str, seed: int, allow_random_fallback: bool) 
                 log.warning(
                     "NO IMAGENET %s: using the seeded random-weight stand-in %s-random (not comparable to ImageNet-VGG "
                     "results; %s). Put %s there to use ImageNet weights.",
-                    arch.upper(), arch, _UNAVAILABLE[expected], expected,
+                    arch.upper(), arch, _UNAVAILABLE.get(expected, reason), expected,
                 )  # fmt: skip
             weights = "random"
     if weights == "random":

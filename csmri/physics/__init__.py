@@ -17,6 +17,10 @@ from csmri.physics.consistency import DataConsistency, data_consistency
 from csmri.physics.fft import fft2c, ifft2c
 from csmri.physics.mask import (
     MASK_TYPES,
+    EquispacedLineMask,
+    GaussianLineMask,
+    LineMaskFunc,
+    RandomLineMask,
     default_sample_n,
     gaussian_line_density,
     gaussian_line_mask,
@@ -28,6 +32,10 @@ from csmri.physics.undersample import undersample, zero_filled
 
 __all__ = [
     "MASK_TYPES",
+    "EquispacedLineMask",
+    "GaussianLineMask",
+    "LineMaskFunc",
+    "RandomLineMask",
     "DataConsistency",
     "MaskSampler",
     "channels_to_complex",

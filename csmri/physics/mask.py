@@ -19,6 +19,9 @@ k-space is centred (see :mod:`csmri.physics.fft`), so the mask needs no shifting
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import torch
 
 MIN_LINES = 4
@@ -200,6 +203,140 @@ def equispaced_line_lines(
     return lines
 
 
+# -- mask families as classes (fastMRI's MaskFunc shape), named by ``_target_`` in the data configs -------------
+
+
+class LineMaskFunc:
+    """A family of phase-encode line masks, shaped like fastMRI's ``MaskFunc``: built with the acquisition's settings,
+    called with the batch size, the image shape ``(H, W)`` and a generator; returns float32 0/1 masks
+    ``(batch_size, H, W)``, every sampled row full along W.
+
+    Args:
+        acceleration: ``floor(H / acceleration)`` lines are sampled.
+        sample_n, center_fraction: always-sampled centre lines (at most one of them; see :func:`centre_line_count`).
+
+    Subclasses set ``name`` (the family's name in configs and checkpoints, e.g. ``data.mask=random``) and implement
+    :meth:`lines`. A data config names a family by class: ``mask: {_target_: csmri.physics.mask.RandomLineMask,
+    _partial_: true}`` (the data module supplies the settings).
+    """
+
+    name = ""
+
+    def __init__(self, acceleration: float, sample_n: int | None = None, center_fraction: float | None = None) -> None:
+        if sample_n is not None and center_fraction is not None:
+            raise ValueError(f"set sample_n ({sample_n}) or center_fraction ({center_fraction}), not both")
+        self.acceleration, self.sample_n, self.center_fraction = acceleration, sample_n, center_fraction
+
+    def centre_lines(self, n: int) -> int:
+        """The always-sampled centre lines for ``n`` phase-encode lines."""
+        return centre_line_count(n, self.sample_n, self.center_fraction)
+
+    def check_shape(self, shape: tuple[int, int]) -> None:
+        """Raise ``ValueError`` if masks cannot be drawn for images of ``shape = (H, W)``."""
+        validate_mask_parameters(shape[0], self.acceleration, self.centre_lines(shape[0]))
+
+    def lines(
+        self, batch_size: int, n: int, generator: torch.Generator | None, device: torch.device | str | None
+    ) -> torch.Tensor:
+        """Sampled-line indicators ``(batch_size, n)`` (bool)."""
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        batch_size: int,
+        shape: tuple[int, int],
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        height, width = shape
+        if width < 1:
+            raise ValueError(f"mask width must be >= 1, got {width}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return lines_to_mask(self.lines(batch_size, height, generator, device), width)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(acceleration={self.acceleration}, sample_n={self.sample_n}, "
+            f"center_fraction={self.center_fraction})"
+        )
+
+
+class GaussianLineMask(LineMaskFunc):
+    """The paper's variable-density mask (:func:`gaussian_line_lines`; bit-identical to :func:`gaussian_line_mask`)."""
+
+    name = "gaussian"
+
+    def lines(self, batch_size, n, generator, device) -> torch.Tensor:  # type: ignore[override]
+        unset = self.sample_n is None and self.center_fraction is None
+        return gaussian_line_lines(
+            batch_size, n, self.acceleration, None if unset else self.centre_lines(n), generator, device
+        )
+
+
+class RandomLineMask(LineMaskFunc):
+    """fastMRI's ``RandomMaskFunc`` with an exact acceleration (:func:`random_line_lines`)."""
+
+    name = "random"
+
+    def lines(self, batch_size, n, generator, device) -> torch.Tensor:  # type: ignore[override]
+        return random_line_lines(batch_size, n, self.acceleration, self.centre_lines(n), generator, device)
+
+
+class EquispacedLineMask(LineMaskFunc):
+    """fastMRI's ``EquispacedMaskFractionFunc`` (:func:`equispaced_line_lines`)."""
+
+    name = "equispaced"
+
+    def lines(self, batch_size, n, generator, device) -> torch.Tensor:  # type: ignore[override]
+        return equispaced_line_lines(batch_size, n, self.acceleration, self.centre_lines(n), generator, device)
+
+
+MASK_FAMILIES: dict[str, type[LineMaskFunc]] = {
+    c.name: c for c in (GaussianLineMask, RandomLineMask, EquispacedLineMask)
+}
+
+
+def mask_func(
+    mask: Any, acceleration: float, sample_n: int | None = None, center_fraction: float | None = None
+) -> LineMaskFunc:
+    """The :class:`LineMaskFunc` that ``mask`` names, built with these settings.
+
+    ``mask``: a family name in :data:`MASK_TYPES`; the dotted path of a :class:`LineMaskFunc` subclass (what a
+    config's ``_target_`` names, e.g. ``csmri.physics.mask.RandomLineMask``); such a class, or a factory of one
+    (Hydra's ``_partial_``); or an instance (returned as is).
+    """
+    if isinstance(mask, LineMaskFunc):
+        return mask
+    factory = mask
+    if isinstance(mask, str):
+        factory = MASK_FAMILIES.get(mask) or (_import(mask) if "." in mask else None)
+        if factory is None:
+            raise ValueError(f"unknown mask type {mask!r}; choose one of {', '.join(MASK_TYPES)}")
+        if not (isinstance(factory, type) and issubclass(factory, LineMaskFunc)):
+            raise ValueError(f"{mask!r} does not name a csmri.physics.mask.LineMaskFunc class")
+    if not callable(factory):
+        raise ValueError(f"a mask must be a family name or a LineMaskFunc class, got {mask!r}")
+    built = factory(acceleration=acceleration, sample_n=sample_n, center_fraction=center_fraction)
+    if not isinstance(built, LineMaskFunc):
+        raise ValueError(f"{mask!r} does not build a csmri.physics.mask.LineMaskFunc")
+    return built
+
+
+def mask_name(func: LineMaskFunc) -> str:
+    """How checkpoints record a mask family: its name, or the dotted path of a class from outside csmri."""
+    cls = type(func)
+    return func.name if MASK_FAMILIES.get(func.name) is cls else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"unknown mask type {path!r}: cannot import it ({err})") from err
+
+
 def line_mask(
     kind: str,
     batch_size: int,
@@ -210,26 +347,10 @@ def line_mask(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """Masks ``(batch_size, H, W)`` (float32 0/1) of type ``kind`` in :data:`MASK_TYPES`.
+    """Masks ``(batch_size, H, W)`` (float32 0/1) of family ``kind`` (see :func:`mask_func`).
 
     ``gaussian`` is :func:`gaussian_line_mask` (bit-identical to calling it; ``center_fraction``, if set, gives
     its ``sample_n``); ``random`` and ``equispaced`` follow fastMRI (see :func:`random_line_lines`,
     :func:`equispaced_line_lines`). Centre lines: :func:`centre_line_count`.
     """
-    if kind not in MASK_TYPES:
-        raise ValueError(f"unknown mask type {kind!r}; choose one of {', '.join(MASK_TYPES)}")
-    height, width = shape
-    if width < 1:
-        raise ValueError(f"mask width must be >= 1, got {width}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if kind == "gaussian":
-        sample_n = (
-            None
-            if sample_n is None and center_fraction is None
-            else centre_line_count(height, sample_n, center_fraction)
-        )
-        return gaussian_line_mask(batch_size, shape, acceleration, sample_n, generator, device)
-    n_centre = centre_line_count(height, sample_n, center_fraction)
-    draw = random_line_lines if kind == "random" else equispaced_line_lines
-    return lines_to_mask(draw(batch_size, height, acceleration, n_centre, generator, device), width)
+    return mask_func(kind, acceleration, sample_n, center_fraction)(batch_size, shape, generator, device)

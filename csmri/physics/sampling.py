@@ -16,12 +16,12 @@ The same rules hold for every mask type (gaussian, random, equispaced; see :func
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from csmri.physics.mask import MASK_TYPES, centre_line_count, line_mask, validate_mask_parameters
+from csmri.physics.mask import LineMaskFunc, mask_func, mask_name
 from csmri.physics.seeding import seeded_generator
 from csmri.physics.undersample import undersample, zero_filled
 
@@ -34,7 +34,9 @@ class MaskSampler:
         sample_n: always-sampled centre lines; ``None`` = :func:`csmri.physics.default_sample_n`.
         noise_std: std of complex Gaussian k-space noise per real component (0 = noiseless).
         seed: base seed of the training masks and noise (and of evaluation masks if ``eval_seed`` is ``None``).
-        mask: ``gaussian`` (the paper's), ``random`` or ``equispaced`` (fastMRI's), see :func:`line_mask`.
+        mask: the mask family: ``gaussian`` (the paper's), ``random`` or ``equispaced`` (fastMRI's), or a
+            :class:`csmri.physics.mask.LineMaskFunc` class (a factory of one, or its dotted path), see
+            :func:`csmri.physics.mask.mask_func`.
         center_fraction: fraction of always-sampled centre lines (instead of ``sample_n``; fastMRI's setting).
         eval_seed: base seed of the fixed validation/test masks and noise; ``None`` = ``seed``.
     """
@@ -45,22 +47,19 @@ class MaskSampler:
         sample_n: int | None = None,
         noise_std: float = 0.0,
         seed: int = 0,
-        mask: str = "gaussian",
+        mask: str | type[LineMaskFunc] | Callable[..., LineMaskFunc] = "gaussian",
         center_fraction: float | None = None,
         eval_seed: int | None = None,
     ) -> None:
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-        if mask not in MASK_TYPES:
-            raise ValueError(f"unknown mask type {mask!r}; choose one of {', '.join(MASK_TYPES)}")
-        if sample_n is not None and center_fraction is not None:
-            raise ValueError(f"set sample_n ({sample_n}) or center_fraction ({center_fraction}), not both")
+        self.mask_func = mask_func(mask, acceleration, sample_n, center_fraction)
         self.acceleration = acceleration
         self.sample_n = sample_n
         self.noise_std = noise_std
         self.seed = seed
         self.eval_seed = seed if eval_seed is None else eval_seed
-        self.mask = mask
+        self.mask = mask_name(self.mask_func)  # the family's name, as checkpoints record it
         self.center_fraction = center_fraction
 
     @property
@@ -79,15 +78,11 @@ class MaskSampler:
     def _draw(
         self, batch_size: int, shape: tuple[int, int], generator: torch.Generator, device: torch.device | None = None
     ) -> torch.Tensor:
-        return line_mask(
-            self.mask, batch_size, shape, self.acceleration, self.sample_n, self.center_fraction, generator, device
-        )
+        return self.mask_func(batch_size, shape, generator, device)
 
     def check_shape(self, shape: tuple[int, int]) -> None:
         """Raise ``ValueError`` early if masks cannot be drawn for images of ``shape = (H, W)``."""
-        validate_mask_parameters(
-            shape[0], self.acceleration, centre_line_count(shape[0], self.sample_n, self.center_fraction)
-        )
+        self.mask_func.check_shape(shape)
 
     def training_masks(
         self, batch_size: int, shape: tuple[int, int], step: int, rank: int, device: torch.device

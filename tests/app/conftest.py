@@ -24,7 +24,7 @@ def stage2_ckpt(phantom_root: Path, stage1_ckpt: Path, tmp_path_factory: pytest.
     """A stage-2 checkpoint (tiny V, D) on top of ``stage1_ckpt``, with a non-zero gate so V matters."""
     import torch
 
-    overrides = ["experiment=stage2", f"data.root={phantom_root}", f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2]
+    overrides = ["experiment=stage2", f"data.root={phantom_root}", f"model.net.recon_ckpt={stage1_ckpt}", *TINY_STAGE2]
     path = _train([*overrides, "data.batch_size=3"], tmp_path_factory.mktemp("stage2"))
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     checkpoint["state_dict"]["refinement.gate"] = torch.tensor(0.3)

@@ -20,9 +20,9 @@ def _one_line(result) -> str:
 @pytest.mark.slow
 def test_cli_user_errors_are_one_line(tmp_path):
     line = _one_line(run_csmri("train", "experiment=stage2", f"hydra.run.dir={tmp_path}/a"))
-    assert "missing required value `model.recon_ckpt`" in line
+    assert "missing required value `model.net.recon_ckpt`" in line
     info = json.loads((tmp_path / "a" / "run_info.json").read_text())
-    assert info["status"] == "failed" and "model.recon_ckpt" in info["error"]
+    assert info["status"] == "failed" and "model.net.recon_ckpt" in info["error"]
     line = _one_line(run_csmri("train", "data=h5", f"data.root={tmp_path}/none", f"hydra.run.dir={tmp_path}/b"))
     assert "no dataset at" in line
     info = json.loads((tmp_path / "b" / "run_info.json").read_text())

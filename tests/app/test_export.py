@@ -94,6 +94,6 @@ def test_inference_only_checkpoint_reconstructs_as_the_training_one(stage2_ckpt,
     with pytest.raises(CheckpointError, match="missing refinement.gate"):
         load_module(tmp_path / "damaged.ckpt")
 
-    overrides = ["experiment=stage2", f"data.root={phantom_root}", f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2]
+    overrides = ["experiment=stage2", f"data.root={phantom_root}", f"model.net.recon_ckpt={stage1_ckpt}", *TINY_STAGE2]
     with pytest.raises(ConfigError, match="inference-only checkpoint"):
         train(compose_config("train", [*overrides, f"+ckpt_path={out}"], tmp_path / "resume"))

@@ -52,6 +52,7 @@ def _stop(process: subprocess.Popen, signum: int) -> tuple[int, str]:
     return process.returncode, output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("signum", "reason", "code"), [(signal.SIGINT, "SIGINT (Ctrl-C)", 130), (signal.SIGTERM, "SIGTERM", 143)]
 )

@@ -15,7 +15,7 @@ from tests.helpers import compose_config
 
 
 def test_missing_value_and_trainer_typo_in_process(tmp_path, cfg_train):
-    with pytest.raises(MissingValueError, match="model.recon_ckpt"):
+    with pytest.raises(MissingValueError, match="model.net.recon_ckpt"):
         train(compose_config("train", ["experiment=stage2"], tmp_path / "a"))
     cfg = cfg_train
     cfg.paths.output_dir = str(tmp_path / "b")

@@ -141,8 +141,8 @@ def test_eval_reports_sis_on_a_raw_folder(tmp_path):
         *data,
         "trainer.max_epochs=6",
         "data.batch_size=2",
-        "module.optimizer.lr=1e-2",
-        "model.channels=[4,8]",
+        "model.optimizer.lr=1e-2",
+        "model.net.channels=[4,8]",
     ]
     train(train_config(seg, tmp_path / "segnet"))
     ckpt = tmp_path / "segnet" / "checkpoints" / "best.ckpt"

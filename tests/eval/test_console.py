@@ -35,3 +35,34 @@ def test_sis_na_says_why():
     records, _ = _records()
     no_structure = summarise_methods([{**r, "dice": None} for r in records], {}, reference="refinement")
     assert sis_status(no_structure, "computed with an ensemble") == "n/a: no slice of the split contains the structure"
+
+
+def test_the_table_and_per_slice_metrics_reach_wandb_as_tables(tmp_path, monkeypatch):
+    """An offline W&B run (no network) of ``csmri eval``'s logging: both tables are in the run's files."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from csmri.eval.runner import log_to_wandb
+    from csmri.eval.tables import write_per_slice_csv
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    records, dice_gt = _records()
+    write_per_slice_csv(records, tmp_path / "per_slice.csv")
+    rows = summarise_methods(records, dice_gt, reference="refinement")
+    cfg = OmegaConf.create({"wandb": {"enabled": True, "mode": "offline", "project": "csmri", "group": "g"}})
+    log_to_wandb(cfg, tmp_path, rows)
+    (per_slice,) = tmp_path.glob("wandb/offline-run-*/files/media/table/eval/per_slice_*.table.json")
+    table = json.loads(per_slice.read_text())
+    assert "psnr" in table["columns"] and len(table["data"]) == len(records)
+    assert list(tmp_path.glob("wandb/offline-run-*/files/media/table/eval/table_*.table.json"))
+
+
+def test_p_value_na_says_why():
+    from csmri.eval.tables import p_value_notes
+
+    records, dice_gt = _records()
+    assert p_value_notes(summarise_methods(records, dice_gt, reference="refinement")) == []
+    one_slice = [r for r in records if r["key"] == records[0]["key"]]
+    notes = p_value_notes(summarise_methods(one_slice, dice_gt, reference="refinement"))
+    assert notes and notes[0].startswith("p (PSNR) n/a for zero_filled, recnet: fewer than 2 slices")

@@ -130,8 +130,8 @@ def segnet_ckpt(phantom_root, tmp_path_factory):
             f"data.root={phantom_root}",
             "trainer.max_epochs=6",
             "data.batch_size=2",
-            "module.optimizer.lr=1e-2",
-            "model.channels=[8,16,32]",
+            "model.optimizer.lr=1e-2",
+            "model.net.channels=[8,16,32]",
             "trainer.enable_progress_bar=false",
         ],
     )

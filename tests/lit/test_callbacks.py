@@ -18,7 +18,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tm
     cfg = train_config(
         [
             "experiment=stage1",
-            "model.nf=4",
+            "model.net.nf=4",
             "data.batch_size=2",
             f"data.root={phantom_root}",
             "trainer.max_epochs=3",

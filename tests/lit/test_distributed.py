@@ -41,7 +41,7 @@ def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_pat
     run = tmp_path / "ddp"
     # fp32 so that the comparison with a single-process validation tests the aggregation, not bf16 rounding
     result = _train_ddp(
-        "stage1", phantom_root, run, "model.nf=8", "data.eval_batch_size=3", "trainer.precision=32-true"
+        "stage1", phantom_root, run, "model.net.nf=8", "data.eval_batch_size=3", "trainer.precision=32-true"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train_ddp_process_1" in " ".join(p.name for p in run.iterdir())  # a second rank really ran
@@ -61,7 +61,7 @@ def test_ddp_stage2_two_processes(phantom_root, stage1_ckpt, tmp_path):
     from tests.helpers import TINY_STAGE2
 
     run = tmp_path / "ddp2"
-    result = _train_ddp("stage2", phantom_root, run, f"model.recon_ckpt={stage1_ckpt}", *TINY_STAGE2)
+    result = _train_ddp("stage2", phantom_root, run, f"model.net.recon_ckpt={stage1_ckpt}", *TINY_STAGE2)
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert state["refinement.gate"].item() != 0 and state["normalizer.initialised"].item()

@@ -22,12 +22,12 @@ def _config(phantom_root, stage1_ckpt, out, *extra):
     overrides = [
         "experiment=stage2",
         f"data.root={phantom_root}",
-        f"model.recon_ckpt={stage1_ckpt}",
+        f"model.net.recon_ckpt={stage1_ckpt}",
         *TINY_STAGE2,
         "logger=csv",
         "trainer.precision=32-true",
         "trainer.enable_progress_bar=false",
-        "module.log_images_every_n_steps=0",
+        "model.log_images_every_n_steps=0",
         *extra,
     ]
     return compose_config("train", overrides, out)
@@ -40,8 +40,8 @@ def test_replayed_images_reach_the_discriminator_at_rate_p(phantom_root, stage1_
     generated: list[torch.Tensor] = []  # per step: the refined magnitudes (B, 1, H, W) that entered the buffer
     d_inputs: list[list[torch.Tensor]] = []  # per step: every input D saw, in call order
 
-    def instrument(cfg):
-        module = build_module(cfg)
+    def instrument(cfg, datamodule=None):
+        module = build_module(cfg, datamodule)
         generate, training_step, d_forward = module.generate, module.training_step, module.discriminator.forward
 
         def spy_generate(b):
@@ -64,7 +64,7 @@ def test_replayed_images_reach_the_discriminator_at_rate_p(phantom_root, stage1_
 
     monkeypatch.setattr(train_app, "build_module", instrument)
     overrides = [
-        f"loss.replay.capacity={capacity}",  # p stays the shipped one
+        f"model.net.discriminator.replay.capacity={capacity}",  # p stays the shipped one
         "loss.weights.vgg=0",  # no VGG term (speed): D's inputs do not depend on it
         f"data.batch_size={batch}",
         f"trainer.max_epochs={epochs}",

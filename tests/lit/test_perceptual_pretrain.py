@@ -21,8 +21,8 @@ def test_autoencoder_trains_and_exports_weights_the_perceptual_loss_loads(phanto
         "data.batch_size=4",
         "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1",
-        "model.layer=relu2_2",  # a shallow encoder keeps the test fast; relu5_4 by default
-        "model.decoder_channels=[16]",
+        "model.net.layer=relu2_2",  # a shallow encoder keeps the test fast; relu5_4 by default
+        "model.net.decoder_channels=[16]",
     ]
     train(train_config(overrides, tmp_path))
     info = json.loads((tmp_path / "run_info.json").read_text())

@@ -45,14 +45,14 @@ class StopAfterBatches(L.Callback):
 SETUPS = {
     "stage2": (["experiment=stage2", *TINY_STAGE2, "data.batch_size=4", "data.acceleration=4"], 3),
     "dagan": (["experiment=dagan", *ADVERSARIAL["dagan"], "data.batch_size=4", "data.acceleration=4"], 3),
-    "segnet": (["experiment=segnet", "model.channels=[4,8]", "data.batch_size=3", "module.augment=true"], 4),
+    "segnet": (["experiment=segnet", "model.net.channels=[4,8]", "data.batch_size=3", "model.augment=true"], 4),
 }
 
 
 def _config(experiment, phantom_root, stage1_ckpt, out, *extra):
     overrides, _ = SETUPS[experiment]
     if experiment == "stage2":
-        overrides = [*overrides, f"model.recon_ckpt={stage1_ckpt}"]
+        overrides = [*overrides, f"model.net.recon_ckpt={stage1_ckpt}"]
     return compose_config("train", [*overrides, f"data.root={phantom_root}", *DETERMINISTIC, *extra], out)
 
 

@@ -115,8 +115,9 @@ def test_random_flips_keep_image_and_label_paired():
 
 
 def test_fast_dev_run(phantom_root, tmp_path):
-    overrides = ["experiment=segnet", f"data.root={phantom_root}", "trainer.fast_dev_run=1", "model.channels=[4,8,16]"]
-    cfg = compose_config("train", [*overrides, "module.augment=true", *FAST], tmp_path)
+    overrides = ["experiment=segnet", f"data.root={phantom_root}", "trainer.fast_dev_run=1"]
+    overrides.append("model.net.channels=[4,8,16]")
+    cfg = compose_config("train", [*overrides, "model.augment=true", *FAST], tmp_path)
     assert cfg.monitor.metric == "val/dice" and cfg.monitor.mode == "max" and cfg.experiment_name == "segnet"
     train(cfg)
     assert (tmp_path / "run_info.json").is_file()
@@ -133,7 +134,7 @@ def test_short_training_beats_chance_and_best_checkpoint_reloads(phantom_root, t
         "experiment=segnet",
         f"data.root={phantom_root}",
         "trainer.max_epochs=6",
-        "module.optimizer.lr=3e-3",
+        "model.optimizer.lr=3e-3",
     ]
     # as on an AMX CPU, where `auto` picks bf16-mixed: the segmentation experiment must still train in fp32
     monkeypatch.setattr(precision, "cpu_bf16_is_faster", lambda: True)

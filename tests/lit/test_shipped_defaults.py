@@ -29,7 +29,7 @@ DAGAN_WEIGHTS = {"adv": 1.0, "nmse": 15.0, "freq": 0.1, "vgg": 0.0025}  # DAGAN'
 
 def _stage2(phantom_root, stage1_ckpt, *extra):
     return compose_config(
-        "train", ["experiment=stage2", f"data.root={phantom_root}", f"model.recon_ckpt={stage1_ckpt}", *extra]
+        "train", ["experiment=stage2", f"data.root={phantom_root}", f"model.net.recon_ckpt={stage1_ckpt}", *extra]
     )
 
 
@@ -51,17 +51,17 @@ def test_stage2_composed_config_is_the_papers(phantom_root, stage1_ckpt):
     cfg = _stage2(phantom_root, stage1_ckpt)
     loss = OmegaConf.to_container(cfg.loss, resolve=True)
     assert loss["label_smoothing"] == pytest.approx(0.1)
-    assert loss["replay"] == {"capacity": 80, "p": 0.5}
+    assert OmegaConf.to_container(cfg.model.net.discriminator.replay) == {"capacity": 80, "p": 0.5}
     assert loss["normalizer"] == "first_step"
     # 1/2 (L_adv/M + L_feat/N) + L_VGG/O: weights 1/2, 1/2, 1 on the normalised terms
     assert loss["weights"] == {"adv": 0.5, "feat": 0.5, "vgg": 1.0}
     assert loss["alpha"] == "auto" and loss["alpha_target"] == pytest.approx(0.1)
-    opt = cfg.module.optimizer
+    opt = cfg.model.optimizer
     assert opt._target_ == "torch.optim.Adam" and opt.lr == pytest.approx(STAGE2_LR)
     assert tuple(opt.betas) == STAGE2_BETAS and opt.weight_decay == 0
-    assert cfg.module.get("scheduler") is None  # constant learning rate
-    assert cfg.model.refine.gate_init == 0.0
-    assert cfg.model.discriminator.input == "magnitude"  # D sees magnitude images
+    assert cfg.model.get("scheduler") is None  # constant learning rate
+    assert cfg.model.net.refine.gate_init == 0.0
+    assert cfg.model.net.discriminator.input == "magnitude"  # D sees magnitude images
     assert cfg.data.batch_size == 5 and cfg.trainer.max_epochs == 200
 
 
@@ -95,9 +95,9 @@ def test_dagan_composed_config_is_dagans(phantom_root):
     assert loss["normalizer"] == "fixed"  # raw terms at DAGAN's scales: no first-step normalisation
     assert {k: v for k, v in loss["weights"].items() if v} == DAGAN_WEIGHTS
     assert loss["alpha"] is None  # no refinement penalty
-    opt = cfg.module.optimizer
+    opt = cfg.model.optimizer
     assert opt._target_ == "torch.optim.Adam" and opt.lr == pytest.approx(DAGAN_LR) and opt.betas[0] == DAGAN_BETA1
-    sched = cfg.module.scheduler
+    sched = cfg.model.scheduler
     assert sched._target_ == "torch.optim.lr_scheduler.StepLR" and sched.step_size == 5 and sched.gamma == 0.5
     assert cfg.data.batch_size == 25
     assert cfg.monitor.metric == "val/nmse" and cfg.monitor.mode == "min"

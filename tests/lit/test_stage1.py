@@ -27,7 +27,7 @@ def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_
         "experiment=stage1",
         f"data.root={phantom_root}",
         "trainer.max_epochs=2",
-        "module.optimizer.lr=1e-3",
+        "model.optimizer.lr=1e-3",
         *FAST,
     ]
     cfg = train_config(overrides, tmp_path)
@@ -51,7 +51,7 @@ def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_
 
 @pytest.mark.slow
 def test_cli_acceptance(phantom_root, tmp_path):
-    """The issue's acceptance command: run dir placement, checkpoint, resolved config, model.nf."""
+    """The issue's acceptance command: run dir placement, checkpoint, resolved config, model.net.nf."""
     run_dir = tmp_path / "run"
     args = [
         "train",
@@ -59,7 +59,7 @@ def test_cli_acceptance(phantom_root, tmp_path):
         f"data.root={phantom_root}",
         "trainer.max_epochs=1",
         f"hydra.run.dir={run_dir}",
-        "model.nf=16",
+        "model.net.nf=16",
         "logger=csv",
     ]
     result = run_csmri(*args)
@@ -74,7 +74,7 @@ def test_cli_acceptance(phantom_root, tmp_path):
 
 
 def test_released_code_variant_with_weighted_dc_trains(phantom_root, tmp_path):
-    switches = ["model.residual=false", "model.dc_nu=10.0", "data.noise_std=0.01"]
+    switches = ["model.net.residual=false", "model.net.dc_nu=10.0", "data.noise_std=0.01"]
     cfg = train_config(
         ["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *switches, *FAST],
         tmp_path,

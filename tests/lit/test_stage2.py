@@ -28,7 +28,7 @@ def _config(phantom_root, stage1_ckpt, out, *extra):
     overrides = [
         "experiment=stage2",
         f"data.root={phantom_root}",
-        f"model.recon_ckpt={stage1_ckpt}",
+        f"model.net.recon_ckpt={stage1_ckpt}",
         *TINY_STAGE2,
         *FAST,
         *extra,
@@ -247,8 +247,8 @@ def _capture_modules(monkeypatch) -> list:
 
     built, original = [], app.build_module
 
-    def build(cfg):
-        built.append(original(cfg))
+    def build(cfg, datamodule=None):
+        built.append(original(cfg, datamodule))
         return built[-1]
 
     monkeypatch.setattr(app, "build_module", build)
@@ -342,7 +342,7 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
     import csmri.app.train as app
 
     build = app.build_module
-    monkeypatch.setattr(app, "build_module", lambda c: (m := build(c), record_at_train_start(m))[0])
+    monkeypatch.setattr(app, "build_module", lambda c, d=None: (m := build(c, d), record_at_train_start(m))[0])
     train(cfg)
     assert "initialise" not in seen and len(built) == 1
     for key in ("replay.images", "replay.count", "normalizer.scales", "normalizer.alpha", "refinement.gate"):
@@ -353,7 +353,7 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
 
 
 def test_recon_ckpt_errors(phantom_root, stage1_ckpt, tmp_path):
-    with pytest.raises(ValueError, match="model.recon_ckpt"):
+    with pytest.raises(ValueError, match="model.net.recon_ckpt"):
         build_module(_config(phantom_root, "null", tmp_path))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_module(_config(phantom_root, tmp_path / "nope.ckpt", tmp_path))
@@ -371,8 +371,8 @@ def test_imagenet_weights_required_without_fallback(phantom_root, stage1_ckpt, t
         phantom_root,
         stage1_ckpt,
         tmp_path,
-        "model.perceptual.weights=imagenet",
-        "model.perceptual.allow_random_fallback=false",
+        "model.net.perceptual.weights=imagenet",
+        "model.net.perceptual.allow_random_fallback=false",
     )
     with pytest.raises(ValueError, match="vgg19-dcbb9e9d.pth") as err:
         build_module(cfg)
@@ -389,8 +389,8 @@ def test_sweep_keys_reach_the_loss(phantom_root, stage1_ckpt, tmp_path):
         "loss.weights.vgg=5",
         "loss.normalizer=fixed",
         "loss.label_smoothing=0.2",
-        "loss.replay.capacity=7",
-        "model.refine.gate_init=0.3",
+        "model.net.discriminator.replay.capacity=7",
+        "model.net.refine.gate_init=0.3",
     )
     module = build_module(cfg)
     assert module.normalizer.mode == "fixed" and module.normalizer.weights["vgg"] == 5.0

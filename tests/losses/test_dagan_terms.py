@@ -183,7 +183,7 @@ def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_p
         "experiment=dagan",
         f"data.root={phantom_root}",
         *ADVERSARIAL["dagan"],
-        "model.perceptual.size=64",
+        "model.net.perceptual.size=64",
         "logger=csv",
         "data.acceleration=4",
         "data.batch_size=2",
@@ -193,7 +193,7 @@ def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_p
     module = build_module(cfg)
     assert isinstance(module.perceptual.extractor, DAGANVGGFeatures)
     assert module.perceptual_backbone == "vgg16-random"
-    bf16 = precision.resolve_feature_precision("auto", "cpu")  # loss.vgg_precision=auto: bf16 where native
+    bf16 = precision.resolve_feature_precision("auto", "cpu")  # model.vgg_precision=auto: bf16 where native
     assert module.run_metadata("cpu")["perceptual_precision"] == ("bf16" if bf16 else "32")
     module.on_fit_start()  # the loss learns its precision once the device is known
     assert module.perceptual.bf16 is bf16
@@ -211,14 +211,14 @@ def test_vgg_precision_setting_is_checked_and_reaches_the_loss(monkeypatch, tmp_
     from tests.helpers import ADVERSARIAL, compose_config
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
-    base = ["experiment=dagan", "data.root=unused", *ADVERSARIAL["dagan"], "model.perceptual.size=64"]
+    base = ["experiment=dagan", "data.root=unused", *ADVERSARIAL["dagan"], "model.net.perceptual.size=64"]
     for setting, expected in (("32", False), ("bf16", True), ("auto", True)):
-        module = build_module(compose_config("train", [*base, f"loss.vgg_precision={setting}"], tmp_path))
+        module = build_module(compose_config("train", [*base, f"model.vgg_precision={setting}"], tmp_path))
         module.on_fit_start()
         assert module.perceptual.bf16 is expected
         assert module.run_metadata("cpu")["perceptual_precision"] == ("bf16" if expected else "32")
     with pytest.raises(ValueError, match="vgg_precision must be one of"):
-        build_module(compose_config("train", [*base, "loss.vgg_precision=fp16"], tmp_path))
+        build_module(compose_config("train", [*base, "model.vgg_precision=fp16"], tmp_path))
 
 
 def test_stage2_and_joint_keep_their_vgg19_perceptual_loss(tmp_path):
@@ -227,6 +227,6 @@ def test_stage2_and_joint_keep_their_vgg19_perceptual_loss(tmp_path):
 
     for experiment in ("joint", "stage2"):
         cfg = compose_config("train", [f"experiment={experiment}"], tmp_path)
-        perceptual = cfg.model.perceptual
+        perceptual = cfg.model.net.perceptual
         assert perceptual._target_ == "csmri.models.VGGFeatures" and "arch" not in perceptual
         assert VGGFeatures.__init__.__defaults__[-1] == "vgg19"

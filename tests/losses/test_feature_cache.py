@@ -119,7 +119,7 @@ def _train_vgg_column(phantom_root, out, cache_mb: int) -> list[float]:
         "trainer.log_every_n_steps=1",
         "trainer.max_epochs=2",
         "+trainer.limit_val_batches=1",
-        f"loss.vgg_cache_mb={cache_mb}",
+        f"model.vgg_cache_mb={cache_mb}",
     ]
     train(compose_config("train", overrides, out))
     with open(out / "csv" / "metrics.csv") as f:

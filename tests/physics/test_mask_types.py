@@ -209,3 +209,54 @@ def test_equispaced_spacing_at_its_edges(n, acc, sample_n, spacing):
     """fastMRI's adjusted spacing round(acc (L - N) / (L acc - N)), worked out by hand at the cases its formula
     leaves open (no centre, acceleration 1, a centre that alone reaches the acceleration)."""
     assert equispaced_spacing(n, acc, sample_n) == spacing
+
+
+class EveryOtherLine:  # a user's own mask family: a LineMaskFunc subclass (below) named by its dotted path
+    pass
+
+
+def test_mask_families_are_classes_named_by_target_and_draw_what_the_functions_draw():
+    from hydra.utils import instantiate
+
+    from csmri.physics.mask import (
+        MASK_FAMILIES,
+        EquispacedLineMask,
+        GaussianLineMask,
+        LineMaskFunc,
+        RandomLineMask,
+        equispaced_line_lines,
+        gaussian_line_lines,
+        lines_to_mask,
+        random_line_lines,
+    )
+
+    assert MASK_FAMILIES == {"gaussian": GaussianLineMask, "random": RandomLineMask, "equispaced": EquispacedLineMask}
+    functions = {"gaussian": gaussian_line_lines, "random": random_line_lines, "equispaced": equispaced_line_lines}
+    for name, cls in MASK_FAMILIES.items():
+        # as a data config names it: {_target_: ..., _partial_: true}, completed with the acquisition's settings
+        factory = instantiate({"_target_": f"csmri.physics.mask.{cls.__name__}", "_partial_": True})
+        func = factory(acceleration=4, sample_n=None, center_fraction=0.125)
+        drawn = func(3, (64, 48), torch.Generator().manual_seed(5))
+        expected = lines_to_mask(functions[name](3, 64, 4, 8, torch.Generator().manual_seed(5), "cpu"), 48)
+        assert torch.equal(drawn, expected) and drawn.dtype == torch.float32
+        sampler = MaskSampler(4, mask=factory, seed=3)
+        named = MaskSampler(4, mask=name, seed=3)
+        dotted = MaskSampler(4, mask=f"csmri.physics.mask.{cls.__name__}", seed=3)
+        assert sampler.settings == named.settings == dotted.settings and sampler.mask == name  # checkpoints: the name
+        assert torch.equal(sampler.evaluation_mask("p/1", (64, 64))[0], named.evaluation_mask("p/1", (64, 64))[0])
+
+    class Alternate(LineMaskFunc):
+        def lines(self, batch_size, n, generator, device):
+            return (torch.arange(n) % 2 == 0).expand(batch_size, n)
+
+    global EveryOtherLine
+    EveryOtherLine = Alternate
+    own = MaskSampler(2, mask=f"{__name__}.EveryOtherLine")
+    assert own.mask == f"{Alternate.__module__}.{Alternate.__qualname__}"
+    assert own.evaluation_mask("p/0", (4, 2))[0].tolist() == [[1.0, 1.0], [0.0, 0.0], [1.0, 1.0], [0.0, 0.0]]
+    with pytest.raises(ValueError, match="unknown mask type"):
+        MaskSampler(4, mask="csmri.physics.mask.PoissonMask")
+    with pytest.raises(ValueError, match="does not name a csmri.physics.mask.LineMaskFunc"):
+        MaskSampler(4, mask="torch.zeros")
+    with pytest.raises(ValueError, match="does not build"):
+        MaskSampler(4, mask=lambda **settings: settings)
