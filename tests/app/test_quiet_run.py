@@ -29,7 +29,7 @@ NOISE = (
 def _stage2(phantom_root: Path, stage1_ckpt: Path, run_dir: Path, *extra: str) -> list[str]:
     tiny = [o for o in TINY_STAGE2 if not o.startswith("model.perceptual.weights")]
     return [
-        "train", "experiment=stage2", f"data.root={phantom_root}", f"model.recon_ckpt={stage1_ckpt}", *tiny,
+        "train", "experiment=stage2", f"data.root={phantom_root}", f"model.net.recon_ckpt={stage1_ckpt}", *tiny,
         "model.perceptual.weights=imagenet", "data.batch_size=3", "trainer.max_epochs=1",
         "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "seed=3", "tags=[mine]",
         "logger.wandb.log_model=true", f"hydra.run.dir={run_dir}", *extra,
@@ -107,10 +107,10 @@ def test_the_wandb_run_is_named_tagged_grouped_and_has_the_checkpoints(runs):
 def test_run_name_group_and_tags_from_the_config(tmp_path, monkeypatch):
     cfg = compose_config("train", ["experiment=stage2", "seed=3", "tags=[a,b]"], tmp_path)
     overrides = ["experiment=stage2", "loss.alpha_target=0.05", "data.root=/x/y", "seed=3", "trainer.devices=2",
-                 "model.recon_ckpt=/a/b.ckpt", "+trainer.limit_train_batches=2"]  # fmt: skip
+                 "model.net.recon_ckpt=/a/b.ckpt", "+trainer.limit_train_batches=2"]  # fmt: skip
     assert wandb_run_name(cfg, overrides) == "stage2-alpha_target=0.05-limit_train_batches=2-s3"
-    assert wandb_run_name(cfg, [f"model.nf={'9' * 300}"]).endswith("-s3")
-    assert len(wandb_run_name(cfg, [f"model.nf={'9' * 300}"])) == 128
+    assert wandb_run_name(cfg, [f"model.net.nf={'9' * 300}"]).endswith("-s3")
+    assert len(wandb_run_name(cfg, [f"model.net.nf={'9' * 300}"])) == 128
     assert wandb_group(cfg) == "stage2"
     monkeypatch.setenv("CSMRI_PIPELINE", "reproduce-quick")
     monkeypatch.setenv("CSMRI_PROFILE", "quick")

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import CSMRI, SUBPROCESS_ENV, compose_config
 
-TINY_STAGE1 = ["experiment=stage1", "model.nf=8", "data.batch_size=4", "logger=csv"]
+TINY_STAGE1 = ["experiment=stage1", "model.net.nf=8", "data.batch_size=4", "logger=csv"]
 
 
 def _default_sigint() -> None:

@@ -14,7 +14,7 @@ from csmri.config import compose
 from csmri.errors import ConfigError
 from tests.helpers import compose_config, run_csmri
 
-TINY_STAGE1 = ["experiment=stage1", "model.nf=8", "data.batch_size=4", "logger=csv"]
+TINY_STAGE1 = ["experiment=stage1", "model.net.nf=8", "data.batch_size=4", "logger=csv"]
 
 # key=value as a user types it -> the attribute of the built Trainer that shows it arrived
 EVERYDAY = {
@@ -118,9 +118,9 @@ def test_debug_overfit_and_profiler_run(tmp_path, phantom_root, caplog):
     [
         ("trainer.limit_train_batchs=2", "trainer.limit_train_batches"),
         ("data.batchsize=3", "data.batch_size"),
-        ("model.nff=3", "model.nf"),
+        ("model.net.nff=3", "model.net.nf"),
         ("seeds=1", "seed"),
-        ("module.optimizer.lrr=0.1", "module.optimizer.lr"),
+        ("model.optimizer.lrr=0.1", "model.optimizer.lr"),
     ],
 )
 def test_unknown_keys_suggest_the_nearest(override, suggestion):
@@ -130,10 +130,12 @@ def test_unknown_keys_suggest_the_nearest(override, suggestion):
 
 def test_an_argument_a_class_refuses_names_the_key(tmp_path, phantom_root):
     base = [*TINY_STAGE1, f"data.root={phantom_root}"]
-    with pytest.raises(ConfigError, match=r"`model.nff` is not an option of model .*did you mean `model.nf`"):
-        train(compose_config("train", [*base, "+model.nff=3"], tmp_path / "a"))
+    with pytest.raises(
+        ConfigError, match=r"`model.net.nff` is not an option of model.net .*did you mean `model.net.nf`"
+    ):
+        train(compose_config("train", [*base, "+model.net.nff=3"], tmp_path / "a"))
     info = json.loads((tmp_path / "a" / "run_info.json").read_text())
-    assert info["status"] == "failed" and "model.nff" in info["error"]
+    assert info["status"] == "failed" and "model.net.nff" in info["error"]
     with pytest.raises(ConfigError, match=r"`data.batchsize` .*did you mean `data.batch_size`"):
         train(compose_config("train", [*base, "+data.batchsize=3"], tmp_path / "b"))
     with pytest.raises(ConfigError, match="accumulate_grad_batches must be"):
@@ -144,10 +146,12 @@ def test_an_argument_a_class_refuses_names_the_key(tmp_path, phantom_root):
 
 @pytest.mark.slow
 def test_cli_errors_are_one_line_with_status_2(tmp_path, phantom_root):
-    result = run_csmri("train", *TINY_STAGE1, f"data.root={phantom_root}", "+model.nff=3", f"hydra.run.dir={tmp_path}")
+    result = run_csmri(
+        "train", *TINY_STAGE1, f"data.root={phantom_root}", "+model.net.nff=3", f"hydra.run.dir={tmp_path}"
+    )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("Seed set to")]
-    assert "Traceback" not in result.stderr and lines[0].startswith("csmri: error: `model.nff`"), result.stderr
+    assert "Traceback" not in result.stderr and lines[0].startswith("csmri: error: `model.net.nff`"), result.stderr
     assert len(lines) == 2 and lines[1].startswith("  hint:"), result.stderr
     if torch.cuda.is_available():
         return
