@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 MODULES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format bench mutation reproduce study phantom clean sync-wandb
+.PHONY: help venv test test-fast lint format bench mutation reproduce study phantom clean sync-wandb
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -22,8 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)  ## create .venv and install csmri (editable, dev extra) pinned by constraints.txt
 
-test: venv  ## run the test suite
+test: venv  ## run the test suite (all of it, the slow end-to-end runs included)
 	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+test-fast: venv  ## the test suite without the tests marked slow (end-to-end training runs, wheel build)
+	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 lint: venv  ## ruff check + format check
 	$(VENV)/bin/ruff check csmri tests experiments

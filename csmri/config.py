@@ -14,7 +14,7 @@ from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from csmri.errors import ConfigError
+from csmri.errors import ConfigError, UnknownKeyError
 
 CONFIG_MODULE = "csmri.conf"
 CONFIG_SEARCH_PATH = f"pkg://{CONFIG_MODULE}"
@@ -29,11 +29,6 @@ def config_dir() -> Path:
             "reinstall csmri (`pip install .` or `make venv`)"
         )
     return CONFIG_DIR
-
-
-class UnknownKeyError(ConfigError, ConfigCompositionException):
-    """An override of a key the config does not have, with the nearest key it has (:func:`closest_key`); still a
-    Hydra ``ConfigCompositionException`` for code that catches Hydra's error."""
 
 
 def compose(
@@ -140,6 +135,21 @@ def instantiate_or_raise_cause(config: Any, **kwargs: Any) -> Any:
         if err.__cause__ is None:
             raise
         raise err.__cause__  # noqa: B904 (the target's own error and its chain are what users need)
+
+
+def data_source(name: str, **overrides: Any) -> Any:
+    """The source of ``conf/data/<name>.yaml`` (e.g. ``folder``, ``la2018``, ``acdc``, ``fastmri_singlecoil``: a
+    :class:`csmri.data.sources.folder.FolderSource`) with keyword ``overrides`` of its options: the config files are
+    the one source of the presets. A name without a config, or a config without a source, is a ConfigError."""
+    from hydra.errors import MissingConfigException
+
+    try:  # only data.source is used: data.root may stay ??? (it is never resolved)
+        source = compose("train", [f"data={name}"]).data.source
+    except MissingConfigException as err:
+        raise ConfigError(f"no data config {name!r} in csmri/conf/data") from err
+    if source is None:
+        raise ConfigError(f"data={name} has no source: its data.root must already hold a prepared dataset")
+    return instantiate(OmegaConf.merge(source, overrides))
 
 
 def sqlite_url(folder: str, name: str = "optuna.db") -> str:

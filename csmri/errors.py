@@ -1,9 +1,12 @@
-"""User-facing errors: mistakes a user can fix (a wrong path, a missing config value, a bad input file).
+"""Every csmri exception class, and how the ``csmri`` command reports the ones a user can fix.
 
+User-facing errors are mistakes a user can fix (a wrong path, a missing config value, a bad input file).
 The ``csmri`` command (:mod:`csmri.app.cli`) prints them as one line plus a hint and exits with status 2;
 ``HYDRA_FULL_ERROR=1`` or ``CSMRI_DEBUG=1`` shows the full traceback instead. Every other exception is a bug
 and keeps its traceback. The subclasses also derive from the builtin they replace (``ValueError``,
 ``FileNotFoundError``, ...), so ``except ValueError`` written against earlier versions still catches them.
+
+This module imports nothing from csmri, so that any module may import it.
 """
 
 from __future__ import annotations
@@ -11,20 +14,29 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 
+from hydra.errors import ConfigCompositionException
+
 __all__ = [
+    "BadInputError",
     "CheckpointError",
     "ConfigError",
     "CsmriError",
     "DataError",
     "DatasetFolderError",
     "DatasetNotFoundError",
+    "InferenceError",
     "MissingPackageError",
     "MissingValueError",
+    "NonFiniteLossError",
     "OutputError",
+    "PerceptualWeightsUnavailable",
+    "RunTerminated",
     "TrainingError",
+    "UnknownKeyError",
     "debug_enabled",
     "did_you_mean",
     "format_error",
@@ -55,6 +67,12 @@ class CsmriError(Exception):
 
 class ConfigError(CsmriError, ValueError):
     """A configuration value that cannot work (unknown key or method, inconsistent settings)."""
+
+
+class UnknownKeyError(ConfigError, ConfigCompositionException):
+    """An override of a key the config does not have, with the nearest key it has
+    (:func:`csmri.config.closest_key`); still a Hydra ``ConfigCompositionException`` for code that catches Hydra's
+    error."""
 
 
 class MissingValueError(ConfigError):
@@ -94,6 +112,46 @@ class TrainingError(CsmriError, RuntimeError):
     """Training cannot go on (a non-finite loss, an unwritable output folder)."""
 
 
+class NonFiniteLossError(TrainingError):
+    """A training loss became NaN or infinite."""
+
+
+class InferenceError(DataError):
+    """A checkpoint or input that cannot be reconstructed; the message names it, the hint says what to do.
+
+    A :class:`DataError` (so a ``ValueError``): raised by ``csmri reconstruct`` / ``csmri export`` and
+    :func:`csmri.load`, it is printed by the ``csmri`` command's one top-level handler as
+    ``csmri <command>: error: <message>`` plus ``  hint: <hint>``, without a traceback, exit status 2.
+    """
+
+
+class BadInputError(ValueError):
+    """A raw input file (or folder) that cannot be used; ``path`` names it and the message starts with it.
+
+    Raised by the scan readers (:mod:`csmri.data.scan_files`) and the folder source; :func:`user_error` turns it into
+    a :class:`DataError`. ``hint`` (optional) says what to do when the usual advice (check the file, or skip it) does
+    not fit.
+    """
+
+    def __init__(self, path: str | Path, reason: str, hint: str = "") -> None:
+        self.path = Path(path)
+        self.reason = reason
+        self.hint = hint
+        super().__init__(f"{path}: {reason}")
+
+
+class PerceptualWeightsUnavailable(RuntimeError):
+    """ImageNet VGG weights were requested but cannot be loaded (offline and not cached)."""
+
+
+class RunTerminated(KeyboardInterrupt):
+    """SIGTERM arrived while no Trainer was fitting: the run stops as on Ctrl-C (``signum``: the signal)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def debug_enabled() -> bool:
     """True when ``CSMRI_DEBUG`` or ``HYDRA_FULL_ERROR`` asks for full tracebacks."""
     return any(os.environ.get(name, "") not in ("", "0") for name in DEBUG_ENV)
@@ -108,7 +166,7 @@ def did_you_mean(name: str, candidates: Iterable[str], prefix: str = "") -> str:
 def user_error(err: BaseException) -> CsmriError | None:
     """``err`` as a :class:`CsmriError` when it is a user mistake csmri recognises, else ``None``.
 
-    Besides csmri's own errors: bad input files (:class:`csmri.data.scan_files.BadInputError`), missing
+    Besides csmri's own errors: bad input files (:class:`BadInputError`), missing
     ``???`` config values, overrides Hydra cannot parse and Hydra's composition errors (an unknown config group
     or key).
     """
@@ -119,12 +177,10 @@ def user_error(err: BaseException) -> CsmriError | None:
         if isinstance(cause, CsmriError):
             return cause
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    from csmri.data.scan_files import BadInputError
-
     if isinstance(err, BadInputError):
         return DataError(str(err), err.hint or "check the file, or skip bad inputs with data.source.skip_bad=true")
     try:
-        from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+        from hydra.errors import MissingConfigException, OverrideParseException
         from omegaconf.errors import MissingMandatoryValue
     except ImportError:  # pragma: no cover - hydra is a dependency
         return None

@@ -24,32 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from csmri.errors import CheckpointError, DataError
+from csmri.device import resolve_device
+from csmri.errors import CheckpointError, InferenceError
 from csmri.physics.fft import ifft2c
 
 PRECISIONS = ("32", "bf16")
-
-
-class InferenceError(DataError):
-    """A checkpoint or input that cannot be reconstructed; the message names it, the hint says what to do.
-
-    A :class:`csmri.errors.CsmriError` (a :class:`csmri.errors.DataError`, so a ``ValueError``): raised by
-    ``csmri reconstruct`` / ``csmri export``, it is printed by the ``csmri`` command's one top-level handler as
-    ``csmri <command>: error: <message>`` plus ``  hint: <hint>``, without a traceback, exit status 2.
-    """
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as err:
-        raise InferenceError(f"unknown device {device!r}", "use auto, cpu, cuda or cuda:N") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError(f"device {device!r} asked for but CUDA is not available", "use --device cpu")
-    return resolved
 
 
 def read_reconstruction_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from csmri.errors import RunTerminated
+
 PACKAGES = (
     "csmri",
     "torch",
@@ -131,14 +133,6 @@ class RunInfo:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=str))
         tmp.replace(self.path)
-
-
-class RunTerminated(KeyboardInterrupt):
-    """SIGTERM arrived while no Trainer was fitting: the run stops as on Ctrl-C."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report a signal

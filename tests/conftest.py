@@ -1,39 +1,17 @@
-"""Shared fixtures: tiny phantom data and a stage-1 checkpoint made once per session; no downloads."""
+"""Shared fixtures: tiny phantom data, the fast train config and a stage-1 checkpoint, made once per session; no
+downloads. Constants and helpers shared by the tests live in :mod:`tests.helpers` (import them from there)."""
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
 import pytest
+from omegaconf import DictConfig
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ["CSMRI_OFFLINE"] = "1"  # ImageNet VGG from the torch cache only: nothing downloads in tests
-
-TINY = {"n_patients": 4, "size": 64, "n_slices": 6, "seed": 0}
-# tiny networks and no VGG download for every stage-2 run in the tests
-TINY_STAGE2 = [
-    "model.net.refine.net.features=[8,16,32]",
-    "model.net.discriminator.net.features=[8,16,16,32,32,32]",
-    "model.net.perceptual.weights=random",
-    "model.net.perceptual.layer=relu2_2",
-    "model.log_images_every_n_steps=2",
-]
-# tiny DAGAN / joint baselines (64x64 phantom)
-ADVERSARIAL = {
-    "dagan": [
-        "model.net.generator.features=[8,16,16,16,16,16]",
-        "model.net.discriminator.net.max_features=32",
-        "model.net.perceptual.weights=random",
-        "model.net.perceptual.layer=relu1_2",
-    ],
-    "joint": [
-        "model.net.generator.nf=8",
-        "model.net.discriminator.net.features=[8,16,16,32,32,32]",
-        "model.net.perceptual.weights=random",
-        "model.net.perceptual.layer=relu1_2",
-    ],
-}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,24 +34,40 @@ def no_weight_downloads():
 def phantom_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-patient (2/1/1 split), 6-slice, 64x64 phantom dataset."""
     from csmri.data.sources.phantom import write_phantom_dataset
+    from tests.helpers import TINY
 
     return write_phantom_dataset(tmp_path_factory.mktemp("phantom") / "data", progress=False, **TINY)
 
 
 @pytest.fixture(scope="session")
-def stage1_ckpt(phantom_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """best.ckpt of a very short stage-1 run (small RecNet) on the tiny phantom."""
-    from tests.helpers import train_best_checkpoint
+def cfg_train_global(phantom_root: Path) -> DictConfig:
+    """``conf/train.yaml`` with ``experiment=stage1`` on the tiny phantom and the fast test defaults
+    (:data:`tests.helpers.FAST_TRAIN`: one epoch, CSV logs; a small RecNet), composed once per session.
+    Tests take a copy through :func:`cfg_train`; never change this one."""
+    from tests.helpers import STAGE1_SMALL, train_config
 
-    return train_best_checkpoint(
-        tmp_path_factory.mktemp("stage1"),
-        [
-            "experiment=stage1",
-            f"data.root={phantom_root}",
-            "trainer.max_epochs=1",
-            "logger=csv",
-            "model.net.nf=8",
-            "data.batch_size=4",
-            "+trainer.limit_train_batches=2",
-        ],
-    )
+    return train_config(["experiment=stage1", f"data.root={phantom_root}", *STAGE1_SMALL])
+
+
+@pytest.fixture
+def cfg_train(cfg_train_global: DictConfig, tmp_path: Path) -> DictConfig:
+    """A copy of :func:`cfg_train_global` that writes into ``tmp_path``; change it freely (``open_dict(cfg)`` to add
+    keys such as ``trainer.limit_train_batches``)."""
+    cfg = copy.deepcopy(cfg_train_global)
+    cfg.paths.output_dir = str(tmp_path)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def stage1_ckpt(cfg_train_global: DictConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.ckpt of a very short stage-1 run (:func:`cfg_train_global`, two training batches)."""
+    from omegaconf import open_dict
+
+    from csmri.app.train import train
+
+    cfg = copy.deepcopy(cfg_train_global)
+    cfg.paths.output_dir = str(tmp_path_factory.mktemp("stage1"))
+    with open_dict(cfg):
+        cfg.trainer.limit_train_batches = 2
+    train(cfg)
+    return Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"

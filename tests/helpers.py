@@ -1,4 +1,5 @@
-"""Test helpers: compose the project's Hydra configs outside a Hydra app."""
+"""Constants and helpers shared by the tests: tiny data and network settings, fast training configs composed outside
+a Hydra app, and the ``csmri`` command as a subprocess. (Fixtures are in ``tests/conftest.py``.)"""
 
 from __future__ import annotations
 
@@ -11,11 +12,46 @@ from omegaconf import DictConfig
 
 from csmri.config import compose, config_dir
 
+# the phantom dataset of the `phantom_root` fixture: 4 patients (2/1/1 split), 6 slices, 64x64
+TINY = {"n_patients": 4, "size": 64, "n_slices": 6, "seed": 0}
+# tiny networks and no VGG download for every stage-2 run in the tests
+TINY_STAGE2 = [
+    "model.net.refine.net.features=[8,16,32]",
+    "model.net.discriminator.net.features=[8,16,16,32,32,32]",
+    "model.net.perceptual.weights=random",
+    "model.net.perceptual.layer=relu2_2",
+    "model.log_images_every_n_steps=2",
+]
+# tiny DAGAN / joint baselines (64x64 phantom)
+ADVERSARIAL = {
+    "dagan": [
+        "model.net.generator.features=[8,16,16,16,16,16]",
+        "model.net.discriminator.net.max_features=32",
+        "model.net.perceptual.weights=random",
+        "model.net.perceptual.layer=relu1_2",
+    ],
+    "joint": [
+        "model.net.generator.nf=8",
+        "model.net.discriminator.net.features=[8,16,16,32,32,32]",
+        "model.net.perceptual.weights=random",
+        "model.net.perceptual.layer=relu1_2",
+    ],
+}
+# fast test defaults of every training run composed in-process: one epoch, CSV logs (no W&B)
+FAST_TRAIN = ["trainer.max_epochs=1", "logger=csv"]
+# the small RecNet and batch of the `cfg_train_global` fixture (stage 1 on the tiny phantom)
+STAGE1_SMALL = ["model.net.nf=8", "data.batch_size=4"]
+
 
 def compose_config(name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """Compose ``conf/<name>.yaml`` with ``overrides``; ``paths.output_dir`` set to ``output_dir``."""
     extra = [f"paths.output_dir={output_dir}"] if output_dir is not None else []
     return compose(name, [*overrides, *extra])
+
+
+def train_config(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """``conf/train.yaml`` with :data:`FAST_TRAIN` and then ``overrides`` (which win, e.g. ``trainer.max_epochs=2``)."""
+    return compose_config("train", [*FAST_TRAIN, *overrides], output_dir)
 
 
 def experiments() -> list[str]:
@@ -35,8 +71,9 @@ def run_csmri(*args: str, timeout: int = 600, **env: str) -> subprocess.Complete
 
 
 def train_best_checkpoint(output_dir: Path, overrides: list[str]) -> Path:
-    """Run ``csmri train`` in-process with ``overrides`` into ``output_dir``; its ``checkpoints/best.ckpt``."""
+    """Run ``csmri train`` in-process with :data:`FAST_TRAIN` and ``overrides`` into ``output_dir``; its
+    ``checkpoints/best.ckpt``."""
     from csmri.app.train import train
 
-    train(compose_config("train", overrides, output_dir))
+    train(train_config(overrides, output_dir))
     return output_dir / "checkpoints" / "best.ckpt"

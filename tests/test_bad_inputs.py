@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from csmri.app.cli import main as csmri_main
-from csmri.data.scan_files import BadInputError, read_volume
+from csmri.data.scan_files import read_volume
+from csmri.errors import BadInputError
 from tests.data.sources.test_scan_files import (
     truncate,
     volume,

@@ -11,8 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from csmri.app.train import build_callbacks, build_loggers, build_module, build_trainer
-from tests.conftest import ADVERSARIAL, TINY_STAGE2
-from tests.helpers import compose_config, experiments
+from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config, experiments
 
 
 def experiment_overrides(experiment: str, request: pytest.FixtureRequest) -> list[str]:
@@ -121,3 +120,26 @@ def test_every_model_config_is_a_lightning_module_with_the_optimizer_written_onc
     optimiser = re.compile(r"_target_: torch\.optim\.[A-Z]")  # an optimiser class (not torch.optim.lr_scheduler)
     written = [p for p in config_dir().rglob("*.yaml") if optimiser.search(p.read_text())]
     assert [p.relative_to(config_dir()).as_posix() for p in written] == ["optimizer/adam.yaml"]
+
+
+def test_dagan_size_follows_folder_sources():
+    """DAGAN's networks take the data's image size from the data module when the module is built (the composed
+    config leaves it null: resolving a config reads no data)."""
+    from hydra.utils import instantiate
+
+    from csmri.app.train import build_module
+    from csmri.config import compose
+    from tests.helpers import ADVERSARIAL
+
+    tiny = [*ADVERSARIAL["dagan"], "model.net.generator.features=[4,4,4,4,4,4,4,4]"]  # 8 levels: 256 = 2 ** 8
+    for overrides, size in ((["data=folder", "data.source.size=[96,96]"], 96), (["data=acdc"], 256)):
+        cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", *overrides, *tiny])
+        assert cfg.model.image_size is None and cfg.model.net.generator.size is None
+        assert instantiate(cfg.data).expected_image_size() == size  # what build_module passes as image_size
+    net = build_module(cfg).hparams.net  # acdc
+    assert net["generator"]["size"] == 256 and net["discriminator"]["net"]["size"] == 256
+    cfg = compose("train", ["experiment=dagan", "data.root=/nonexistent", "data=folder", *ADVERSARIAL["dagan"]])
+    with pytest.raises(Exception, match="not known before it is prepared"):
+        build_module(cfg)
+    given = ["experiment=dagan", "data.root=/nonexistent", "data=folder", "model.image_size=64", *ADVERSARIAL["dagan"]]
+    assert build_module(compose("train", given)).hparams.net["generator"]["size"] == 64  # no data needed

@@ -32,6 +32,7 @@ def _args(phantom_root, run_dir, *extra):
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_reaches_the_same_final_step(phantom_root, tmp_path):
     run = tmp_path / "run"
     last = run / "checkpoints" / "last.ckpt"
@@ -85,12 +86,13 @@ def _epoch_of(last):
 DETERMINISTIC = ["trainer.deterministic=true", "trainer.precision=32-true", "trainer.accelerator=cpu"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["stage1", "stage2"])
 def test_killed_runs_resume_bit_for_bit(stage, phantom_root, stage1_ckpt, tmp_path):
     """SIGKILL after an epoch's checkpoint and again inside a (slowed-down) checkpoint write: every checkpoint
     left on disk loads with weights_only=True, and resuming reaches exactly the weights (and, for stage 2,
     lambda, the normaliser constants and the replay buffer) of an uninterrupted run."""
-    from tests.conftest import TINY_STAGE2
+    from tests.helpers import TINY_STAGE2
 
     extra = [*DETERMINISTIC, "trainer.max_epochs=3", "callbacks.last_checkpoint.every_n_train_steps=null"]
     if stage == "stage2":
@@ -120,6 +122,7 @@ def test_killed_runs_resume_bit_for_bit(stage, phantom_root, stage1_ckpt, tmp_pa
     assert not different, different[:5]
 
 
+@pytest.mark.slow
 def test_a_copied_run_folder_resumes_as_in_place(phantom_root, tmp_path):
     """Continuing a copy of a finished run (or a moved one) overwrites its last.ckpt / best.ckpt; Lightning alone
     would write last-v1.ckpt beside a stale last.ckpt, which csmri would then resume from and evaluate."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from csmri.app.compare import main as compare_main
@@ -22,6 +23,7 @@ def _train(phantom_root, run_dir, *extra, mode="offline"):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_id_survives_resume(phantom_root, tmp_path):
     first, resumed = tmp_path / "first", tmp_path / "resumed"
     _train(phantom_root, first, "trainer.max_epochs=1")
@@ -33,6 +35,7 @@ def test_wandb_offline_run_id_survives_resume(phantom_root, tmp_path):
     assert list((resumed / "wandb").glob(f"offline-run-*-{run_id}"))
 
 
+@pytest.mark.slow
 def test_compare_runs(phantom_root, tmp_path, capsys):
     runs = [tmp_path / "a", tmp_path / "b"]
     for run, nf in zip(runs, (4, 8), strict=True):

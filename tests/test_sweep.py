@@ -15,6 +15,7 @@ def _multirun(*args: str) -> subprocess.CompletedProcess:
     return run_csmri("train", "-m", *args)
 
 
+@pytest.mark.slow
 def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
     sweep = tmp_path / "sweep"
     result = _multirun(
@@ -49,6 +50,7 @@ def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
     assert "holds a finished run with other overrides" in log and "model.net.nf=4" in log, log[-3000:]
 
 
+@pytest.mark.slow
 def test_ddp_in_local_multirun_is_refused(phantom_root, tmp_path):
     result = _multirun(
         "experiment=stage1",
@@ -78,3 +80,14 @@ def test_slurm_launcher_composes(tmp_path):
 def test_unknown_sweep_is_an_error():
     with pytest.raises(ConfigCompositionException):
         compose_config("train", ["sweep=nonexistent"])
+
+
+def test_optuna_sweep_is_seeded_and_resumable(tmp_path):
+    from csmri.config import compose
+
+    sweep_dir = tmp_path / "sweep"
+    cfg = compose(
+        "train", ["experiment=stage2", "sweep=optuna", f"hydra.sweep.dir={sweep_dir}"], return_hydra_config=True
+    )
+    assert cfg.hydra.sweeper.sampler.seed == 0
+    assert cfg.hydra.sweeper.storage == f"sqlite:///{sweep_dir}/optuna.db"

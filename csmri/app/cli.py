@@ -40,7 +40,7 @@ TOOLS = {
     "reconstruct": "csmri.app.reconstruct:main",
     "export": "csmri.app.export:main",
     "compare": "csmri.app.compare:main",
-    "readers": "csmri.eval.reader_study:readers_main",
+    "readers": "csmri.app.readers:main",
 }
 SUBCOMMANDS = ("data", "readers")  # tools whose second word is a sub-command (`csmri data prepare`)
 COMMANDS = (*HYDRA_APPS, *TOOLS)

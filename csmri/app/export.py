@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from csmri.errors import OutputError
-from csmri.inference import InferenceError, TrainedReconstructor
+from csmri.errors import InferenceError, OutputError
+from csmri.inference import TrainedReconstructor
 from csmri.lit.checkpoints import inference_checkpoint, read_checkpoint
 from csmri.physics.real_fft import RealDataConsistency, RealFFT2c
 

@@ -2,7 +2,8 @@
 
 Modules: :mod:`.layout` (the on-disk contract), :mod:`.dataset`, :mod:`.datamodule`, :mod:`.transforms`,
 :mod:`.scan_files` (raw scan readers), :mod:`.sources` (``phantom/``, ``folder/``), :mod:`.prepare`
-(``csmri data prepare``). Masks are drawn by :class:`csmri.physics.MaskSampler`.
+(:func:`~csmri.data.prepare.prepare_dataset`, what ``csmri data prepare`` runs). Masks are drawn by
+:class:`csmri.physics.MaskSampler`.
 
 Names are imported lazily so that light users (the phantom, ``csmri.config``) do not pay for Lightning.
 """

@@ -17,6 +17,7 @@ from csmri.data.layout import read_meta
 from csmri.data.order import ResumableShuffle
 from csmri.data.sources import DatasetSource
 from csmri.physics.sampling import MaskSampler
+from csmri.progress import training_batch_counter
 
 log = logging.getLogger(__name__)
 
@@ -195,16 +196,3 @@ class MRIDataModule(L.LightningDataModule):
             step = training_batch_counter(trainer)
             rank = trainer.global_rank
         return self.sampler.simulate(batch, train=training, step=step, rank=rank)
-
-
-def training_batch_counter(trainer: L.Trainer) -> int:
-    """Number of training batches fetched before the current one (restored on resume).
-
-    Unlike ``global_step`` it advances once per batch whatever the number of optimisers (GAN stages
-    step two) or gradient-accumulation settings. Counted as the completed batches plus the current epoch's batches
-    in flight: Lightning's ``total.ready`` also counts a batch fetched but not completed when a run was interrupted
-    (it resets only the epoch's ``current`` counters on restart), which would shift every later training mask of a
-    resumed run by one step.
-    """
-    progress = trainer.fit_loop.epoch_loop.batch_progress
-    return progress.total.completed + progress.current.ready - progress.current.completed

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from csmri.errors import MissingPackageError
+from csmri.errors import BadInputError, MissingPackageError
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,6 @@ EXTENSIONS = (
 _PICTURE_EXTENSIONS = (".png", ".tif", ".tiff")
 _PACKAGES = {"nibabel": "nibabel", "nrrd": "pynrrd", "pydicom": "pydicom", "PIL": "pillow"}
 NUMERIC_KINDS = "biufc"  # numpy dtype kinds read_volume accepts: bool, (unsigned) integer, float, complex
-
-
-class BadInputError(ValueError):
-    """A raw input file (or folder) that cannot be used; ``path`` names it and the message starts with it.
-
-    ``hint`` (optional) says what to do when the usual advice (check the file, or skip it) does not fit.
-    """
-
-    def __init__(self, path: str | Path, reason: str, hint: str = "") -> None:
-        self.path = Path(path)
-        self.reason = reason
-        self.hint = hint
-        super().__init__(f"{path}: {reason}")
 
 
 @dataclass

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from csmri.config import instantiate_or_raise_cause
 from csmri.data.datamodule import MRIDataModule
 from csmri.data.dataset import read_meta
+from csmri.device import resolve_device
 from csmri.errors import ConfigError, did_you_mean
 from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, TrainingRuns, load_module
@@ -47,12 +48,6 @@ from csmri.metrics.segmentation import foreground_dice, has_structure
 from csmri.run_info import RunInfo, job_overrides
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def configured_methods(cfg: DictConfig) -> list[str]:

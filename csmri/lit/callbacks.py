@@ -10,7 +10,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from csmri.errors import TrainingError
+from csmri.errors import NonFiniteLossError
 from csmri.lit.checkpoints import inference_checkpoint
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,6 @@ class InferenceModelCheckpoint(ModelCheckpoint):
             slim = inference_checkpoint(checkpoint)
             checkpoint.clear()
             checkpoint.update(slim)
-
-
-class NonFiniteLossError(TrainingError):
-    """A training loss became NaN or infinite."""
 
 
 class TrainingHealth(L.Callback):

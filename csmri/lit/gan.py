@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from csmri.data.datamodule import training_batch_counter
 from csmri.lit._config import build
 from csmri.lit.base import ReconstructionBase
 from csmri.lit.checkpoints import restore_left_out_state
@@ -33,6 +32,7 @@ from csmri.losses.normalizer import LossNormalizer
 from csmri.losses.perceptual import DEFAULT_CACHE_MB, PerceptualLoss
 from csmri.metrics.image import magnitude
 from csmri.physics import complex_to_channels
+from csmri.progress import training_batch_counter
 
 D_INPUTS = ("magnitude", "complex")
 

@@ -32,6 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from csmri.errors import PerceptualWeightsUnavailable
+
 log = logging.getLogger(__name__)
 
 # index of each named layer in torchvision's vgg19().features
@@ -50,10 +52,6 @@ VGG16_LAYERS = {
 LAYERS_BY_ARCH = {"vgg19": LAYERS, "vgg16": VGG16_LAYERS}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class PerceptualWeightsUnavailable(RuntimeError):
-    """ImageNet VGG weights were requested but cannot be loaded (offline and not cached)."""
 
 
 def _torchvision(arch: str) -> tuple[Any, Any]:

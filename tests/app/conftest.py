@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ADVERSARIAL, TINY_STAGE2
+from tests.helpers import ADVERSARIAL, TINY_STAGE2
 
-SHORT = ["logger=csv", "trainer.max_epochs=1", "+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1"]
+SHORT = ["+trainer.limit_train_batches=1", "+trainer.limit_val_batches=1"]  # and the one epoch of FAST_TRAIN
 
 
 def _train(overrides: list[str], out: Path) -> Path:
     from csmri.app.train import train
-    from tests.helpers import compose_config
+    from tests.helpers import train_config
 
-    train(compose_config("train", [*overrides, *SHORT], out))
+    train(train_config([*overrides, *SHORT], out))
     return out / "checkpoints" / "last.ckpt"
 
 

@@ -68,8 +68,7 @@ def test_inference_only_checkpoint_reconstructs_as_the_training_one(stage2_ckpt,
     from csmri.app.train import train
     from csmri.errors import CheckpointError, ConfigError
     from csmri.eval.methods import load_module
-    from tests.conftest import TINY_STAGE2
-    from tests.helpers import compose_config
+    from tests.helpers import TINY_STAGE2, compose_config
 
     out = tmp_path / "stage2_inference.ckpt"
     assert main(["--ckpt", str(stage2_ckpt), "--format", "checkpoint", "--out", str(out)]) == 0

@@ -13,8 +13,7 @@ import pytest
 
 from csmri.app.train import wandb_group, wandb_run_name, wandb_tags
 from csmri.run_info import git_state
-from tests.conftest import TINY_STAGE2
-from tests.helpers import compose_config, run_csmri
+from tests.helpers import TINY_STAGE2, compose_config, run_csmri
 
 NOISE = (
     "litlogger",  # Lightning's advertisement

@@ -56,6 +56,7 @@ def _stop(process: subprocess.Popen, signum: int) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("signum", "reason", "code"), [(signal.SIGINT, "SIGINT (Ctrl-C)", 130), (signal.SIGTERM, "SIGTERM", 143)]
 )
+@pytest.mark.slow
 def test_a_signal_during_training_records_interrupted(tmp_path, phantom_root, signum, reason, code):
     """Lightning ends a Ctrl-C with ``sys.exit(1)`` and a SIGTERM with ``SIGTERMException`` (exit 0): both are
     ``interrupted``, named, with a resumable checkpoint, and the process exits with 128 + the signal."""

@@ -9,14 +9,15 @@ import pytest
 from hydra.utils import instantiate
 
 from csmri.app.cli import main as csmri_main
+from csmri.app.data import add_prepare_parser, run_prepare
+from csmri.config import data_source
 from csmri.data import MRIDataModule
-from csmri.data.prepare import add_prepare_parser, run_prepare
-from csmri.data.scan_files import BadInputError
-from csmri.data.sources.folder import FolderSource, named_source
+from csmri.data.sources.folder import FolderSource
+from csmri.errors import BadInputError
 from tests.data.sources.test_folder import nifti_folder
 from tests.data.sources.test_scan_files import truncate
 from tests.eval.hand_sis import hand_sis
-from tests.helpers import compose_config
+from tests.helpers import compose_config, train_config
 
 NAMED = ["folder", "la2018", "acdc", "fastmri_singlecoil"]
 
@@ -32,15 +33,15 @@ def test_data_configs_compose_and_instantiate(name, tmp_path):
     cfg = compose_config("train", ["experiment=stage1", f"data={name}", f"data.root={tmp_path}"], tmp_path)
     dm = instantiate(cfg.data)
     assert isinstance(dm, MRIDataModule) and isinstance(dm.source, FolderSource)
-    assert dm.source.options() == named_source(name).options()  # the Python presets are the config files
+    assert dm.source.options() == data_source(name).options()  # the Python presets are the config files
     assert dm.layout_dir == tmp_path / ".csmri_prepared" / dm.source.options_hash()
 
 
 def test_named_presets():
-    assert named_source("la2018").naming == "case_dirs" and named_source("la2018").size == [512, 512]
-    acdc = named_source("acdc")
+    assert data_source("la2018").naming == "case_dirs" and data_source("la2018").size == [512, 512]
+    acdc = data_source("acdc")
     assert acdc.structure == [3] and acdc.label_suffix == "_gt" and acdc.patient_regex == r"^(patient\d+)_"
-    fastmri = named_source("fastmri_singlecoil", size=[64, 64])
+    fastmri = data_source("fastmri_singlecoil", size=[64, 64])
     assert (fastmri.domain, fastmri.axis, fastmri.transpose, fastmri.labels) == ("kspace", 0, True, "none")
     assert fastmri.size == [64, 64]
 
@@ -113,13 +114,12 @@ def test_train_acceptance_on_a_raw_folder_and_a_corrupt_file(tmp_path):
         "data.source.progress=false",
         "data.acceleration=4",
         "trainer.fast_dev_run=1",
-        "logger=csv",
     ]
-    train(compose_config("train", overrides, tmp_path / "run"))
+    train(train_config(overrides, tmp_path / "run"))
     assert json.loads((tmp_path / "run" / "run_info.json").read_text())["status"] == "finished"
     truncate(root / "case3.nii.gz")
     with pytest.raises(BadInputError, match=r"case3\.nii\.gz"):
-        train(compose_config("train", overrides, tmp_path / "run2"))
+        train(train_config(overrides, tmp_path / "run2"))
 
 
 def test_eval_reports_sis_on_a_raw_folder(tmp_path):
@@ -142,10 +142,9 @@ def test_eval_reports_sis_on_a_raw_folder(tmp_path):
         "trainer.max_epochs=6",
         "data.batch_size=2",
         "model.optimizer.lr=1e-2",
-        "logger=csv",
         "model.net.channels=[4,8]",
     ]
-    train(compose_config("train", seg, tmp_path / "segnet"))
+    train(train_config(seg, tmp_path / "segnet"))
     ckpt = tmp_path / "segnet" / "checkpoints" / "best.ckpt"
     cfg = compose_config(
         "eval", [*data, "methods=[zero_filled]", "reference=zero_filled", f"segnet.ckpt={ckpt}"], tmp_path / "eval"

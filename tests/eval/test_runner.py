@@ -132,7 +132,6 @@ def segnet_ckpt(phantom_root, tmp_path_factory):
             "data.batch_size=2",
             "model.optimizer.lr=1e-2",
             "model.net.channels=[8,16,32]",
-            "logger=csv",
             "trainer.enable_progress_bar=false",
         ],
     )
@@ -204,3 +203,23 @@ def test_sis_end_to_end_equals_the_hand_computation(phantom_root, stage1_ckpt, s
     # zero-filling loses detail the net relies on: its SIS is visibly below 1 (a normaliser from the zero-filled
     # images themselves would make it exactly 1)
     assert expected["zero_filled"]["sis"] < 0.95
+
+
+def test_eval_reference_defaults_to_last_and_must_be_a_method(tmp_path):
+    import torch
+
+    from csmri.errors import CheckpointError, ConfigError
+    from csmri.eval.runner import build_methods, reference_method
+
+    cfg = compose_config("eval", ["methods=[zero_filled,recnet]"], tmp_path)
+    with pytest.raises(ConfigError, match="recnet.ckpt"):
+        build_methods(cfg, torch.device("cpu"))
+    cfg = compose_config("eval", ["methods=[recnet]", f"recnet.ckpt={tmp_path}/missing.ckpt"], tmp_path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        build_methods(cfg, torch.device("cpu"))
+
+    cfg = compose_config("eval", ["methods=[zero_filled,recnet]"], tmp_path)
+    assert reference_method(cfg) == "recnet"
+    cfg = compose_config("eval", ["methods=[zero_filled,recnet]", "reference=refinement"], tmp_path)
+    with pytest.raises(ConfigError, match="not among methods"):
+        reference_method(cfg)

@@ -8,11 +8,9 @@ import torch
 from csmri.app.train import build_module, train
 from csmri.lit.adversarial import image_terms
 from csmri.losses.dagan import dagan_freq, dagan_nmse
-from tests.conftest import ADVERSARIAL
-from tests.helpers import compose_config
+from tests.helpers import ADVERSARIAL, train_config
 
-FAST = [
-    "logger=csv",
+FAST = [  # besides FAST_TRAIN (one epoch, CSV logs)
     "data.acceleration=4",
     "data.batch_size=3",
     "data.eval_batch_size=6",
@@ -22,12 +20,12 @@ FAST = [
 
 def _config(experiment, phantom_root, out, *extra):
     overrides = [f"experiment={experiment}", f"data.root={phantom_root}", *ADVERSARIAL[experiment], *FAST, *extra]
-    return compose_config("train", overrides, out)
+    return train_config(overrides, out)
 
 
 @pytest.mark.parametrize("experiment", ["dagan", "joint"])
 def test_short_training_run(experiment, phantom_root, tmp_path):
-    train(_config(experiment, phantom_root, tmp_path, "trainer.max_epochs=1", "+trainer.limit_train_batches=2"))
+    train(_config(experiment, phantom_root, tmp_path, "+trainer.limit_train_batches=2"))
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "train/loss_d" in header and "train/adv" in header

@@ -36,6 +36,7 @@ def _train_ddp(experiment: str, phantom_root, run, *extra: str):
     )
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_path):
     run = tmp_path / "ddp"
     # fp32 so that the comparison with a single-process validation tests the aggregation, not bf16 rounding
@@ -54,9 +55,10 @@ def test_ddp_two_processes_match_single_process_validation(phantom_root, tmp_pat
     assert ddp_psnr == pytest.approx(single, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_ddp_stage2_two_processes(phantom_root, stage1_ckpt, tmp_path):
     """The manual-optimisation GAN stage under DDP (find_unused_parameters, toggled optimisers)."""
-    from tests.conftest import TINY_STAGE2
+    from tests.helpers import TINY_STAGE2
 
     run = tmp_path / "ddp2"
     result = _train_ddp("stage2", phantom_root, run, f"model.net.recon_ckpt={stage1_ckpt}", *TINY_STAGE2)

@@ -13,8 +13,7 @@ from torch import nn
 import csmri.app.train as train_app
 from csmri.app.train import build_module, train
 from csmri.physics import complex_to_channels
-from tests.conftest import TINY_STAGE2
-from tests.helpers import compose_config
+from tests.helpers import TINY_STAGE2, compose_config
 
 P_REPLAY = 0.5  # DESIGN.md section 2 / the paper: "p = 0.5 of drawing from" the replay buffer
 

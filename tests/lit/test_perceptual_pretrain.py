@@ -10,7 +10,7 @@ import torch
 from csmri.app.train import train
 from csmri.lit import precision
 from csmri.models.vgg import LAYERS, VGGFeatures
-from tests.helpers import compose_config
+from tests.helpers import train_config
 
 
 @pytest.mark.slow
@@ -19,14 +19,12 @@ def test_autoencoder_trains_and_exports_weights_the_perceptual_loss_loads(phanto
         "experiment=vgg_autoencoder",
         f"data.root={phantom_root}",
         "data.batch_size=4",
-        "trainer.max_epochs=1",
         "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1",
-        "logger=csv",
         "model.net.layer=relu2_2",  # a shallow encoder keeps the test fast; relu5_4 by default
         "model.net.decoder_channels=[16]",
     ]
-    train(compose_config("train", overrides, tmp_path))
+    train(train_config(overrides, tmp_path))
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["precision"] == precision.resolve_precision("auto", "cpu", wide=True)  # VGG-width: bf16 where native
     weights = tmp_path / "vgg19_autoencoder.pth"

@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from csmri.app.train import train
-from tests.conftest import ADVERSARIAL, TINY_STAGE2
-from tests.helpers import compose_config
+from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config
 
 DETERMINISTIC = [
     "trainer.deterministic=true",
@@ -77,6 +76,7 @@ def _differences(a, b, prefix=""):
     return [] if a == b else [prefix]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", sorted(SETUPS))
 def test_mid_epoch_resume_is_bit_exact(experiment, phantom_root, stage1_ckpt, tmp_path):
     per_epoch = SETUPS[experiment][1]

@@ -20,8 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from csmri.app.train import build_module
-from tests.conftest import ADVERSARIAL, TINY_STAGE2
-from tests.helpers import compose_config
+from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config
 
 STAGE2_LR, STAGE2_BETAS = 2e-4, (0.5, 0.999)  # paper: "Adam ... learning rate 2e-4, beta1 = 0.5" for V and D
 DAGAN_LR, DAGAN_BETA1 = 1e-4, 0.5  # DAGAN: Adam 1e-4, beta1 0.5

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from csmri.app.train import train
 from csmri.lit import ReconstructionModule
-from tests.helpers import compose_config, run_csmri
+from tests.helpers import run_csmri, train_config
 
-FAST = ["logger=csv", "data.batch_size=4", "data.eval_batch_size=6", "data.acceleration=4"]
+FAST = ["data.batch_size=4", "data.eval_batch_size=6", "data.acceleration=4"]
 
 
 def test_fast_dev_run(phantom_root, tmp_path):
-    cfg = compose_config(
-        "train", ["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *FAST], tmp_path
-    )
+    cfg = train_config(["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *FAST], tmp_path)
     train(cfg)
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["status"] == "finished" and info["seed"] == 0
@@ -31,7 +30,7 @@ def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_
         "model.optimizer.lr=1e-3",
         *FAST,
     ]
-    cfg = compose_config("train", overrides, tmp_path)
+    cfg = train_config(overrides, tmp_path)
     train(cfg)
     rows = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
     header = rows[0].split(",")
@@ -50,6 +49,7 @@ def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_
     assert module.reconstruct(batch).shape == (1, 64, 64)
 
 
+@pytest.mark.slow
 def test_cli_acceptance(phantom_root, tmp_path):
     """The issue's acceptance command: run dir placement, checkpoint, resolved config, model.net.nf."""
     run_dir = tmp_path / "run"
@@ -75,8 +75,7 @@ def test_cli_acceptance(phantom_root, tmp_path):
 
 def test_released_code_variant_with_weighted_dc_trains(phantom_root, tmp_path):
     switches = ["model.net.residual=false", "model.net.dc_nu=10.0", "data.noise_std=0.01"]
-    cfg = compose_config(
-        "train",
+    cfg = train_config(
         ["experiment=stage1", f"data.root={phantom_root}", "trainer.fast_dev_run=1", *switches, *FAST],
         tmp_path,
     )

@@ -14,11 +14,9 @@ from csmri.eval.methods import CheckpointMethod
 from csmri.lit import RefinementModule
 from csmri.lit.precision import resolve_feature_precision
 from csmri.losses.normalizer import LossNormalizer
-from tests.conftest import TINY_STAGE2
-from tests.helpers import compose_config
+from tests.helpers import TINY_STAGE2, train_config
 
-FAST = [
-    "logger=csv",
+FAST = [  # besides FAST_TRAIN (one epoch, CSV logs)
     "data.eval_batch_size=6",
     "data.acceleration=4",
     "data.batch_size=3",
@@ -35,7 +33,7 @@ def _config(phantom_root, stage1_ckpt, out, *extra):
         *FAST,
         *extra,
     ]
-    return compose_config("train", overrides, out)
+    return train_config(overrides, out)
 
 
 GATE_METRICS = ("val/lambda", "val/correction", "val/d_real", "val/d_fake")
@@ -104,7 +102,7 @@ def test_first_adam_step_moves_lambda_by_the_learning_rate(phantom_root, stage1_
     """Adam's first step moves a parameter by lr * m_hat / (sqrt(v_hat) + eps) with m_hat = g and v_hat = g^2 after
     bias correction (m_1 = (1 - b1) g, v_1 = (1 - b2) g^2), i.e. by lr * g / (|g| + eps): |lambda_1 - 0| = lr for any
     gradient |g| >> eps = 1e-8. The paper's lr: 2e-4."""
-    cfg = _config(phantom_root, stage1_ckpt, tmp_path, "trainer.max_epochs=1", "+trainer.limit_train_batches=1")
+    cfg = _config(phantom_root, stage1_ckpt, tmp_path, "+trainer.limit_train_batches=1")
     train(cfg)
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2  # one batch: one D and one V step
@@ -257,6 +255,7 @@ def _capture_modules(monkeypatch) -> list:
     return built
 
 
+@pytest.mark.slow
 def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     cfg = _config(phantom_root, stage1_ckpt, tmp_path, "trainer.max_epochs=2")
     built = _capture_modules(monkeypatch)
@@ -311,9 +310,10 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     assert reloaded.eval().reconstruct(batch).shape == batch["target"].shape
 
 
+@pytest.mark.slow
 def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     first = tmp_path / "first"
-    train(_config(phantom_root, stage1_ckpt, first, "trainer.max_epochs=1"))
+    train(_config(phantom_root, stage1_ckpt, first))
     before = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert int(before["replay.count"]) > 0 and bool(before["normalizer.initialised"])
     resumed = tmp_path / "resumed"
@@ -364,7 +364,7 @@ def test_recon_ckpt_errors(phantom_root, stage1_ckpt, tmp_path):
 
 
 def test_imagenet_weights_required_without_fallback(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
-    from csmri.models.vgg import PerceptualWeightsUnavailable
+    from csmri.errors import PerceptualWeightsUnavailable
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     cfg = _config(

@@ -177,8 +177,7 @@ def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_p
     from csmri.app.train import build_module, train
     from csmri.lit import precision
     from csmri.lit.adversarial import image_terms
-    from tests.conftest import ADVERSARIAL
-    from tests.helpers import compose_config
+    from tests.helpers import ADVERSARIAL, compose_config
 
     overrides = [
         "experiment=dagan",
@@ -209,8 +208,7 @@ def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_p
 def test_vgg_precision_setting_is_checked_and_reaches_the_loss(monkeypatch, tmp_path):
     from csmri.app.train import build_module
     from csmri.lit import precision
-    from tests.conftest import ADVERSARIAL
-    from tests.helpers import compose_config
+    from tests.helpers import ADVERSARIAL, compose_config
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     base = ["experiment=dagan", "data.root=unused", *ADVERSARIAL["dagan"], "model.net.perceptual.size=64"]

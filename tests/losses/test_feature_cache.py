@@ -10,8 +10,7 @@ import torch.nn.functional as F
 
 from csmri.app.train import train
 from csmri.losses.perceptual import PerceptualLoss, TargetFeatureCache
-from tests.conftest import ADVERSARIAL
-from tests.helpers import compose_config
+from tests.helpers import ADVERSARIAL, compose_config
 
 
 class CountingExtractor(torch.nn.Module):

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from csmri.errors import PerceptualWeightsUnavailable
 from csmri.models import GatedRefinement, PatchDiscriminator, UNet, VGGFeatures
-from csmri.models.vgg import LAYERS, PerceptualWeightsUnavailable
+from csmri.models.vgg import LAYERS
 
 
 def test_zero_gate_returns_base_exactly_and_blocks_gradients():
@@ -110,6 +111,7 @@ def test_offline_mode_never_tries_a_download(tmp_path, monkeypatch):
         VGGFeatures("imagenet")
 
 
+@pytest.mark.slow
 def test_vgg_from_local_file(tmp_path):
     from torchvision.models import vgg19
 
@@ -120,6 +122,7 @@ def test_vgg_from_local_file(tmp_path):
         VGGFeatures(str(tmp_path / "missing.pth"))
 
 
+@pytest.mark.slow
 def test_vgg_from_a_features_only_file_and_refusal_of_other_files(tmp_path):
     from torchvision.models import vgg19
 

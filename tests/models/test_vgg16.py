@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from csmri.errors import PerceptualWeightsUnavailable
 from csmri.models import VGGFeatures
-from csmri.models.vgg import VGG16_LAYERS, PerceptualWeightsUnavailable, imagenet_weights_file
+from csmri.models.vgg import VGG16_LAYERS, imagenet_weights_file
 
 
 def test_vgg16_layer_names_index_torchvision_features():
@@ -40,6 +41,7 @@ def test_vgg16_imagenet_offline_names_the_file(tmp_path, monkeypatch):
     assert VGGFeatures("random", layer="relu1_2").backbone == "vgg19-random"
 
 
+@pytest.mark.slow
 def test_vgg16_from_dagans_caffe_npz(tmp_path):
     """DAGAN's ``vgg16_weights.npz`` layout: ``convB_I_W`` as (3, 3, in, out), ``convB_I_b``."""
     import numpy as np

@@ -8,12 +8,11 @@ Workflow::
     csmri readers score r1.csv r2.csv --key STUDY/key.json [--reference refinement]
 
 Modules: :mod:`.export` (anonymous PNGs, the rating page ``page.html``, ``key.json``), :mod:`.score`
-(un-blinding, MOS, Wilcoxon p-values), :mod:`.cli` (``csmri readers``), :mod:`.protocol` (criteria,
-rating scale, key format).
+(un-blinding, MOS, Wilcoxon p-values), :mod:`.protocol` (criteria, rating scale, key format). The command line
+``csmri readers`` is :mod:`csmri.app.readers`.
 """
 
-from csmri.eval.reader_study.cli import add_readers_parser, readers_main, run_readers
-from csmri.eval.reader_study.export import export_reader_study, render_page
+from csmri.eval.reader_study.export import export_reader_study, render_page, select_slices
 from csmri.eval.reader_study.protocol import CRITERIA, CRITERIA_TITLES, KEY_FORMAT, RATING_SCALE
 from csmri.eval.reader_study.score import read_ratings, score_ratings, write_scores
 
@@ -26,8 +25,6 @@ __all__ = [
     "render_page",
     "read_ratings",
     "score_ratings",
+    "select_slices",
     "write_scores",
-    "add_readers_parser",
-    "run_readers",
-    "readers_main",
 ]

@@ -27,7 +27,7 @@ import numpy as np
 from csmri.eval.reader_study.protocol import CRITERIA, CRITERIA_TITLES, KEY_FORMAT, RATING_SCALE
 from csmri.eval.recons import GROUND_TRUTH, LABEL, as_magnitude
 
-__all__ = ["export_reader_study", "render_page"]
+__all__ = ["export_reader_study", "render_page", "select_slices"]
 
 PAGE_TEMPLATE = "page.html"
 """Package data of :mod:`csmri.eval.reader_study`; placeholders ``__TITLE__``, ``__FIELDSETS__``,
@@ -135,3 +135,35 @@ def render_page(names: Sequence[str], study_id: str, title: str) -> str:
         .replace("__CRITERIA__", json.dumps(list(CRITERIA)))
         .replace("__STUDY_ID__", json.dumps(study_id))
     )
+
+
+def select_slices(
+    images: Mapping[str, Mapping[str, np.ndarray]],
+    labels: Mapping[str, np.ndarray],
+    methods: Sequence[str] | None = None,
+    all_slices: bool = False,
+    max_slices: int | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, np.ndarray]]:
+    """The images (``{method: {slice key: image}}``, as :func:`csmri.eval.recons.load_recons`) a reader study shows.
+
+    ``methods``: a subset of the methods (default: all). Unless ``all_slices``, only the slices whose label map
+    (``labels``, by slice key) has the structure (any value > 0); without label maps, every slice. ``max_slices``:
+    a random subset of that many slices, drawn with ``numpy.random.default_rng([seed, 1])``. A method that is not
+    in ``images``, or no slice left, is a ``ValueError``.
+    """
+    if methods:
+        unknown = [m for m in methods if m not in images]
+        if unknown:
+            raise ValueError(f"methods {unknown} are not among the reconstructions; there are {sorted(images)}")
+        images = {m: images[m] for m in methods}
+    keys = sorted({k for per_key in images.values() for k in per_key})
+    if not all_slices and labels:
+        keys = [k for k in keys if k in labels and np.any(labels[k] > 0)]
+    if max_slices is not None and len(keys) > max_slices:
+        pick = np.random.default_rng([seed, 1]).choice(len(keys), size=max_slices, replace=False)
+        keys = [keys[i] for i in sorted(pick)]
+    if not keys:
+        raise ValueError("no slices to export (none contains the structure? try --all-slices)")
+    wanted = set(keys)
+    return {m: {k: v for k, v in per_key.items() if k in wanted} for m, per_key in images.items()}

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from csmri.config import data_source
 from csmri.data import MRIDataModule, SliceDataset
 from csmri.data.layout import split_counts
-from csmri.data.scan_files import BadInputError
-from csmri.data.sources.folder import FolderSource, named_source
+from csmri.data.sources.folder import FolderSource
+from csmri.errors import BadInputError
 from csmri.physics import fft2c
 from tests.data.sources.test_scan_files import (
     blob_case,
@@ -205,7 +206,7 @@ def test_la2018_layout(tmp_path):
         (root / f"CASE{i:02d}").mkdir(parents=True)
         write_nrrd(root / f"CASE{i:02d}" / "lgemri.nrrd", (image * 100).astype(np.uint8))
         write_nrrd(root / f"CASE{i:02d}" / "laendo.nrrd", label * 255)
-    out = named_source("la2018", size=[32, 32], progress=False).prepare(root)
+    out = data_source("la2018", size=[32, 32], progress=False).prepare(root)
     meta = json.loads((out / "meta.json").read_text())
     assert sorted(sum(meta["splits"].values(), [])) == ["CASE00", "CASE01", "CASE02"]
     assert meta["label_names"] == {"1": "left_atrium"}
@@ -225,7 +226,7 @@ def test_acdc_layout_structure_and_patient_grouping(tmp_path):
             gt[4:10, 4:10], gt[12:18, 4:10], gt[12:18, 12:18] = 1, 2, 3
             write_nifti(folder / f"patient{p:03d}_frame{frame:02d}.nii.gz", image)
             write_nifti(folder / f"patient{p:03d}_frame{frame:02d}_gt.nii.gz", gt)
-    out = named_source("acdc", size=[24, 24], progress=False).prepare(root)
+    out = data_source("acdc", size=[24, 24], progress=False).prepare(root)
     meta = json.loads((out / "meta.json").read_text())
     assert len(sum(meta["splits"].values(), [])) == 6 and meta["label_names"] == {"1": "lv_cavity"}
     assert meta["patients"]["patient002_frame12"] == "patient002"
@@ -247,7 +248,7 @@ def test_fastmri_singlecoil_kspace_and_reconstruction_esc(tmp_path):
         kspace = fft2c(torch.from_numpy(image)).numpy()  # (slices, readout, phase encode), centred
         write_h5(root / f"file{i}.h5", kspace=kspace, reconstruction_esc=np.abs(image[:, 4:20, :]))
         images.append(image)
-    out = named_source("fastmri_singlecoil", size=[16, 16], progress=False).prepare(root)
+    out = data_source("fastmri_singlecoil", size=[16, 16], progress=False).prepare(root)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["has_labels"] is False and meta["label_names"] == {} and meta["size"] == [16, 16]
     with case_file(out, meta, "file1") as f:
@@ -256,7 +257,7 @@ def test_fastmri_singlecoil_kspace_and_reconstruction_esc(tmp_path):
     expected = expected / np.abs(expected).max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(stored, expected, atol=1e-5)
     assert not label.any()
-    esc = named_source(
+    esc = data_source(
         "fastmri_singlecoil", key=["reconstruction_esc"], domain="image", size=[16, 16], progress=False
     ).prepare(root)
     with case_file(esc, meta, "file1") as f:
@@ -391,3 +392,23 @@ def test_datamodule_on_a_raw_nifti_folder_and_a_corrupt_file(tmp_path):
     dm = MRIDataModule(str(root), source=FolderSource(progress=False), acceleration=4)
     with pytest.raises(BadInputError, match=r"case2\.nii\.gz"):
         dm.prepare_data()
+
+
+def test_nan_voxels_in_raw_scans_name_the_file(tmp_path):
+    from csmri.errors import DataError
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for i in range(3):
+        volume = np.random.default_rng(i).random((16, 16, 2)).astype(np.float32)
+        if i == 1:
+            volume[3, 3, 0] = np.nan
+        np.save(raw / f"case{i}.npy", volume)
+    with pytest.raises(DataError, match="case1"):
+        try:
+            FolderSource(labels="none", progress=False).prepare(raw)
+        except Exception as err:  # BadInputError is a user error csmri recognises
+            from csmri.errors import user_error
+
+            raise (user_error(err) or err) from err
+    assert not (raw / ".csmri_prepared").exists() or not any((raw / ".csmri_prepared").rglob("meta.json"))

@@ -307,3 +307,40 @@ def test_save_example_grid_from_volumes_and_from_root(volumes, dataset_root, tmp
     from_root = save_example_grid(dataset_root, tmp_path / "root.png", n=3)
     for path in (from_volumes, from_root):
         assert path.read_bytes()[:8] == png_magic and path.stat().st_size > 1000
+
+
+def test_phantom_is_never_written_into_a_foreign_folder(tmp_path):
+    from csmri.data.sources.phantom import PhantomSource
+    from csmri.errors import DatasetFolderError
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "case1.nii.gz").write_bytes(b"user data")
+    with pytest.raises(DatasetFolderError, match="data=folder"):
+        PhantomSource(patients=3, size=32, slices=1).prepare(scans)
+    assert sorted(p.name for p in scans.iterdir()) == ["case1.nii.gz"]
+
+
+def test_phantom_settings_are_recorded_and_compared(tmp_path):
+    from csmri.data.sources.phantom import PhantomSource
+    from csmri.errors import DataError
+
+    root = tmp_path / "p"
+    PhantomSource(patients=3, size=32, slices=1).prepare(root)
+    assert json.loads((root / "meta.json").read_text())["generator"]["size"] == 32
+    assert PhantomSource(patients=3, size=32, slices=1).prepare(root) == root
+    with pytest.raises(DataError, match="size=32"):
+        PhantomSource(patients=3, size=64, slices=1).prepare(root)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_interrupted_phantom_leaves_no_dataset(tmp_path, monkeypatch):
+    import csmri.data.sources.phantom.source as source
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(source, "_swap_into_place", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_phantom_dataset(tmp_path / "p", n_patients=3, size=32, n_slices=1, progress=False)
+    assert not (tmp_path / "p" / "meta.json").exists()

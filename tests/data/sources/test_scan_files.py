@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csmri.data.scan_files import BadInputError, is_scan_entry, read_volume, split_extension
+from csmri.data.scan_files import is_scan_entry, read_volume, split_extension
+from csmri.errors import BadInputError
 
 
 def volume(shape: tuple[int, ...] = (16, 12, 5), seed: int = 0) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from csmri.eval.reader_study.cli import readers_main
+from csmri.app.readers import main as readers_main
 from csmri.eval.recons import load_recons, save_recons
 from tests.eval.reader_study.helpers import KEYS, METHODS, study_images, write_ratings
 

@@ -23,16 +23,18 @@ undersamples rows: the phase-encode direction must be H (dim -2) after ``transpo
 
 Splits are by patient (``patient_regex`` groups cases into patients, e.g. ACDC's ED/ES frames), by ratio
 (seeded; default the paper's 24/6/7, :func:`csmri.data.layout.split_indices`) or by explicit lists.
-Bad inputs raise :class:`csmri.data.scan_files.BadInputError` naming the file, or are skipped with a warning
+Bad inputs raise :class:`csmri.errors.BadInputError` naming the file, or are skipped with a warning
 and counted in the summary when ``skip_bad=True``.
 
 Modules: :mod:`.options` (:class:`FolderOptions`, the options and their validation), :mod:`.discovery` (finding
 cases), :mod:`.convert` (one case to slices), :mod:`.summary` (the preparation summary), :mod:`.source`
-(:class:`FolderSource`: discover, convert, split, write; :func:`named_source`).
+(:class:`FolderSource`: discover, convert, split, write). The presets of ``conf/data`` as sources:
+:func:`csmri.config.data_source` (``named_source`` here is the same function, kept for existing code).
 """
 
+from csmri.config import data_source as named_source
 from csmri.data.sources.folder.options import FolderOptions
-from csmri.data.sources.folder.source import FolderSource, named_source
+from csmri.data.sources.folder.source import FolderSource
 from csmri.data.sources.folder.summary import format_summary, summarise_preparation
 
 __all__ = ["FolderOptions", "FolderSource", "format_summary", "named_source", "summarise_preparation"]

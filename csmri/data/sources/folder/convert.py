@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from csmri.data.scan_files import BadInputError, Volume, read_volume
+from csmri.data.scan_files import Volume, read_volume
 from csmri.data.sources.folder.discovery import Case
 from csmri.data.sources.folder.options import FolderOptions
 from csmri.data.transforms import fit_to_size, normalise_slices, with_synthetic_phase
-from csmri.errors import ConfigError
+from csmri.errors import BadInputError, ConfigError
 
 log = logging.getLogger(__name__)
 

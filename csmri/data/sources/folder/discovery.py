@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from csmri.data.layout import has_layout
-from csmri.data.scan_files import BadInputError, is_scan_entry, split_extension
+from csmri.data.scan_files import is_scan_entry, split_extension
 from csmri.data.sources.folder.options import FolderOptions
-from csmri.errors import path_hint
+from csmri.errors import BadInputError, path_hint
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""The folder source: :class:`FolderSource` prepares a folder of your own scans once, :func:`named_source` gives
-the presets of ``conf/data`` (``folder``, ``la2018``, ``acdc``, ``fastmri_singlecoil``) from Python."""
+"""The folder source: :class:`FolderSource` prepares a folder of your own scans once. The presets of ``conf/data``
+(``folder``, ``la2018``, ``acdc``, ``fastmri_singlecoil``) come from :func:`csmri.config.data_source`."""
 
 from __future__ import annotations
 
@@ -13,16 +13,15 @@ from typing import Any
 
 from csmri.data import layout
 from csmri.data.layout import SPLITS, has_layout
-from csmri.data.scan_files import BadInputError
 from csmri.data.sources.folder.convert import load_case
 from csmri.data.sources.folder.discovery import Case, CaseFinder, Discovery, fingerprint
 from csmri.data.sources.folder.options import FolderOptions
 from csmri.data.sources.folder.summary import CaseRecord, format_summary, summarise_preparation
-from csmri.errors import ConfigError, DatasetFolderError, OutputError, did_you_mean
+from csmri.errors import BadInputError, ConfigError, DatasetFolderError, OutputError, did_you_mean
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PREPARED_DIR", "FolderSource", "named_source"]
+__all__ = ["PREPARED_DIR", "FolderSource"]
 
 PREPARED_DIR = ".csmri_prepared"
 
@@ -319,21 +318,3 @@ def _progress(items: Sequence[Case], enabled: bool, desc: str) -> Iterable[Case]
     from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="case")
-
-
-def named_source(name: str, **overrides: Any) -> FolderSource:
-    """The source of ``conf/data/<name>.yaml`` (``folder``, ``la2018``, ``acdc``, ``fastmri_singlecoil``) with
-    keyword ``overrides`` of its options: the config files are the one source of the presets."""
-    from hydra.errors import MissingConfigException
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from csmri.config import compose
-
-    try:  # only data.source is used: data.root may stay ??? (it is never resolved)
-        source = compose("train", [f"data={name}"]).data.source
-    except MissingConfigException as err:
-        raise ConfigError(f"no data config {name!r} in csmri/conf/data") from err
-    if source is None:
-        raise ConfigError(f"data={name} has no source: its data.root must already hold a prepared dataset")
-    return instantiate(OmegaConf.merge(source, overrides))

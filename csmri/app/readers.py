@@ -1,4 +1,8 @@
-"""The ``csmri readers export | score`` command line of the reader study."""
+"""``csmri readers export | score``: the command line of the blinded reader study (:mod:`csmri.eval.reader_study`).
+
+Errors in the inputs (a missing file, an unknown method, malformed ratings) print
+``csmri readers <command>: error: <message>`` and return status 2.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from csmri.eval.reader_study.export import export_reader_study
-from csmri.eval.reader_study.score import score_ratings, write_scores
-from csmri.eval.recons import RECONS_FILE, load_recons
-
-__all__ = ["add_readers_parser", "run_readers", "readers_main"]
+__all__ = ["add_readers_parser", "main", "run_readers"]
 
 
 def add_readers_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -22,6 +20,8 @@ def add_readers_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     The parsed namespace has ``readers_command`` in ``{"export", "score"}`` and ``func=run_readers``.
     """
+    from csmri.eval.recons import RECONS_FILE
+
     parser = subparsers.add_parser(
         "readers",
         help="blinded reader study: export images, score ratings",
@@ -53,36 +53,31 @@ def add_readers_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from csmri.eval.reader_study.export import export_reader_study, select_slices
+    from csmri.eval.recons import RECONS_FILE, load_recons
+
     recons = Path(args.eval_dir) / RECONS_FILE
     if not recons.is_file():
         raise FileNotFoundError(f"{recons} not found: run `csmri eval` first (it writes {RECONS_FILE})")
     images, labels = load_recons(recons)
-    if args.methods:
-        unknown = [m for m in args.methods if m not in images]
-        if unknown:
-            raise ValueError(f"methods {unknown} are not in {recons}; it has {sorted(images)}")
-        images = {m: images[m] for m in args.methods}
-    keys = sorted({k for per_key in images.values() for k in per_key})
-    if not args.all_slices:
-        if labels:
-            keys = [k for k in keys if k in labels and np.any(labels[k] > 0)]
-        else:
-            print(f"note: {recons} has no label maps; exporting all {len(keys)} slices")
-    if args.max_slices is not None and len(keys) > args.max_slices:
-        pick = np.random.default_rng([args.seed, 1]).choice(len(keys), size=args.max_slices, replace=False)
-        keys = [keys[i] for i in sorted(pick)]
-    if not keys:
-        raise ValueError("no slices to export (none contains the structure? try --all-slices)")
-    wanted = set(keys)
-    images = {m: {k: v for k, v in per_key.items() if k in wanted} for m, per_key in images.items()}
+    if not args.all_slices and not labels:
+        n = len({k for per_key in images.values() for k in per_key})
+        print(f"note: {recons} has no label maps; exporting all {n} slices")
+    try:
+        images = select_slices(images, labels, args.methods, args.all_slices, args.max_slices, args.seed)
+    except ValueError as err:
+        raise ValueError(f"{recons}: {err}") from err
+    n_keys = len({k for per_key in images.values() for k in per_key})
     out = export_reader_study(args.out, images, seed=args.seed)
     n = sum(len(v) for v in images.values())
-    print(f"wrote {n} images of {len(keys)} slices x {len(images)} methods to {out / 'study'}")
+    print(f"wrote {n} images of {n_keys} slices x {len(images)} methods to {out / 'study'}")
     print(f"un-blinding key: {out / 'key.json'} (keep it away from the readers)")
     return 0
 
 
 def _score(args: argparse.Namespace) -> int:
+    from csmri.eval.reader_study.score import score_ratings, write_scores
+
     reference = None if str(args.reference).lower() == "none" else args.reference
     result = score_ratings(args.ratings, args.key, reference=reference)
     out = Path(args.out) if args.out else Path(args.key).parent
@@ -105,8 +100,8 @@ def run_readers(args: argparse.Namespace) -> int:
     raise ValueError(f"unknown readers command {args.readers_command!r}")
 
 
-def readers_main(argv: Sequence[str]) -> int:
-    """``csmri readers <argv>`` as a stand-alone entry point (parses and runs)."""
+def main(argv: Sequence[str]) -> int:
+    """``csmri readers <argv>``: parse and run; returns the exit status."""
     parser = argparse.ArgumentParser(prog="csmri")
     add_readers_parser(parser.add_subparsers(dest="command", required=True))
     return run_readers(parser.parse_args(["readers", *argv]))
