@@ -114,6 +114,27 @@ def test_random_flips_keep_image_and_label_paired():
     assert not torch.equal(flipped, label)
 
 
+def test_random_flips_are_drawn_per_sample_and_per_axis_with_p_one_half():
+    """Over 4000 samples each of the four outcomes (none, left-right, up-down, both) occurs a quarter of the time
+    (4 binomial SE); the samples of one batch are flipped independently of each other."""
+    torch.manual_seed(1)
+    base = torch.arange(12).view(3, 4)  # no symmetry: each flip gives a distinct image
+    outcomes = {
+        "none": base,
+        "left-right": base.flip(-1),
+        "up-down": base.flip(-2),
+        "both": base.flip(-1).flip(-2),
+    }
+    n = 4000
+    label = base.expand(n, 3, 4).clone()
+    _, flipped = _random_flips(label.float().unsqueeze(1), label)
+    counts = {name: int((flipped == ref).all(dim=(-2, -1)).sum()) for name, ref in outcomes.items()}
+    assert sum(counts.values()) == n
+    se = (n * 0.25 * 0.75) ** 0.5
+    for name, count in counts.items():
+        assert abs(count - n / 4) < 4 * se, (name, counts)
+
+
 def test_fast_dev_run(phantom_root, tmp_path):
     overrides = ["experiment=segnet", f"data.root={phantom_root}", "trainer.fast_dev_run=1"]
     overrides.append("model.net.channels=[4,8,16]")
