@@ -201,6 +201,7 @@ def test_nothing_half_written(stage1_ckpt, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["img.npy"]
 
 
+@pytest.mark.slow
 def test_cli_subprocess(stage1_ckpt, tmp_path):
     np.save(tmp_path / "img.npy", _volume()[..., 0])
     ok = run_csmri(
