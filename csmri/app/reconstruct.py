@@ -48,8 +48,7 @@ from csmri.app.reconstruct_io import (
     write_output,
 )
 from csmri.data.scan_files import EXTENSIONS, is_scan_entry, split_extension
-from csmri.errors import CsmriError
-from csmri.inference import InferenceError
+from csmri.errors import CsmriError, InferenceError
 
 DICOM_SERIES = ("", ".dcm")  # the extensions of the files of a DICOM series folder
 

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from csmri.data.scan_files import EXTENSIONS, BadInputError, check_finite, read_kspace, read_volume, split_extension
-from csmri.errors import OutputError
-from csmri.inference import InferenceError
+from csmri.data.scan_files import EXTENSIONS, check_finite, read_kspace, read_volume, split_extension
+from csmri.errors import BadInputError, InferenceError, OutputError
 
 log = logging.getLogger(__name__)
 

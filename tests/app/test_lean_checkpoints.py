@@ -9,9 +9,8 @@ import torch
 
 import csmri
 from csmri.app.reconstruct import main as reconstruct_main
-from csmri.errors import ConfigError
+from csmri.errors import ConfigError, InferenceError
 from csmri.eval.methods import CheckpointMethod
-from csmri.inference import InferenceError
 from csmri.lit.checkpoints import INFERENCE_ONLY, inference_checkpoint, refuse_inference_only_resume
 
 TRAINING_ONLY = ("discriminator.", "replay.")

@@ -13,7 +13,7 @@ import torch
 
 import csmri
 from csmri.app.reconstruct import main
-from csmri.inference import InferenceError
+from csmri.errors import InferenceError
 from csmri.physics import fft2c
 from tests.data.sources.test_scan_files import write_dicom_series
 from tests.helpers import run_csmri
