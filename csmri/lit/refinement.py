@@ -30,6 +30,7 @@ from torch import nn
 from torchmetrics import Metric
 
 from csmri.config import plain
+from csmri.errors import ConfigError
 from csmri.lit._config import build
 from csmri.lit.checkpoints import load_reconstruction_net
 from csmri.lit.gan import AdversarialReconstructionBase
@@ -106,7 +107,10 @@ class RefinementModule(AdversarialReconstructionBase):
         if isinstance(gate_lr_multiplier, bool) or not (
             isinstance(gate_lr_multiplier, int | float) and 0 < gate_lr_multiplier < float("inf")
         ):
-            raise ValueError(f"model.gate_lr_multiplier must be a positive number, got {gate_lr_multiplier!r}")
+            raise ConfigError(
+                f"model.gate_lr_multiplier must be a positive number, got {gate_lr_multiplier!r}",
+                "1 is the paper's setting (lambda learns at the optimiser's lr); e.g. model.gate_lr_multiplier=10",
+            )
         net, loss, optimizer, scheduler = plain_configs(net, loss, optimizer, scheduler, default_lr=2e-4)
         recon_net = plain(recon_net) if recon_net is not None else None
         self.recon = self._frozen_recon(net.get("recon_ckpt"), recon_net)
