@@ -38,9 +38,11 @@ def _dagan(phantom_root, *extra):
 
 
 def _adam_settings(optimizer):
+    """(lr, betas, weight decay) shared by every parameter group of an Adam optimiser."""
     assert isinstance(optimizer, torch.optim.Adam), type(optimizer)
-    (group,) = optimizer.param_groups
-    return group["lr"], tuple(group["betas"]), group["weight_decay"]
+    settings = {(group["lr"], tuple(group["betas"]), group["weight_decay"]) for group in optimizer.param_groups}
+    assert len(settings) == 1, settings
+    return settings.pop()
 
 
 def _ids(params):
@@ -84,7 +86,8 @@ def test_stage2_module_and_optimisers_carry_the_defaults(phantom_root, stage1_ck
     for opt in (opt_v, opt_d):
         assert _adam_settings(opt) == (pytest.approx(STAGE2_LR), STAGE2_BETAS, 0.0)
     v_params = _ids(p for group in opt_v.param_groups for p in group["params"])
-    assert id(module.refinement.gate) in v_params  # lambda is trained with V, at V's settings
+    assert id(module.refinement.gate) in v_params  # lambda is trained with V, at V's settings (multiplier 1)
+    assert module.hparams.gate_lr_multiplier == 1.0
     assert v_params == _ids(module.refinement.parameters())  # V and lambda, nothing of R or D
     assert _ids(p for group in opt_d.param_groups for p in group["params"]) == _ids(module.discriminator.parameters())
 
