@@ -456,12 +456,14 @@ class FakeCsmri:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str]]] = []
+        self.envs: list[dict[str, str]] = []
         self.trainings = 0
 
-    def __call__(self, command, *args, **kwargs):
+    def __call__(self, command, *args, env=None, **kwargs):
         verb, argv = command[3], command[4:]
         run_dir = Path(next(a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")))
         self.calls.append((run_dir.name, argv))
+        self.envs.append(env or {})
         run_dir.mkdir(parents=True, exist_ok=True)
         if verb == "train":
             self.trainings += 1
@@ -528,6 +530,8 @@ def test_a_retrained_stage1_makes_reproduce_retrain_stage2_and_evaluate_again(fa
     fake, work = fake_pipeline.fake, fake_pipeline.work
     fake_pipeline().run()
     assert fake.ran() == ALL_STEPS
+    # every run is told its pipeline (W&B's group) and profile (a W&B tag), as a `csmri train` reads them
+    assert {(e.get("CSMRI_PIPELINE"), e.get("CSMRI_PROFILE")) for e in fake.envs} == {(f"smoke-{work.name}", "smoke")}
     fake_pipeline().run()
     assert fake.ran() == []  # every step finished, its inputs unchanged
     ckpt = work / "stage1" / "checkpoints" / "best.ckpt"

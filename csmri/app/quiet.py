@@ -9,7 +9,7 @@ Each entry names a message that says nothing a csmri user can act on:
 - ``weights_only`` notices of ``torch.load`` from Lightning's checkpoint loading (csmri's checkpoints hold plain data);
 - ``You requested to overfit but enabled train dataloader shuffling`` (``debug=overfit`` asks for exactly that).
 
-W&B's ``anonymous`` deprecation is avoided at its source instead (:func:`csmri.app.train.build_loggers`). Other
+W&B's ``anonymous`` deprecation is avoided at its source instead (:func:`csmri.app.loggers.build_loggers`). Other
 warnings are left alone.
 """
 

@@ -8,8 +8,6 @@ Every run directory (``hydra.run.dir``) holds ``.hydra/config.yaml`` (the resolv
 from __future__ import annotations
 
 import logging
-import os
-import re
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -27,16 +25,24 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from csmri.app.guard import guarded
+from csmri.app.loggers import build_loggers
 from csmri.app.quiet import quiet_third_party
+from csmri.app.trainer_checks import (
+    check_accelerator,
+    check_trainer_keys,
+    check_trainer_values,
+    instantiation_error,
+    trainer_arguments,
+    trainer_error,
+)
 from csmri.config import CONFIG_SEARCH_PATH, check_no_missing, instantiate_or_raise_cause
-from csmri.errors import ConfigError, TrainingError, did_you_mean, user_error
-from csmri.lit.checkpoints import AtomicCheckpointIO, read_checkpoint, refuse_inference_only_resume
+from csmri.errors import ConfigError, TrainingError, user_error
+from csmri.lit.checkpoints import AtomicCheckpointIO, refuse_inference_only_resume
 from csmri.lit.precision import configure_matmul, resolve_precision
 from csmri.run_info import (
     SIGNAL_EXIT,
     RunInfo,
     RunTerminated,
-    git_state,
     interruption,
     job_overrides,
     overrides_change,
@@ -46,94 +52,6 @@ from csmri.run_info import (
 )
 
 log = logging.getLogger(__name__)
-
-
-# overrides that say where or how a run runs, not what it computes: left out of W&B run names
-NAME_SKIPS = (
-    "experiment",
-    "tags",
-    "seed",
-    "ckpt_path",
-    "skip_finished",
-    "data.root",
-    "data.num_workers",
-    "trainer.accelerator",
-    "trainer.devices",
-    "trainer.num_nodes",
-    "trainer.enable_progress_bar",
-    "trainer.log_every_n_steps",
-)
-NAME_SKIP_GROUPS = ("hydra", "paths", "logger", "callbacks", "debug", "sweep")
-PIPELINE_ENV, PROFILE_ENV = "CSMRI_PIPELINE", "CSMRI_PROFILE"  # set by a pipeline that runs `csmri train`
-
-
-def _experiment(cfg: DictConfig) -> str:
-    return "run" if OmegaConf.is_missing(cfg, "experiment_name") else str(cfg.get("experiment_name") or "run")
-
-
-def wandb_run_name(cfg: DictConfig, overrides: list[str] | None) -> str:
-    """``<experiment>-<key overrides>-s<seed>``, e.g. ``stage2-alpha_target=0.05-s1``: the job's command-line
-    overrides as ``<last key>=<value>``, without paths and those of :data:`NAME_SKIPS`/:data:`NAME_SKIP_GROUPS`."""
-    parts = [_experiment(cfg)]
-    for override in overrides or []:
-        key, _, value = override.lstrip("~+").partition("=")
-        if key in NAME_SKIPS or key.split(".")[0] in NAME_SKIP_GROUPS or "/" in value:
-            continue
-        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
-    suffix = f"-s{cfg.seed}"
-    return "-".join(parts)[: 128 - len(suffix)] + suffix  # W&B shows 128 characters; the seed always
-
-
-def wandb_group(cfg: DictConfig) -> str:
-    """``$CSMRI_PIPELINE`` (a pipeline's name), else a multirun's ``<experiment>-<sweep>-<sweep folder>`` (one group
-    per sweep), else the experiment."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if os.environ.get(PIPELINE_ENV):
-        return os.environ[PIPELINE_ENV]
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        hydra_cfg = HydraConfig.get()
-        sweep = hydra_cfg.runtime.choices.get("sweep") or "sweep"
-        return f"{_experiment(cfg)}-{sweep}-{Path(hydra_cfg.sweep.dir).name}"
-    return _experiment(cfg)
-
-
-def wandb_tags(cfg: DictConfig, extra: list[str] | None) -> list[str]:
-    """The experiment, ``profile:<name>`` (``$CSMRI_PROFILE``), ``commit:<hash>`` and ``dirty`` (uncommitted changes),
-    then the configured ``tags``."""
-    git = git_state()
-    tags = [_experiment(cfg)]
-    if os.environ.get(PROFILE_ENV):
-        tags.append(f"profile:{os.environ[PROFILE_ENV]}")
-    tags.append(f"commit:{str(git['commit'])[:10]}")
-    if git["dirty"]:
-        tags.append("dirty")
-    return list(dict.fromkeys([*tags, *(str(t) for t in extra or [])]))
-
-
-def build_loggers(cfg: DictConfig) -> list[Logger]:
-    """The configured loggers; a resumed run (``ckpt_path``) continues the W&B run stored in its checkpoint.
-
-    A W&B run is named, tagged and grouped by :func:`wandb_run_name`, :func:`wandb_tags` and :func:`wandb_group`
-    unless ``logger.wandb.name`` / ``group`` are set; ``logger.wandb.tags`` are added to the automatic tags."""
-    configs = OmegaConf.to_container(cfg.get("logger") or OmegaConf.create(), resolve=True)
-    wandb_cfg = configs.get("wandb")
-    if wandb_cfg:
-        if wandb_cfg.get("name") is None:
-            wandb_cfg["name"] = wandb_run_name(cfg, job_overrides())
-        if wandb_cfg.get("group") is None:
-            wandb_cfg["group"] = wandb_group(cfg)
-        wandb_cfg["tags"] = wandb_tags(cfg, wandb_cfg.get("tags"))
-    if wandb_cfg and cfg.get("ckpt_path"):
-        run_id = read_checkpoint(cfg.ckpt_path, "ckpt_path", mmap=True).get("wandb_run_id")
-        if run_id:
-            wandb_cfg.update(id=run_id, resume="allow")
-    loggers = [instantiate(c, _convert_="all") for c in configs.values() if c is not None]
-    for logger in loggers:
-        if isinstance(logger, WandbLogger):  # Lightning passes anonymous=None, which W&B warns is deprecated
-            logger._wandb_init.pop("anonymous", None)
-    return loggers
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
@@ -161,133 +79,6 @@ def build_trainer(
         )
     except InstantiationException as err:
         raise trainer_error(err.__cause__ or err) from err
-
-
-# Trainer arguments for which None is a setting of its own, not "Lightning's default"
-NULL_MEANS_NONE = ("check_val_every_n_epoch",)  # None: validate by val_check_interval steps, across epochs
-
-
-def trainer_arguments(trainer_cfg: DictConfig) -> dict[str, Any]:
-    """``trainer_cfg`` resolved, without its null entries: ``trainer/default.yaml`` declares the everyday Trainer
-    arguments as ``null`` = Lightning's own default (except :data:`NULL_MEANS_NONE`)."""
-    arguments = OmegaConf.to_container(trainer_cfg, resolve=True)
-    return {k: v for k, v in arguments.items() if v is not None or k in NULL_MEANS_NONE}
-
-
-def check_trainer_values(trainer_cfg: DictConfig) -> None:
-    """Values Lightning would only trip over later (``accumulate_grad_batches=0`` divides by zero mid-epoch)."""
-    accumulate = trainer_cfg.get("accumulate_grad_batches")
-    if accumulate is not None and (not isinstance(accumulate, int) or accumulate < 1):
-        raise ConfigError(
-            f"trainer.accumulate_grad_batches must be a whole number >= 1, not {accumulate!r}",
-            "1 (null) steps the optimiser after every batch",
-        )
-
-
-def check_accelerator(accelerator: str) -> None:
-    """``trainer.accelerator=gpu`` (or ``cuda``) on a machine without a CUDA GPU is a one-line error."""
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"no GPU on this machine: use trainer.accelerator=cpu (trainer.accelerator={accelerator} was asked for)",
-            "trainer.accelerator=auto picks a GPU where there is one",
-        )
-
-
-def trainer_error(err: BaseException) -> BaseException:
-    """A Trainer argument Lightning refuses (``MisconfigurationException``, a bad value's ``ValueError``/``TypeError``)
-    as a one-line :class:`ConfigError`; other errors unchanged."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    if isinstance(err, MisconfigurationException | ValueError | TypeError):
-        text = str(err).strip().splitlines()
-        return ConfigError(
-            f"invalid trainer settings: {text[0] if text else type(err).__name__}",
-            "check the trainer.* values (csmri/conf/trainer/default.yaml; Lightning's Trainer documentation)",
-        )
-    return err
-
-
-def check_trainer_keys(trainer_cfg: DictConfig) -> None:
-    """Every ``trainer.<key>`` must be a ``lightning.Trainer`` argument (a typo is an error, not a TypeError)."""
-    import inspect
-
-    accepted = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
-    for key in trainer_cfg:
-        if key != "_target_" and key not in accepted:
-            raise ConfigError(
-                f"unknown trainer option `trainer.{key}`{did_you_mean(str(key), accepted, prefix='trainer.')}",
-                "trainer.* keys are the arguments of lightning.Trainer (csmri/conf/trainer/default.yaml); "
-                "drop the `+` and fix the name",
-            )
-
-
-_UNEXPECTED = re.compile(r"(?:([\w.]+)\(\) )?got an unexpected keyword argument '(\w+)'")
-_MISSING = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$")
-
-
-def config_paths(cfg: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """``(dotted path, node)`` of every mapping entry in ``cfg`` (``hydra`` left out), without resolving values."""
-    if isinstance(cfg, DictConfig):
-        for key in cfg.keys():
-            if not prefix and key == "hydra":
-                continue
-            path = f"{prefix}{key}"
-            node = cfg._get_node(key)
-            yield path, node
-            if isinstance(node, DictConfig):
-                yield from config_paths(node, f"{path}.")
-
-
-def _accepted(node: DictConfig) -> list[str]:
-    """The keys ``node`` has and the arguments its ``_target_`` takes (for "did you mean")."""
-    import inspect
-
-    from hydra.utils import get_object
-
-    names = [str(k) for k in node.keys() if not str(k).startswith("_")]
-    try:
-        target = get_object(str(node._get_node("_target_")._value()))
-        names += [n for n in inspect.signature(target).parameters if n not in ("self", "args", "kwargs")]
-    except Exception:  # no target, or one that cannot be imported here: its keys are enough
-        pass
-    return names
-
-
-def instantiation_error(err: BaseException, cfg: DictConfig) -> ConfigError | None:
-    """A config entry that a class refuses (an unknown argument added with ``+``, a required one missing), found in
-    ``err`` or the errors it wraps (Hydra's ``InstantiationException``, a module's ``could not build ...``), as a
-    one-line :class:`ConfigError` naming the key; ``None`` for any other error."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    seen: BaseException | None = err
-    for _ in range(10):
-        if seen is None:
-            return None
-        text = str(seen)
-        if isinstance(seen, MisconfigurationException):
-            return trainer_error(seen)  # type: ignore[return-value]
-        unknown = _UNEXPECTED.search(text) if isinstance(seen, TypeError | ValueError) else None
-        if unknown:
-            key, owner_class = unknown.group(2), (unknown.group(1) or "its class").removesuffix(".__init__")
-            where = [(path, node) for path, node in config_paths(cfg) if path.rsplit(".", 1)[-1] == key]
-            if where:
-                path = where[0][0]
-                parent = OmegaConf.select(cfg, path.rsplit(".", 1)[0]) if "." in path else cfg
-                suggestion = did_you_mean(key, [c for c in _accepted(parent) if c != key])
-                owner = path.rsplit(".", 1)[0] if "." in path else "the config"
-                return ConfigError(
-                    f"`{path}` is not an option of {owner} ({owner_class} takes no `{key}`)"
-                    + suggestion.replace(" (did you mean `", f" (did you mean `{owner}."),
-                    f"remove +{path}=..., or set one of the options {owner} has (csmri train --cfg job)",
-                )
-        missing = _MISSING.search(text.splitlines()[0] if text else "") if isinstance(seen, TypeError) else None
-        if missing:
-            return ConfigError(
-                f"a required option is not set: {missing.group(1)} ({text.splitlines()[0]})",
-                "set it on the command line (key=value), or pick a config that sets it",
-            )
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def check_output_dir(path: str) -> None:

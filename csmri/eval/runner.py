@@ -31,17 +31,11 @@ from csmri.data.datamodule import MRIDataModule
 from csmri.data.dataset import read_meta
 from csmri.device import resolve_device
 from csmri.errors import ConfigError, did_you_mean
+from csmri.eval.console import p_value_notes, print_summary, sis_status
 from csmri.eval.figure import pick_samples, save_figure
 from csmri.eval.methods import Reconstructor, TrainingRuns, load_module
 from csmri.eval.recons import GROUND_TRUTH, RECONS_FILE, save_recons
-from csmri.eval.tables import (
-    p_value_notes,
-    print_summary,
-    sis_status,
-    summarise_methods,
-    write_per_slice_csv,
-    write_table,
-)
+from csmri.eval.tables import summarise_methods, write_per_slice_csv, write_table
 from csmri.lit.segmentation import SegmenterEnsemble
 from csmri.metrics.image import hfen, magnitude, nmse, psnr, ssim
 from csmri.metrics.segmentation import foreground_dice, has_structure

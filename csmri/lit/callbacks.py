@@ -249,7 +249,7 @@ class RelocatedRun(L.Callback):
 
 class WandbRunId(L.Callback):
     """Stores the W&B run id in every checkpoint (``checkpoint["wandb_run_id"]``) so that resuming with
-    ``ckpt_path=...`` continues the same W&B run (see :func:`csmri.app.train.build_loggers`)."""
+    ``ckpt_path=...`` continues the same W&B run (see :func:`csmri.app.loggers.build_loggers`)."""
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         for logger in trainer.loggers:

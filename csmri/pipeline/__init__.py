@@ -13,8 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from csmri.errors import ConfigError
-from csmri.pipeline.runner import Runner, import_hooks
-from csmri.pipeline.spec import Ref, Run, declared_runs, order, parse_ref
+from csmri.pipeline.runner import Runner
+from csmri.pipeline.spec import Ref, Run, declared_runs, import_hooks, order, parse_ref
 
 __all__ = [
     "import_hooks",

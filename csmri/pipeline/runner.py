@@ -21,7 +21,6 @@ its table.
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -55,21 +54,9 @@ class Step:
     elapsed_s: float = 0.0
 
 
-def import_hooks(module: str | None, pipeline_file: Path | None = None) -> ModuleType | None:
-    """The pipeline's ``hooks`` module; the folder above its top package (found from ``pipeline_file`` upwards) goes on
-    ``sys.path`` first, so a project beside the library imports without being installed."""
-    if not module:
-        return None
-    relative = Path(*module.split("."))
-    for folder in Path(pipeline_file).resolve().parents if pipeline_file else ():
-        if (folder / relative).with_suffix(".py").is_file() or (folder / relative / "__init__.py").is_file():
-            if str(folder) not in sys.path:
-                sys.path.insert(0, str(folder))
-            break
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ConfigError(f"the pipeline's hooks module {module!r} cannot be imported ({err})") from err
+def pipeline_env(profile: str, work_dir: Path) -> dict[str, str]:
+    """What a pipeline tells each ``csmri train`` it launches: W&B groups the runs by pipeline and work folder."""
+    return {"CSMRI_PIPELINE": f"{profile}-{work_dir.name}", "CSMRI_PROFILE": profile}
 
 
 class Runner:
@@ -349,7 +336,8 @@ class Runner:
         inputs, settings = self.stage_inputs(name), self.recorded_args(name)
         if not is_eval:
             write_record(self.stage_dir(name), inputs, settings)
-        result = subprocess.run(command)
+        profile = str(self.cfg.get("name") or "pipeline")  # W&B's group and profile tag (csmri.app.loggers)
+        result = subprocess.run(command, env={**os.environ, **pipeline_env(profile, self.work)})
         if result.returncode == 0:
             write_record(self.stage_dir(name), inputs, settings)
         return result

@@ -36,10 +36,13 @@ evaluation. Importing the module may register OmegaConf resolvers the file uses 
 
 from __future__ import annotations
 
+import importlib
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -243,3 +246,20 @@ def _cycle(runs: Mapping[str, Run], pending: list[str]) -> list[str]:
         if nxt in path:
             return [*path[path.index(nxt) :], nxt]
         path.append(nxt)
+
+
+def import_hooks(module: str | None, pipeline_file: Path | None = None) -> ModuleType | None:
+    """The pipeline's ``hooks`` module; the folder above its top package (found from ``pipeline_file`` upwards) goes on
+    ``sys.path`` first, so a project beside the library imports without being installed."""
+    if not module:
+        return None
+    relative = Path(*module.split("."))
+    for folder in Path(pipeline_file).resolve().parents if pipeline_file else ():
+        if (folder / relative).with_suffix(".py").is_file() or (folder / relative / "__init__.py").is_file():
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            break
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(f"the pipeline's hooks module {module!r} cannot be imported ({err})") from err

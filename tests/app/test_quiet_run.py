@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from csmri.app.train import wandb_group, wandb_run_name, wandb_tags
+from csmri.app.loggers import wandb_group, wandb_run_name, wandb_tags
 from csmri.run_info import git_state
 from tests.helpers import TINY_STAGE2, compose_config, run_csmri
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from csmri.eval.tables import print_summary, sis_status, summarise_methods
+from csmri.eval.console import print_summary, sis_status
+from csmri.eval.tables import summarise_methods
 from tests.eval.test_tables import _records
 
 LONG = "Zero-filled baseline with a long display name"
@@ -59,7 +60,7 @@ def test_the_table_and_per_slice_metrics_reach_wandb_as_tables(tmp_path, monkeyp
 
 
 def test_p_value_na_says_why():
-    from csmri.eval.tables import p_value_notes
+    from csmri.eval.console import p_value_notes
 
     records, dice_gt = _records()
     assert p_value_notes(summarise_methods(records, dice_gt, reference="refinement")) == []

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from csmri.eval.console import print_summary
 from csmri.eval.tables import (
-    print_summary,
     read_per_slice_csv,
     read_table_json,
     summarise_methods,
