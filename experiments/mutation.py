@@ -124,12 +124,32 @@ def protect_constructors(path: Path) -> bool:
     return protected != source
 
 
+def refresh_unmutated(work: Path) -> None:
+    """Make mutmut copy again what it only copies once: its ``mutants/`` tree keeps the configs, tests and data files of
+    the first run (and modules deleted since), so a later run would test today's code against yesterday's configs.
+    Kept: the mutated sources (mutmut regenerates the changed ones) and mutmut's records of them (``*.meta``,
+    ``*.spans``, the stats)."""
+    mutants = work / "mutants"
+    for path in sorted(mutants.rglob("*"), reverse=True) if mutants.is_dir() else []:
+        rel = path.relative_to(mutants)
+        if path.is_dir():
+            if not any(path.iterdir()):
+                path.rmdir()
+            continue
+        source = work / rel.with_suffix("") if path.suffix in (".meta", ".spans") else work / rel
+        mutated_source = rel.parts[0] == "csmri" and rel.suffix in (".py", ".meta", ".spans")
+        if rel.name == "mutmut-stats.json" or (mutated_source and source.is_file()):
+            continue
+        path.unlink()
+
+
 def prepare(module: str, fresh: bool) -> Path:
     work = SCRATCH / module
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     sync_copy(work)
+    refresh_unmutated(work)
     if module == "lit":
         for path in sorted((work / "csmri" / "lit").rglob("*.py")):
             protect_constructors(path)

@@ -68,3 +68,20 @@ def test_constructors_are_kept_out_of_mutation_and_nothing_else(tmp_path, monkey
     assert mutants  # step is still mutated
     _, unprotected_mutants, _, _ = create_mutations("module.py", source)
     assert len(unprotected_mutants) > len(mutants)
+
+
+def test_mutmuts_one_time_copies_are_refreshed_and_its_records_kept(tmp_path):
+    """mutmut copies configs, tests and data into ``mutants/`` once; a later run must see today's, and a module deleted
+    since must go, while the mutated sources and mutmut's records of them stay."""
+    work = tmp_path
+    for rel in ("csmri/lit/a.py", "csmri/conf/x.yaml", "tests/test_a.py"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text("today")
+    kept = ["csmri/lit/a.py", "csmri/lit/a.py.meta", "csmri/lit/a.py.spans", "mutmut-stats.json"]
+    dropped = ["csmri/conf/x.yaml", "tests/test_a.py", "csmri/gone.py", "csmri/gone.py.meta"]
+    for rel in kept + dropped:
+        (work / "mutants" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / "mutants" / rel).write_text("first run")
+    mutation.refresh_unmutated(work)
+    assert all((work / "mutants" / rel).is_file() for rel in kept)
+    assert not any((work / "mutants" / rel).exists() for rel in dropped)
