@@ -241,6 +241,35 @@ def test_correction_size_on_a_hand_batch(phantom_root, stage1_ckpt, tmp_path):
     assert got > 0
 
 
+def test_relative_correction_accumulates_over_updates():
+    """The metric's contract: ``update`` adds a batch, ``compute`` is sum |x_hat - R| / sum |R| over all of them."""
+    from csmri.lit.refinement import RelativeCorrection
+
+    metric = RelativeCorrection()
+    metric.update(torch.tensor([[1.5, -2.0]]), torch.tensor([[1.0, -1.0]]))  # |diff| 0.5 + 1, |R| 1 + 1
+    metric.update(torch.tensor([[4.0]]), torch.tensor([[4.0]]))  # no correction, |R| 4
+    assert metric.compute().item() == pytest.approx(1.5 / 6.0)
+
+
+def test_a_scheduler_steps_both_optimisers_per_epoch_and_keeps_the_gates_ratio(phantom_root, stage1_ckpt, tmp_path):
+    """``model.scheduler`` (a ``_partial_`` LR scheduler) is built once for V's optimiser (both groups) and once for
+    D's, stepped per epoch; lambda's group keeps its multiple of V's rate as the schedule decays."""
+    cfg = _config(
+        phantom_root,
+        stage1_ckpt,
+        tmp_path,
+        "model.gate_lr_multiplier=10",
+        "model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 1, gamma: 0.5}",
+    )
+    (opt_g, opt_d), schedulers = build_module(cfg).configure_optimizers()
+    assert [(s["scheduler"].optimizer, s["interval"]) for s in schedulers] == [(opt_g, "epoch"), (opt_d, "epoch")]
+    for entry in schedulers:
+        entry["scheduler"].step()
+    groups = _groups(opt_g)
+    assert groups["refiner"][0] == pytest.approx(1e-4) and groups["gate"][0] == pytest.approx(1e-3)
+    assert [g["lr"] for g in opt_d.param_groups] == [pytest.approx(1e-4)]
+
+
 def _capture_modules(monkeypatch) -> list:
     """The modules ``csmri.app.train`` builds from now on (appended as they are built)."""
     import csmri.app.train as app
