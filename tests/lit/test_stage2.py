@@ -317,7 +317,15 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     assert state["normalizer.initialised"].item() and state["replay.count"].item() > 0
     assert list((tmp_path / "samples").glob("*.png")), "sample images were written"
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
-    for name in ("train/loss_d", "train/adv_norm", "train/vgg", "train/lambda", "train/d_real", "val/psnr"):
+    for name in (
+        "train/loss_d",
+        "train/adv_norm",
+        "train/vgg",
+        "train/lambda",
+        "train/d_real",
+        "val/psnr",
+        "val/psnr_recon",
+    ):
         assert name in header
     # the gate's diagnostics, once per validation epoch, finite, and in the run's summary
     per_epoch = _validation_rows(tmp_path / "csv" / "metrics.csv")
