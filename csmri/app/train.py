@@ -172,7 +172,7 @@ def train(cfg: DictConfig) -> float | None:
     experiment = cfg.get("experiment_name") if not OmegaConf.is_missing(cfg, "experiment_name") else None
     extra = {"experiment": experiment, "overrides": overrides, **resume_record(cfg.get("ckpt_path"))}
     info = RunInfo(output_dir, cfg.seed, **extra) if rank_zero_only.rank == 0 else None
-    with _sigterm_stops_run():
+    with _sigterm_stops_run() as received:
         try:
             check_no_missing(cfg)
             check_launch(cfg)
@@ -185,6 +185,10 @@ def train(cfg: DictConfig) -> float | None:
                 if info is not None:
                     info.update(status="failed", error=user.message)
                 raise user from err
+            if received and interruption(err) is None:
+                # the signal's exception was raised inside a library that turned it into another error (e.g. Hydra
+                # instantiating the Trainer): the run was still stopped by the signal
+                err = RunTerminated(received[0])
             status, reason = run_outcome(err)
             if info is not None:
                 info.record_failure(err)
@@ -197,21 +201,24 @@ def train(cfg: DictConfig) -> float | None:
 
 
 @contextmanager
-def _sigterm_stops_run() -> Iterator[None]:
+def _sigterm_stops_run() -> Iterator[list[int]]:
     """SIGTERM stops the run as Ctrl-C does (:class:`csmri.run_info.RunTerminated`), so ``run_info.json`` records
     ``interrupted``; while Lightning fits, its own handler (which calls this one too) stops at the end of the batch
-    instead and raises ``SIGTERMException``. Outside the main thread signals cannot be handled: nothing changes."""
+    instead and raises ``SIGTERMException``. Yields the signals received (so a run whose signal surfaced as another
+    error is still recorded as interrupted). Outside the main thread signals cannot be handled: nothing changes."""
+    received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
         if signal.getsignal(signal.SIGTERM) is handler:  # not called by Lightning's handler, which composes this one
             raise RunTerminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 

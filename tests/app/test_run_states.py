@@ -85,6 +85,29 @@ def test_sigterm_before_training_starts_records_interrupted(tmp_path, phantom_ro
     assert (info["status"], info["error"], returncode) == ("interrupted", "SIGTERM", 143), output
 
 
+def test_sigterm_that_a_library_turns_into_another_error_is_still_an_interruption(tmp_path, phantom_root, monkeypatch):
+    """A SIGTERM raised inside library code may surface as that library's own error (OmegaConf, while Hydra builds the
+    Trainer, once failed with ``AttributeError: 'NoneType' object has no attribute '_invalidate_flags_cache'``): the
+    run was still stopped by the signal, and says so."""
+    import os
+
+    import csmri.app.train as app
+    from csmri.run_info import RunTerminated
+
+    def build_trainer_interrupted(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # csmri's handler raises RunTerminated here
+        except RunTerminated:
+            raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'") from None
+
+    monkeypatch.setattr(app, "build_trainer", build_trainer_interrupted)
+    cfg = compose_config("train", [*TINY_STAGE1, f"data.root={phantom_root}"], tmp_path / "run")
+    with pytest.raises(SystemExit) as stopped:
+        app.train(cfg)
+    info = json.loads((tmp_path / "run" / "run_info.json").read_text())
+    assert (info["status"], info["error"], stopped.value.code) == ("interrupted", "SIGTERM", 143)
+
+
 def test_a_failure_is_failed_with_one_line(tmp_path, phantom_root, monkeypatch):
     """Any other exception is ``failed`` with its one line (not ``interrupted``)."""
     import lightning as L
