@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from csmri.config import plain
 from csmri.lit._config import build
+from csmri.lit.augment import IntensityAugment
 from csmri.lit.optim import adam, build_optimizer
 from csmri.lit.speed import NetworkSpeedMixin
 from csmri.metrics.segmentation import DiceMetric
@@ -67,6 +68,9 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
         optimizer: ``_partial_`` optimiser config (default Adam, lr 1e-3, betas (0.9, 0.999)).
         augment: random left-right / up-down flips of training slices (off by default: flips change
             the anatomy's orientation, which the structure's position may depend on).
+        intensity_augment: ``None`` (off) or the fields of :class:`csmri.lit.augment.IntensityAugment` to change
+            from its defaults (``{}``: nnU-Net's standard noise, blur, low-resolution, brightness, contrast and
+            gamma augmentation of the training slices).
         channels_last, compile: how the network runs (see :mod:`csmri.lit.speed`).
     """
 
@@ -78,6 +82,7 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
         loss: Mapping[str, Any] = DEFAULT_LOSS,
         optimizer: Mapping[str, Any] | None = None,
         augment: bool = False,
+        intensity_augment: Mapping[str, Any] | None = None,
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
@@ -95,6 +100,7 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
                 f"got in_channels={self.net.in_channels}"
             )
         self.loss_fn: nn.Module = build(loss, "loss")
+        self.intensity_augment = None if intensity_augment is None else IntensityAugment(**plain(intensity_augment))
         self.val_dice = DiceMetric(classes=None if self.num_classes == 2 else list(range(1, self.num_classes)))
 
     def forward(self, image: Tensor) -> Tensor:
@@ -138,6 +144,8 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
         x, label = self._inputs(batch)
         if self.hparams.augment:
             x, label = _random_flips(x, label)
+        if self.intensity_augment is not None:
+            x = self.intensity_augment(x)
         loss = self.loss_fn(self.net(x).float(), label)
         self.log("train/loss", loss, prog_bar=True, batch_size=x.shape[0])
         return loss
