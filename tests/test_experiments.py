@@ -13,11 +13,12 @@ import pytest
     [
         "bench",
         "precision_parity",
-        "dlmri_study",
-        "refinement_diagnostics",
-        "stage2_long",
-        "discriminator_scale",
-        "gate_study",
+        "seitzer2018.dlmri_study",
+        "seitzer2018.refinement_diagnostics",
+        "seitzer2018.stage2_long",
+        "seitzer2018.discriminator_scale",
+        "seitzer2018.gate_study",
+        "seitzer2018.sis_diagnosis",
     ],
 )
 def test_experiment_script_imports(name):
@@ -28,7 +29,7 @@ def test_experiment_script_imports(name):
 def test_refinement_alignment_on_hand_made_outputs():
     import torch
 
-    from experiments.refinement_diagnostics import alignment
+    from experiments.seitzer2018.refinement_diagnostics import alignment
 
     base = torch.zeros(3, 2, 4, 4)
     base[:, 0, 0, 0] = 1.0  # R: one bright pixel (real channel)
@@ -49,7 +50,7 @@ def test_refinement_alignment_on_hand_made_outputs():
 
 
 def test_discriminator_scale_table_lists_each_runs_checkpoints(tmp_path):
-    from experiments.discriminator_scale import _run, table
+    from experiments.seitzer2018.discriminator_scale import _run, table
 
     def run(psnr: float, d_fake: float) -> dict:
         scores = {"ref_psnr": psnr, "ref_ssim": 0.5, "ref_sis": 0.25, "recnet_psnr": 25.0, "recnet_ssim": 0.6}

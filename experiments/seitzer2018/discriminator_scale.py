@@ -17,10 +17,10 @@ this measures whether D's patch scale is why.
     csmri eval split=val methods=[recnet,refinement] refinement.ckpt=…/periodic/epoch05.ckpt … \
         hydra.run.dir=outputs/dscale/strides_222111/eval_epoch05
     # 3. the comparison
-    python -m experiments.discriminator_scale "4x4 (released strides)=outputs/dscale/strides_222221" \
+    python -m experiments.seitzer2018.discriminator_scale "4x4 (released strides)=outputs/dscale/strides_222221" \
         "16x16 (paper grid)=outputs/dscale/strides_222111" --figure docs/discriminator_scale.png
 
-Each run folder is read as :mod:`experiments.stage2_long` reads one (CSV log, ``eval_epochNN/table.json``).
+Each run folder is read as :mod:`experiments.seitzer2018.stage2_long` reads one (CSV log, ``eval_epochNN/table.json``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import argparse
 from pathlib import Path
 
 from csmri.reporting import save_figure
-from experiments.stage2_long import summary
+from experiments.seitzer2018.stage2_long import summary
 
 
 def _run(text: str) -> tuple[str, Path]:

@@ -1,6 +1,6 @@
 """Is stage 2's refinement learning a correction? V's output against R's residual error, per checkpoint.
 
-    python -m experiments.refinement_diagnostics CKPT [CKPT ...] --data DIR [--split val] [--batches 24]
+    python -m experiments.seitzer2018.refinement_diagnostics CKPT [CKPT ...] --data DIR [--split val] [--batches 24]
 
 For each stage-2 checkpoint, on the fixed evaluation masks of ``--split`` (default ``val``: never tune on test):
 λ, mean |x_V| (V's output, in its (-1, 1) range) and the mean per-slice cosine of ``x_V`` with R and with R's

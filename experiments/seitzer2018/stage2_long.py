@@ -14,7 +14,8 @@ epochs, every few epochs' checkpoint scored on the validation split, and the adv
     csmri eval split=val methods=[recnet,refinement] refinement.ckpt=outputs/long_stage2/periodic/epoch05.ckpt \
         recnet.ckpt=… segnet.ckpt=[…] hydra.run.dir=outputs/long_stage2/eval_epoch05      # and so on
     # 3. the summary and the figure
-    python -m experiments.stage2_long outputs/long_stage2 --figure docs/stage2_long.png
+    python -m experiments.seitzer2018.stage2_long outputs/long_stage2 \\
+        --figure experiments/seitzer2018/figures/stage2_long.png
 
 Reads the run's CSV log (validation PSNR, R's, λ and the generator's normalised terms and D's output on the refined
 images, averaged per epoch) and every ``eval_epochNN/table.json`` beside it.

@@ -11,7 +11,7 @@ last checkpoint in ``eval_val/`` inside it:
       csmri eval split=val methods=[zero_filled,recnet,refinement] recnet.ckpt=STAGE1.ckpt \
           refinement.ckpt=STUDY/m$m/checkpoints/last.ckpt segnet.ckpt=[...] hydra.run.dir=STUDY/m$m/eval_val
     done
-    python -m experiments.gate_study STUDY --figure experiments/seitzer2018/figures/gate_study.png
+    python -m experiments.seitzer2018.gate_study STUDY --figure experiments/seitzer2018/figures/gate_study.png
 
 Prints a Markdown table (per point: lambda, the correction's size ``sum |x_hat - R| / sum |R|`` and D's mean scores at
 the last validation epoch, the bound N * lr * m, validation PSNR/SSIM/SIS of the refinement and of RecNet) and draws

@@ -1,6 +1,6 @@
 """DLMRI study: PSNR/SSIM gain over zero-filling on phantom slices, per mask and DLMRI setting.
 
-    python -m experiments.dlmri_study --size 128 --slices 4 --out results/dlmri_study
+    python -m experiments.seitzer2018.dlmri_study --size 128 --slices 4 --out results/dlmri_study
 
 Masks (same acceleration): the paper's 1-D variable-density Gaussian Cartesian line mask
 (:func:`csmri.physics.mask.gaussian_line_mask`) and a 2-D variable-density random point mask (the setting DLMRI
