@@ -89,6 +89,7 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
         super().__init__()
         net, loss = plain(net), plain(loss)
         optimizer = plain(optimizer) if optimizer is not None else adam(1e-3, (0.9, 0.999))
+        intensity_augment = plain(intensity_augment) if intensity_augment is not None else None
         self.save_hyperparameters()
         self.net = build(net, "net")
         self.num_classes: int = getattr(self.net, "num_classes", 0)
@@ -100,7 +101,7 @@ class SegmentationModule(NetworkSpeedMixin, L.LightningModule):
                 f"got in_channels={self.net.in_channels}"
             )
         self.loss_fn: nn.Module = build(loss, "loss")
-        self.intensity_augment = None if intensity_augment is None else IntensityAugment(**plain(intensity_augment))
+        self.intensity_augment = None if intensity_augment is None else IntensityAugment(**intensity_augment)
         self.val_dice = DiceMetric(classes=None if self.num_classes == 2 else list(range(1, self.num_classes)))
 
     def forward(self, image: Tensor) -> Tensor:

@@ -91,3 +91,18 @@ def test_training_steps_see_the_augmented_images_and_validation_steps_the_origin
     module.validation_step(batch, 0)
     assert torch.equal(seen[0], torch.zeros(2, 1, 32, 32))
     assert torch.equal(seen[1], batch["target"].abs().unsqueeze(1))
+
+
+def test_a_checkpoint_of_a_net_trained_with_augmentation_loads(tmp_path):
+    import lightning
+    from omegaconf import OmegaConf
+
+    from csmri.lit.checkpoints import load_module
+
+    settings = OmegaConf.create({"blur_p": 0.5, "gamma": [0.8, 1.2]})  # as Hydra passes it
+    module = SegmentationModule(intensity_augment=settings)
+    path = tmp_path / "segnet.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "csmri_module": "segmentation", "pytorch-lightning_version": lightning.__version__}, path)  # fmt: skip
+    loaded = load_module(str(path))
+    assert loaded.intensity_augment == IntensityAugment(blur_p=0.5, gamma=(0.8, 1.2))
