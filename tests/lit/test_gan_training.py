@@ -3,6 +3,7 @@ matching compares every one of D's feature maps."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -127,3 +128,59 @@ def test_feature_matching_averages_every_discriminator_map(phantom_root, stage1_
     assert terms["feat"].item() == pytest.approx(expected.item(), rel=1e-5)
     # the maps differ enough that any single map (or a subset) gives another value
     assert min(abs(expected.item() - m.item()) for m in per_map) > 1e-3 * expected.item()
+
+
+def test_one_training_step_by_hand(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
+    """Stage 2's first step against the paper's losses written out here: D's loss is BCE(D(|x|), 1 - 0.1) +
+    BCE(D(|x_hat|), 0) with D before its step, and V's adversarial term is the non-saturating BCE(D'(|x_hat|), 1)
+    with D' the discriminator after its step (at step 1 lambda = 0, so x_hat = R(x_u), and the empty replay buffer
+    passes this step's image through)."""
+    seen = {}
+
+    def instrument(cfg, datamodule=None):
+        module = build_module(cfg, datamodule)
+        training_step = module.training_step
+
+        def spy(batch, batch_idx):
+            seen["d_before"] = copy.deepcopy(module.discriminator)
+            seen["batch"] = batch
+            seen["logs"] = training_step(batch, batch_idx)
+            seen["d_after"] = copy.deepcopy(module.discriminator)
+            seen["base"] = module.base_reconstruction(batch).detach()
+            return seen["logs"]
+
+        module.training_step = spy
+        return module
+
+    monkeypatch.setattr(train_app, "build_module", instrument)
+    overrides = [
+        "loss.weights.vgg=0",
+        "model.net.discriminator.net.dropout=0",  # D deterministic: the hand computation sees the same network
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=1",
+        "+trainer.limit_val_batches=0",
+    ]
+    train(_config(phantom_root, stage1_ckpt, tmp_path, *overrides))
+
+    def mag(channels):
+        return torch.sqrt(channels[:, 0] ** 2 + channels[:, 1] ** 2).unsqueeze(1)
+
+    real, fake = mag(complex_to_channels(seen["batch"]["target"])), mag(seen["base"])
+    d0, d1 = seen["d_before"].train(), seen["d_after"].train()  # batch statistics, as in training
+    with torch.no_grad():
+        real0, fake0, fake1 = d0(real)[0], d0(fake)[0], d1(fake)[0]
+    loss_d = F.binary_cross_entropy_with_logits(
+        real0, torch.full_like(real0, 0.9)
+    ) + F.binary_cross_entropy_with_logits(fake0, torch.zeros_like(fake0))
+    adv = F.binary_cross_entropy_with_logits(fake1, torch.ones_like(fake1))
+    logs = seen["logs"]
+    assert logs["train/loss_d"].item() == pytest.approx(loss_d.item(), rel=1e-4)
+    assert logs["train/d_real"].item() == pytest.approx(torch.sigmoid(real0).mean().item(), rel=1e-4)
+    assert logs["train/adv"].item() == pytest.approx(adv.item(), rel=1e-4)
+    # D's step went down its loss's gradient: the stepped D separates the same images better
+    with torch.no_grad():
+        real1 = d1(real)[0]
+    loss_d1 = F.binary_cross_entropy_with_logits(
+        real1, torch.full_like(real1, 0.9)
+    ) + F.binary_cross_entropy_with_logits(fake1, torch.zeros_like(fake1))
+    assert loss_d1.item() < loss_d.item()
