@@ -219,3 +219,19 @@ def test_a_training_step_moves_the_generator_and_the_discriminator(experiment, p
         assert names, network
         still = [k for k in names if torch.equal(before[k], after[k].detach())]
         assert not still, f"{network} tensors a step did not move: {still[:3]}"
+
+
+def test_every_generator_term_reaches_the_trained_weights(phantom_root, stage1_ckpt, tmp_path):
+    """Each of V's loss terms (adversarial, feature matching, perceptual, penalty) has a gradient on the weights V's
+    optimiser trains (lambda at the first step, where x_hat = R + 0 * V: only lambda sees the image terms)."""
+    from tests.lit.test_stage2 import _simulated_batch
+
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
+    batch = _simulated_batch(phantom_root)
+    output, extras = module.generate(batch)
+    terms, _ = module.generator_terms(batch, output.float(), extras, complex_to_channels(batch["target"]))
+    assert set(terms) == {"adv", "feat", "vgg", "pen"}
+    trained = [p for p in module.generator_parameters() if p.requires_grad]
+    for name, term in terms.items():
+        grads = torch.autograd.grad(term, trained, retain_graph=True, allow_unused=True)
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{name} does not reach V's weights"
