@@ -235,3 +235,23 @@ def test_every_generator_term_reaches_the_trained_weights(phantom_root, stage1_c
     for name, term in terms.items():
         grads = torch.autograd.grad(term, trained, retain_graph=True, allow_unused=True)
         assert any(g is not None and g.abs().sum() > 0 for g in grads), f"{name} does not reach V's weights"
+
+
+def test_grad_clip_clips_both_networks_by_norm(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
+    calls = []
+
+    def instrument(cfg, datamodule=None):
+        module = build_module(cfg, datamodule)
+        clip = module.clip_gradients
+
+        def spy(optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+            calls.append((optimizer.param_groups[0].get("name", "D"), gradient_clip_val, gradient_clip_algorithm))
+            return clip(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+        module.clip_gradients = spy
+        return module
+
+    monkeypatch.setattr(train_app, "build_module", instrument)
+    overrides = ["loss.weights.vgg=0", "model.grad_clip=0.5", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
+    train(_config(phantom_root, stage1_ckpt, tmp_path, *overrides, "+trainer.limit_val_batches=0"))
+    assert calls == [("D", 0.5, "norm"), ("refiner", 0.5, "norm")] * 2  # per step: D's step, then V's
