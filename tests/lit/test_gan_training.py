@@ -177,6 +177,7 @@ def test_one_training_step_by_hand(phantom_root, stage1_ckpt, tmp_path, monkeypa
     assert logs["train/loss_d"].item() == pytest.approx(loss_d.item(), rel=1e-4)
     assert logs["train/d_real"].item() == pytest.approx(torch.sigmoid(real0).mean().item(), rel=1e-4)
     assert logs["train/adv"].item() == pytest.approx(adv.item(), rel=1e-4)
+    assert logs["train/d_fake"].item() == pytest.approx(torch.sigmoid(fake1).mean().item(), rel=1e-4)  # V's step's D
     # D's step went down its loss's gradient: the stepped D separates the same images better
     with torch.no_grad():
         real1 = d1(real)[0]
