@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 MODULES ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast lint format bench mutation reproduce study phantom clean sync-wandb
+.PHONY: help venv test test-fast lint format bench mutation mutation-hand reproduce study phantom clean sync-wandb
 
 help:  ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench: venv  ## stage-1 throughput and mask-drawing share (prints figures)
 
 mutation: venv  ## mutation testing (mutmut) of the science-critical modules; kill rate per module (MODULES=physics ...)
 	$(PY) -m experiments.mutation $(MODULES)
+
+mutation-hand: venv  ## hand-made mutants of the adversarial training step, each against the tests that pin it
+	$(PY) -m experiments.hand_mutants
 
 phantom: venv  ## write the default phantom dataset to data/phantom
 	$(VENV)/bin/csmri data phantom --out data/phantom

@@ -85,3 +85,12 @@ def test_mutmuts_one_time_copies_are_refreshed_and_its_records_kept(tmp_path):
     mutation.refresh_unmutated(work)
     assert all((work / "mutants" / rel).is_file() for rel in kept)
     assert not any((work / "mutants" / rel).exists() for rel in dropped)
+
+
+def test_every_hand_made_mutant_applies_once_and_changes_the_code():
+    from experiments.hand_mutants import MUTANTS, apply
+    from experiments.mutation import ROOT
+
+    assert len({m.id for m in MUTANTS}) == len(MUTANTS)
+    for mutant in MUTANTS:
+        assert apply(mutant) != (ROOT / mutant.file).read_text(), mutant.id
