@@ -25,6 +25,7 @@ from experiments.mutation import ROOT, SCRATCH, sync_copy
 
 TESTS = [
     "tests/lit/test_gan_training.py",
+    "tests/lit/test_no_target_leak.py",
     "tests/lit/test_stage2.py",
     "tests/lit/test_stage1.py",
     "tests/lit/test_baselines.py",
