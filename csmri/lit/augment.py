@@ -54,7 +54,7 @@ class IntensityAugment:
             object.__setattr__(self, name, (float(value[0]), float(value[1])))  # lists from YAML
 
     def __call__(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Augment a batch ``(B, 1, H, W)`` of magnitudes; returns a new tensor of the same shape and dtype."""
+        """Augment a batch ``(B, 1, H, W)`` of magnitudes; returns a new float32 tensor (``x`` is not modified)."""
         b = x.shape[0]
 
         def chosen(p: float) -> Tensor:
