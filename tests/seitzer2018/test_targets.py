@@ -8,12 +8,14 @@ from experiments.seitzer2018.targets import check_targets, targets_markdown
 
 
 def _rows(**changes):
+    # the paper's Table 1 (PSNR, SIS, Dice on ground truth 0.796; zero-filling is not in it: 26 dB here)
     rows = {
-        "ground_truth": {"method": "ground_truth", "dice_mean": 0.80, "sis": 1.0, "psnr_mean": None},
-        "zero_filled": {"method": "zero_filled", "psnr_mean": 20.0, "sis": 0.1, "p_dice": 1e-5},
-        "recnet": {"method": "recnet", "psnr_mean": 26.0, "sis": 0.80, "p_dice": 0.004},
-        "dagan": {"method": "dagan", "psnr_mean": 22.0, "sis": 0.5, "p_dice": 1e-4},
-        "refinement": {"method": "refinement", "psnr_mean": 25.5, "sis": 0.94, "p_dice": None, "is_reference": True},
+        "ground_truth": {"method": "ground_truth", "dice_mean": 0.796, "sis": 1.0, "psnr_mean": None},
+        "zero_filled": {"method": "zero_filled", "psnr_mean": 26.0, "sis": 0.1, "p_dice": 1e-5},
+        "recnet": {"method": "recnet", "psnr_mean": 32.46, "sis": 0.801, "p_dice": 0.004},
+        "dlmri": {"method": "dlmri", "psnr_mean": 31.45, "sis": 0.842, "p_dice": 0.02},
+        "dagan": {"method": "dagan", "psnr_mean": 28.41, "sis": 0.812, "p_dice": 1e-4},
+        "refinement": {"method": "refinement", "psnr_mean": 31.89, "sis": 0.941, "p_dice": None, "is_reference": True},
     }
     for key, fields in changes.items():
         if fields is None:
@@ -24,29 +26,40 @@ def _rows(**changes):
 
 
 def test_the_papers_table_meets_every_target():
-    checks = check_targets(_rows())  # the paper's Table 1, roughly: +6 dB, Dice 0.80, SIS .80 -> .94 at -0.5 dB
-    assert [c.status for c in checks] == ["met"] * 6
-    assert [c.measured for c in checks][:3] == ["+6.00 dB", "0.800", "0.800"]
-    assert checks[3].measured == "0.940 vs 0.800, p = 0.004" and checks[4].measured == "-0.50 dB"
-    assert check_targets(_rows(recnet={"p_dice": 2e-4}))[3].measured == "0.940 vs 0.800, p < 0.001"
+    checks = check_targets(_rows())
+    assert [c.status for c in checks] == ["met"] * 8
+    assert [c.measured for c in checks][:3] == ["+6.46 dB", "0.796", "0.801"]
+    assert checks[3].measured == "0.941 vs 0.801, p = 0.004" and checks[4].measured == "-0.57 dB"
+    assert checks[5].measured == "zero-filled +2.41 dB, RecNet -4.05 dB"
+    assert [c.measured for c in checks[6:]] == ["+0.041", "+0.011"]  # DLMRI, DAGAN
+    assert check_targets(_rows(recnet={"p_dice": 2e-4}))[3].measured == "0.941 vs 0.801, p < 0.001"
 
 
 def test_each_target_fails_on_its_own_boundary():
-    statuses = [c.status for c in check_targets(_rows(recnet={"psnr_mean": 24.99}))]
+    statuses = [c.status for c in check_targets(_rows(recnet={"psnr_mean": 30.99}))]
     assert statuses[0] == "not met" and statuses[4] == "met"  # 4.99 dB gain; refinement now above RecNet
     assert check_targets(_rows(ground_truth={"dice_mean": 0.749}))[1].status == "not met"
+    assert check_targets(_rows(ground_truth={"dice_mean": 0.851}))[1].status == "not met"  # the phantom's 0.967
+    assert check_targets(_rows(ground_truth={"dice_mean": 0.85}))[1].status == "met"
     assert check_targets(_rows(recnet={"sis": 0.91}))[2].status == "not met"
     assert check_targets(_rows(recnet={"sis": 0.9}))[2].status == "met"
     assert check_targets(_rows(recnet={"p_dice": 0.011}))[3].status == "not met"  # higher SIS, not significant
     assert check_targets(_rows(refinement={"sis": 0.79}))[3].status == "not met"  # significant, the other way
-    assert check_targets(_rows(refinement={"psnr_mean": 24.99}))[4].status == "not met"  # 1.01 dB below RecNet
-    assert check_targets(_rows(dagan={"psnr_mean": 26.0}))[5].status == "not met"
+    assert check_targets(_rows(refinement={"psnr_mean": 31.45}))[4].status == "not met"  # 1.01 dB below RecNet
+    assert check_targets(_rows(dagan={"psnr_mean": 26.99}))[5].status == "not met"  # 0.99 dB over zero-filling
+    assert check_targets(_rows(dagan={"psnr_mean": 31.47}))[5].status == "not met"  # 0.99 dB under RecNet
+    assert check_targets(_rows(dagan={"psnr_mean": 27.0}))[5].status == "met"
+    assert check_targets(_rows(dlmri={"sis": 0.65}))[6].status == "not met"  # 0.151 under RecNet
+    assert check_targets(_rows(dagan={"sis": 0.952}))[7].status == "not met"  # 0.151 over it
+    assert check_targets(_rows(dagan={"sis": 0.951}))[7].status == "met"
 
 
 def test_missing_methods_are_not_applicable_never_met():
     checks = check_targets(_rows(dagan=None, zero_filled=None, recnet={"sis": math.nan}))
-    assert [c.status for c in checks] == ["n/a", "met", "n/a", "n/a", "met", "n/a"]
+    assert [c.status for c in checks] == ["n/a", "met", "n/a", "n/a", "met", "n/a", "n/a", "n/a"]
     # RecNet's p-value against another reference says nothing about the refinement
     assert check_targets(_rows(refinement={"is_reference": False}))[3].status == "n/a"
+    # DAGAN's band needs zero-filling and RecNet, not the refinement
+    assert check_targets(_rows(refinement=None))[5].status == "met"
     table = targets_markdown(checks)
-    assert table.count("\n") == 7 and "| claim | DAGAN PSNR < RecNet PSNR | n/a | **n/a** |" in table
+    assert table.count("\n") == 9 and "| claim | DAGAN SIS within 0.15 of RecNet's | n/a | **n/a** |" in table
