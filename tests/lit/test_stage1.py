@@ -81,3 +81,23 @@ def test_released_code_variant_with_weighted_dc_trains(phantom_root, tmp_path):
     )
     train(cfg)
     assert (tmp_path / "run_info.json").is_file()
+
+
+def test_the_training_loss_is_the_mse_to_the_fully_sampled_image(phantom_root, tmp_path):
+    """Stage 1 trains R with the MSE between its 2-channel output and the ground truth (the paper's stage 1), written
+    out here: not the zero-filled input, not magnitudes."""
+    from csmri.app.train import build_module
+    from csmri.physics import complex_to_channels
+    from tests.lit.test_stage2 import _simulated_batch
+
+    module = build_module(train_config([f"data.root={phantom_root}"], tmp_path))
+    module.log = lambda *args, **kwargs: None
+    batch = _simulated_batch(phantom_root)
+    loss = module.training_step(batch, 0)
+    with torch.no_grad():
+        output = module.generate(batch)[0].float()
+    target = complex_to_channels(batch["target"])
+    assert loss.item() == pytest.approx(((output - target) ** 2).mean().item(), rel=1e-5)
+    assert loss.item() != pytest.approx(
+        ((output - complex_to_channels(batch["zero_filled"])) ** 2).mean().item(), rel=1e-3
+    )
