@@ -101,3 +101,23 @@ def test_the_training_loss_is_the_mse_to_the_fully_sampled_image(phantom_root, t
     assert loss.item() != pytest.approx(
         ((output - complex_to_channels(batch["zero_filled"])) ** 2).mean().item(), rel=1e-3
     )
+
+
+def test_an_lr_schedule_steps_once_per_epoch(phantom_root, tmp_path):
+    """``model.scheduler`` halves stage 1's learning rate once per epoch, not once per batch: after 2 epochs of 2
+    batches each, lr = 2e-4 / 4."""
+    cfg = train_config(
+        [
+            f"data.root={phantom_root}",
+            "model.net.nf=8",
+            "data.batch_size=1",
+            "trainer.max_epochs=2",
+            "+trainer.limit_train_batches=2",
+            "+trainer.limit_val_batches=1",
+            "model.scheduler={_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 1, gamma: 0.5}",
+        ],
+        tmp_path,
+    )
+    train(cfg)
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 4)
