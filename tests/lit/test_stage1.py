@@ -121,3 +121,19 @@ def test_an_lr_schedule_steps_once_per_epoch(phantom_root, tmp_path):
     train(cfg)
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(2e-4 / 4)
+
+
+def test_the_logged_zero_filled_psnr_is_the_zero_filled_images(phantom_root, tmp_path):
+    """``val/psnr_zero_filled`` (stage 1's baseline in the training curves) is the mean per-slice PSNR of the
+    zero-filled magnitudes against the ground truth, not of R's output."""
+    from csmri.app.train import build_module
+    from csmri.metrics.image import magnitude, psnr
+    from tests.lit.test_stage2 import _simulated_batch
+
+    module = build_module(train_config([f"data.root={phantom_root}"], tmp_path)).eval()
+    module.log = lambda *args, **kwargs: None
+    batch = _simulated_batch(phantom_root)
+    with torch.no_grad():
+        module.validation_step(batch, 1)  # not the first batch: no sample images (they need a Trainer)
+    expected = psnr(magnitude(batch["zero_filled"]), magnitude(batch["target"])).mean()
+    assert module.val_psnr_zf.compute().item() == pytest.approx(expected.item(), rel=1e-6)
