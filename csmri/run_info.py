@@ -97,6 +97,12 @@ def perceptual_precision_label(recorded: str | None) -> str:
     return {"bf16": "run in bf16", "32": "run in fp32"}.get(str(recorded), "")
 
 
+def _cpu_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 class RunInfo:
     """``run_info.json`` in a run directory, rewritten whenever :meth:`update` is called."""
 
@@ -111,6 +117,7 @@ class RunInfo:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "host": socket.gethostname(),
             "python": platform.python_version(),
+            "cpu_threads": _cpu_threads(),  # CPU training in fp32 is reproducible for a seed only at the same count
             "git": git_state(),
             "packages": package_versions(),
             **extra,

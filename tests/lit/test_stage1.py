@@ -20,6 +20,7 @@ def test_fast_dev_run(phantom_root, tmp_path):
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["status"] == "finished" and info["seed"] == 0
     assert info["packages"]["torch"] and "commit" in info["git"]
+    assert info["cpu_threads"] == torch.get_num_threads()  # results depend on it (summation order in fp32)
 
 
 def test_two_epochs_val_loss_decreases_and_checkpoint_reloads(phantom_root, tmp_path):
