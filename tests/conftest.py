@@ -71,3 +71,9 @@ def stage1_ckpt(cfg_train_global: DictConfig, tmp_path_factory: pytest.TempPathF
         cfg.trainer.limit_train_batches = 2
     train(cfg)
     return Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked slow first (in their own order), so that `make test`'s workers start on the long end-to-end
+    runs and finish on short tests instead of one worker waiting for the other's last long run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -11,8 +11,7 @@ from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config
 EXPERIMENTS = {
     "stage1": ["model.net.nf=8"],
     "stage2": TINY_STAGE2,
-    "dagan": [*ADVERSARIAL["dagan"], "model.net.perceptual.size=64"],
-    "joint": ADVERSARIAL["joint"],
+    "dagan": [*ADVERSARIAL["dagan"], "model.net.perceptual.size=64"],  # joint: the same module class as DAGAN
 }
 
 

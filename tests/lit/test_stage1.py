@@ -104,6 +104,7 @@ def test_the_training_loss_is_the_mse_to_the_fully_sampled_image(phantom_root, t
     )
 
 
+@pytest.mark.slow
 def test_an_lr_schedule_steps_once_per_epoch(phantom_root, tmp_path):
     """``model.scheduler`` halves stage 1's learning rate once per epoch, not once per batch: after 2 epochs of 2
     batches each, lr = 2e-4 / 4."""
