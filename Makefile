@@ -23,10 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)  ## create .venv and install csmri (editable, dev extra) pinned by constraints.txt
 
 test: venv  ## run the test suite (all of it, the slow end-to-end runs included)
-	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 --dist worksteal $(PYTEST_ARGS)
 
 test-fast: venv  ## the test suite without the tests marked slow (end-to-end training runs, wheel build)
-	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
+	WANDB_MODE=disabled $(PY) -m pytest -q -n 2 --dist worksteal -m "not slow" $(PYTEST_ARGS)
 
 lint: venv  ## ruff check + format check
 	$(VENV)/bin/ruff check csmri tests experiments

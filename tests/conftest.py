@@ -74,6 +74,6 @@ def stage1_ckpt(cfg_train_global: DictConfig, tmp_path_factory: pytest.TempPathF
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests marked slow first (in their own order), so that `make test`'s workers start on the long end-to-end
-    runs and finish on short tests instead of one worker waiting for the other's last long run."""
+    """The tests marked slow first (in their own order): `make test`'s workers (``--dist worksteal``: an idle worker
+    takes tests queued for the other) start on the long end-to-end runs and end on short tests."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
