@@ -77,3 +77,30 @@ def train_best_checkpoint(output_dir: Path, overrides: list[str]) -> Path:
 
     train(train_config(overrides, output_dir))
     return output_dir / "checkpoints" / "best.ckpt"
+
+
+def simulated_batch(phantom_root: Path, n: int = 3) -> dict:
+    """The first training batch of ``n`` slices of ``phantom_root`` at 4x, simulated outside a Trainer (so with the
+    evaluation masks): what a LightningModule's step sees."""
+    from csmri.data import MRIDataModule
+
+    dm = MRIDataModule(str(phantom_root), acceleration=4, batch_size=n)
+    dm.setup("fit")
+    return dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+
+
+def capture_modules(monkeypatch, prepare=None) -> list:
+    """The modules ``csmri.app.train`` builds from now on (appended as they are built); ``prepare(module)``, if given,
+    runs on each as it is built (e.g. to wrap its methods with a spy)."""
+    import csmri.app.train as app
+
+    built, original = [], app.build_module
+
+    def build(cfg, datamodule=None):
+        built.append(original(cfg, datamodule))
+        if prepare is not None:
+            prepare(built[-1])
+        return built[-1]
+
+    monkeypatch.setattr(app, "build_module", build)
+    return built

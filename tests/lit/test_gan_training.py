@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import csmri.app.train as train_app
 from csmri.app.train import build_module, train
 from csmri.physics import complex_to_channels
-from tests.helpers import TINY_STAGE2, compose_config
+from tests.helpers import TINY_STAGE2, capture_modules, compose_config, simulated_batch
 
 P_REPLAY = 0.5  # DESIGN.md section 2 / the paper: "p = 0.5 of drawing from" the replay buffer
 
@@ -41,8 +40,7 @@ def test_replayed_images_reach_the_discriminator_at_rate_p(phantom_root, stage1_
     generated: list[torch.Tensor] = []  # per step: the refined magnitudes (B, 1, H, W) that entered the buffer
     d_inputs: list[list[torch.Tensor]] = []  # per step: every input D saw, in call order
 
-    def instrument(cfg, datamodule=None):
-        module = build_module(cfg, datamodule)
+    def spy_on(module):
         generate, training_step, d_forward = module.generate, module.training_step, module.discriminator.forward
 
         def spy_generate(b):
@@ -61,9 +59,8 @@ def test_replayed_images_reach_the_discriminator_at_rate_p(phantom_root, stage1_
             return d_forward(x)
 
         module.generate, module.training_step, module.discriminator.forward = spy_generate, spy_training_step, spy_d
-        return module
 
-    monkeypatch.setattr(train_app, "build_module", instrument)
+    capture_modules(monkeypatch, spy_on)
     overrides = [
         f"model.net.discriminator.replay.capacity={capacity}",  # p stays the shipped one
         "loss.weights.vgg=0",  # no VGG term (speed): D's inputs do not depend on it
@@ -98,6 +95,17 @@ def test_replayed_images_reach_the_discriminator_at_rate_p(phantom_root, stage1_
     assert abs(swapped / draws - P_REPLAY) < 4 * sigma, (swapped, draws)
 
 
+def _magnitude(channels: torch.Tensor) -> torch.Tensor:
+    """``|x|`` of 2-channel images ``(B, 2, H, W)`` as D's 1-channel input ``(B, 1, H, W)``, written out here."""
+    return torch.sqrt(channels[:, 0] ** 2 + channels[:, 1] ** 2).unsqueeze(1)
+
+
+def _d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The paper's D loss written out: BCE(D(real), 1 - 0.1) + BCE(D(fake), 0) (one-sided label smoothing 0.1)."""
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, 0.9))
+    return real + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+
 class ThreeMapDiscriminator(nn.Module):
     """A parameter-free D with three feature maps of different sizes and scales (input ``(B, 1, H, W)``)."""
 
@@ -109,20 +117,16 @@ class ThreeMapDiscriminator(nn.Module):
 
 
 def test_feature_matching_averages_every_discriminator_map(phantom_root, stage1_ckpt, tmp_path):
-    from tests.lit.test_stage2 import _simulated_batch
 
     module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
     module.discriminator = ThreeMapDiscriminator()
-    batch = _simulated_batch(phantom_root)
+    batch = simulated_batch(phantom_root)
     target = complex_to_channels(batch["target"])
     output = complex_to_channels(batch["zero_filled"])  # a reconstruction that differs from the target
     terms, _ = module.generator_terms(batch, output, {"x_v": output}, target)
 
-    def mag(channels):  # |x| as D's 1-channel input, written out here
-        return torch.sqrt(channels[:, 0] ** 2 + channels[:, 1] ** 2).unsqueeze(1)
-
-    _, real_maps = ThreeMapDiscriminator()(mag(target))
-    _, fake_maps = ThreeMapDiscriminator()(mag(output))
+    _, real_maps = ThreeMapDiscriminator()(_magnitude(target))
+    _, fake_maps = ThreeMapDiscriminator()(_magnitude(output))
     per_map = [(real - fake).abs().mean() for real, fake in zip(real_maps, fake_maps, strict=True)]
     expected = sum(per_map) / 3
     assert terms["feat"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -138,8 +142,7 @@ def test_one_training_step_by_hand(phantom_root, stage1_ckpt, tmp_path, monkeypa
     passes this step's image through)."""
     seen = {}
 
-    def instrument(cfg, datamodule=None):
-        module = build_module(cfg, datamodule)
+    def spy_on(module):
         training_step = module.training_step
 
         def spy(batch, batch_idx):
@@ -151,9 +154,8 @@ def test_one_training_step_by_hand(phantom_root, stage1_ckpt, tmp_path, monkeypa
             return seen["logs"]
 
         module.training_step = spy
-        return module
 
-    monkeypatch.setattr(train_app, "build_module", instrument)
+    capture_modules(monkeypatch, spy_on)
     overrides = [
         "loss.weights.vgg=0",
         "model.net.discriminator.net.dropout=0",  # D deterministic: the hand computation sees the same network
@@ -163,16 +165,11 @@ def test_one_training_step_by_hand(phantom_root, stage1_ckpt, tmp_path, monkeypa
     ]
     train(_config(phantom_root, stage1_ckpt, tmp_path, *overrides))
 
-    def mag(channels):
-        return torch.sqrt(channels[:, 0] ** 2 + channels[:, 1] ** 2).unsqueeze(1)
-
-    real, fake = mag(complex_to_channels(seen["batch"]["target"])), mag(seen["base"])
+    real, fake = _magnitude(complex_to_channels(seen["batch"]["target"])), _magnitude(seen["base"])
     d0, d1 = seen["d_before"].train(), seen["d_after"].train()  # batch statistics, as in training
     with torch.no_grad():
         real0, fake0, fake1 = d0(real)[0], d0(fake)[0], d1(fake)[0]
-    loss_d = F.binary_cross_entropy_with_logits(
-        real0, torch.full_like(real0, 0.9)
-    ) + F.binary_cross_entropy_with_logits(fake0, torch.zeros_like(fake0))
+    loss_d = _d_loss(real0, fake0)
     adv = F.binary_cross_entropy_with_logits(fake1, torch.ones_like(fake1))
     logs = seen["logs"]
     assert logs["train/loss_d"].item() == pytest.approx(loss_d.item(), rel=1e-4)
@@ -182,31 +179,27 @@ def test_one_training_step_by_hand(phantom_root, stage1_ckpt, tmp_path, monkeypa
     # D's step went down its loss's gradient: the stepped D separates the same images better
     with torch.no_grad():
         real1 = d1(real)[0]
-    loss_d1 = F.binary_cross_entropy_with_logits(
-        real1, torch.full_like(real1, 0.9)
-    ) + F.binary_cross_entropy_with_logits(fake1, torch.zeros_like(fake1))
+    loss_d1 = _d_loss(real1, fake1)
     assert loss_d1.item() < loss_d.item()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment", ["dagan"])  # joint shares the GAN base's optimisers with DAGAN
-def test_a_training_step_moves_the_generator_and_the_discriminator(experiment, phantom_root, tmp_path, monkeypatch):
-    """The GAN base's own optimisers (DAGAN, joint): one step moves every trainable tensor of G and of D."""
-    from tests.helpers import ADVERSARIAL, compose_config
+def test_a_dagan_training_step_moves_the_generator_and_the_discriminator(phantom_root, tmp_path, monkeypatch):
+    """The GAN base's own optimisers (DAGAN's; joint's are the same): one step moves every trainable tensor of G and
+    of D."""
+    from tests.helpers import ADVERSARIAL
 
-    built = []
+    before = {}
 
-    def capture(cfg, datamodule=None):
-        module = build_module(cfg, datamodule)
-        built.append((module, {k: v.detach().clone() for k, v in module.named_parameters() if v.requires_grad}))
-        return module
+    def snapshot(module):
+        before.update({k: v.detach().clone() for k, v in module.named_parameters() if v.requires_grad})
 
-    monkeypatch.setattr(train_app, "build_module", capture)
+    built = capture_modules(monkeypatch, snapshot)
     overrides = [
-        f"experiment={experiment}",
+        "experiment=dagan",
         f"data.root={phantom_root}",
-        *ADVERSARIAL[experiment],
-        *(["model.net.perceptual.size=64"] if experiment == "dagan" else []),
+        *ADVERSARIAL["dagan"],
+        "model.net.perceptual.size=64",
         "logger=csv",
         "data.acceleration=4",
         "data.batch_size=2",
@@ -215,8 +208,7 @@ def test_a_training_step_moves_the_generator_and_the_discriminator(experiment, p
         "+trainer.limit_val_batches=1",  # DAGAN's early stopping reads val/nmse
     ]
     train(compose_config("train", overrides, tmp_path))
-    module, before = built[0]
-    after = dict(module.named_parameters())
+    after = dict(built[0].named_parameters())
     for network in ("discriminator.", "generator."):
         names = [k for k in before if k.startswith(network)]
         assert names, network
@@ -227,10 +219,9 @@ def test_a_training_step_moves_the_generator_and_the_discriminator(experiment, p
 def test_every_generator_term_reaches_the_trained_weights(phantom_root, stage1_ckpt, tmp_path):
     """Each of V's loss terms (adversarial, feature matching, perceptual, penalty) has a gradient on the weights V's
     optimiser trains (lambda at the first step, where x_hat = R + 0 * V: only lambda sees the image terms)."""
-    from tests.lit.test_stage2 import _simulated_batch
 
     module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
-    batch = _simulated_batch(phantom_root)
+    batch = simulated_batch(phantom_root)
     output, extras = module.generate(batch)
     terms, _ = module.generator_terms(batch, output.float(), extras, complex_to_channels(batch["target"]))
     assert set(terms) == {"adv", "feat", "vgg", "pen"}
@@ -244,8 +235,7 @@ def test_every_generator_term_reaches_the_trained_weights(phantom_root, stage1_c
 def test_grad_clip_clips_both_networks_by_norm(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     calls = []
 
-    def instrument(cfg, datamodule=None):
-        module = build_module(cfg, datamodule)
+    def spy_on(module):
         clip = module.clip_gradients
 
         def spy(optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
@@ -253,9 +243,8 @@ def test_grad_clip_clips_both_networks_by_norm(phantom_root, stage1_ckpt, tmp_pa
             return clip(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
         module.clip_gradients = spy
-        return module
 
-    monkeypatch.setattr(train_app, "build_module", instrument)
+    capture_modules(monkeypatch, spy_on)
     overrides = ["loss.weights.vgg=0", "model.grad_clip=0.5", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
     train(_config(phantom_root, stage1_ckpt, tmp_path, *overrides, "+trainer.limit_val_batches=0"))
     assert calls == [("D", 0.5, "norm"), ("refiner", 0.5, "norm")] * 2  # per step: D's step, then V's

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from csmri.app.train import build_module
-from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config
+from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config, simulated_batch
 
 EXPERIMENTS = {
     "stage1": ["model.net.nf=8"],
@@ -17,13 +17,12 @@ EXPERIMENTS = {
 
 @pytest.mark.parametrize("experiment", list(EXPERIMENTS))
 def test_reconstructions_do_not_depend_on_the_target(experiment, phantom_root, stage1_ckpt, tmp_path):
-    from tests.lit.test_stage2 import _simulated_batch
 
     overrides = [f"experiment={experiment}", f"data.root={phantom_root}", *EXPERIMENTS[experiment]]
     if experiment == "stage2":
         overrides.append(f"model.net.recon_ckpt={stage1_ckpt}")
     module = build_module(compose_config("train", overrides, tmp_path)).eval()
-    batch = _simulated_batch(phantom_root)
+    batch = simulated_batch(phantom_root)
     with torch.no_grad():
         output, _ = module.generate(batch)
         swapped, _ = module.generate({**batch, "target": torch.randn_like(batch["target"])})

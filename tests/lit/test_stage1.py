@@ -9,7 +9,7 @@ import torch
 
 from csmri.app.train import train
 from csmri.lit import ReconstructionModule
-from tests.helpers import run_csmri, train_config
+from tests.helpers import run_csmri, simulated_batch, train_config
 
 FAST = ["data.batch_size=4", "data.eval_batch_size=6", "data.acceleration=4"]
 
@@ -89,11 +89,10 @@ def test_the_training_loss_is_the_mse_to_the_fully_sampled_image(phantom_root, t
     out here: not the zero-filled input, not magnitudes."""
     from csmri.app.train import build_module
     from csmri.physics import complex_to_channels
-    from tests.lit.test_stage2 import _simulated_batch
 
     module = build_module(train_config([f"data.root={phantom_root}"], tmp_path))
     module.log = lambda *args, **kwargs: None
-    batch = _simulated_batch(phantom_root)
+    batch = simulated_batch(phantom_root)
     loss = module.training_step(batch, 0)
     with torch.no_grad():
         output = module.generate(batch)[0].float()
@@ -130,11 +129,10 @@ def test_the_logged_zero_filled_psnr_is_the_zero_filled_images(phantom_root, tmp
     zero-filled magnitudes against the ground truth, not of R's output."""
     from csmri.app.train import build_module
     from csmri.metrics.image import magnitude, psnr
-    from tests.lit.test_stage2 import _simulated_batch
 
     module = build_module(train_config([f"data.root={phantom_root}"], tmp_path)).eval()
     module.log = lambda *args, **kwargs: None
-    batch = _simulated_batch(phantom_root)
+    batch = simulated_batch(phantom_root)
     with torch.no_grad():
         module.validation_step(batch, 1)  # not the first batch: no sample images (they need a Trainer)
     expected = psnr(magnitude(batch["zero_filled"]), magnitude(batch["target"])).mean()

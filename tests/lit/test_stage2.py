@@ -14,7 +14,7 @@ from csmri.eval.methods import CheckpointMethod
 from csmri.lit import RefinementModule
 from csmri.lit.precision import resolve_feature_precision
 from csmri.losses.normalizer import LossNormalizer
-from tests.helpers import TINY_STAGE2, train_config
+from tests.helpers import TINY_STAGE2, capture_modules, simulated_batch, train_config
 
 FAST = [  # besides FAST_TRAIN (one epoch, CSV logs)
     "data.eval_batch_size=6",
@@ -45,17 +45,9 @@ def _validation_rows(metrics_csv) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(file) if row.get("val/psnr")]
 
 
-def _simulated_batch(phantom_root, n=3):
-    from csmri.data import MRIDataModule
-
-    dm = MRIDataModule(str(phantom_root), acceleration=4, batch_size=n)
-    dm.setup("fit")
-    return dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)  # no trainer: evaluation masks
-
-
 def test_first_step_terms_and_zero_gate(phantom_root, stage1_ckpt, tmp_path):
     module = build_module(_config(phantom_root, stage1_ckpt, tmp_path)).eval()  # eval: D's dropout off
-    batch = _simulated_batch(phantom_root)
+    batch = simulated_batch(phantom_root)
     base = module.base_reconstruction(batch)
     refined, x_v = module.refinement(base)
     assert torch.equal(refined, base)  # lambda = 0: x_hat == R(x_u) exactly
@@ -164,7 +156,7 @@ def test_resume_keeps_the_gate_group(phantom_root, stage1_ckpt, tmp_path, monkey
     train(_config(phantom_root, stage1_ckpt, first, "trainer.max_epochs=1", *one_batch))
     saved = torch.load(first / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     gate_state = saved["optimizer_states"][0]["state"][saved["optimizer_states"][0]["param_groups"][1]["params"][0]]
-    built = _capture_modules(monkeypatch)
+    built = capture_modules(monkeypatch)
     at_start = {}
 
     import lightning as L
@@ -222,7 +214,7 @@ def test_correction_size_on_a_hand_batch(phantom_root, stage1_ckpt, tmp_path):
     """val/correction = sum |x_hat - R| / sum |R| over the epoch's batches: 0 at lambda = 0, and
     |lambda| * mean |s V(R / s)| / mean |R| (s = max |R| per image) computed here from R and V directly."""
     module = build_module(_config(phantom_root, stage1_ckpt, tmp_path)).eval()
-    batch = _simulated_batch(phantom_root, n=3)
+    batch = simulated_batch(phantom_root, n=3)
     halves = [{k: v[:1] for k, v in batch.items()}, {k: v[1:] for k, v in batch.items()}]  # batches of 1 and 2
     with torch.no_grad():
         for half in halves:
@@ -270,24 +262,10 @@ def test_a_scheduler_steps_both_optimisers_per_epoch_and_keeps_the_gates_ratio(p
     assert [g["lr"] for g in opt_d.param_groups] == [pytest.approx(1e-4)]
 
 
-def _capture_modules(monkeypatch) -> list:
-    """The modules ``csmri.app.train`` builds from now on (appended as they are built)."""
-    import csmri.app.train as app
-
-    built, original = [], app.build_module
-
-    def build(cfg, datamodule=None):
-        built.append(original(cfg, datamodule))
-        return built[-1]
-
-    monkeypatch.setattr(app, "build_module", build)
-    return built
-
-
 @pytest.mark.slow
 def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     cfg = _config(phantom_root, stage1_ckpt, tmp_path, "trainer.max_epochs=2")
-    built = _capture_modules(monkeypatch)
+    built = capture_modules(monkeypatch)
     train(cfg)
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["status"] == "finished" and info["perceptual_backbone"] == "vgg19-random"
@@ -343,7 +321,7 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     torch.testing.assert_close(reloaded.normalizer.scales, state["normalizer.scales"])
     torch.testing.assert_close(reloaded.replay.images, state["replay.images"])
     assert reloaded.refinement.gate.item() == state["refinement.gate"].item()
-    batch = _simulated_batch(phantom_root)
+    batch = simulated_batch(phantom_root)
     assert reloaded.eval().reconstruct(batch).shape == batch["target"].shape
 
 
@@ -364,7 +342,7 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
         seen["initialise"] = True
 
     monkeypatch.setattr(LossNormalizer, "initialise", spy)
-    built = _capture_modules(monkeypatch)
+    built = capture_modules(monkeypatch)
     at_start = {}
 
     def record_at_train_start(module):  # the state training continues from, after every setup hook
