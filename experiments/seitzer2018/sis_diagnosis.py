@@ -71,9 +71,9 @@ class SpectralSums:
     """Per frequency bin (``bins``: an ``(H, W)`` index map): ``sum |X|^2``, ``sum Re X^ X*``, ``sum |X^|^2`` over
     every slice seen (float64)."""
 
-    def __init__(self, bins: torch.Tensor, n: int | None = None) -> None:
+    def __init__(self, bins: torch.Tensor) -> None:
         self.bins = bins.flatten()
-        n = int(bins.max()) + 1 if n is None else n
+        n = int(bins.max()) + 1
         self.xx, self.hx, self.hh = (torch.zeros(n, dtype=torch.float64) for _ in range(3))
 
     def update(self, recon: torch.Tensor, truth: torch.Tensor) -> None:
@@ -81,6 +81,13 @@ class SpectralSums:
         x, h = fft2c(truth.to(torch.complex128)), fft2c(recon.to(torch.complex128))
         for total, value in ((self.xx, x.abs() ** 2), (self.hx, (h * x.conj()).real), (self.hh, h.abs() ** 2)):
             total.index_add_(0, self.bins, value.reshape(-1, self.bins.numel()).sum(0))
+
+    def pooled(self, groups: torch.Tensor) -> SpectralSums:
+        """These sums added up into coarser bins: bin ``i`` goes to bin ``groups[i]`` (int64, one entry per bin)."""
+        out = SpectralSums(groups[self.bins])
+        for name in ("xx", "hx", "hh"):
+            getattr(out, name).index_add_(0, groups, getattr(self, name))
+        return out
 
     def gain(self) -> torch.Tensor:
         """``Re sum X^ X* / sum |X|^2`` per bin; 0 where the truth has no energy (below 1e-12 of its peak bin)."""
@@ -150,9 +157,7 @@ def diagnose(datamodule: MRIDataModule, methods: dict, segnet, split: str, batch
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     height, width = dataset[0]["target"].shape[-2:]
     bins = frequency_bins(height, width)
-    rows = (torch.arange(height) - height // 2).abs().expand(width, height).T  # |k_y| of each sample
     spectra = {name: SpectralSums(bins) for name in methods}
-    profiles = {name: SpectralSums(rows) for name in methods}  # pooled over k_x: the phase-encode profile
     batches = [datamodule.sampler.simulate(raw, train=False) for raw in loader]
     recon_cache = []
     for batch in batches:  # pass 1: spectra of every method's error
@@ -160,9 +165,10 @@ def diagnose(datamodule: MRIDataModule, methods: dict, segnet, split: str, batch
         recons = {name: magnitude(m.reconstruct(batch)).float() for name, m in methods.items()}
         for name, recon in recons.items():
             spectra[name].update(recon, truth)
-            profiles[name].update(recon, truth)
         recon_cache.append(recons)
     gains = {name: s.gain()[bins] for name, s in spectra.items()}  # (H, W) maps
+    row_of_bin = torch.arange(int(bins.max()) + 1) // (width // 2 + 1)  # the |k_y| of each (|k_y|, |k_x|) bin
+    profiles = {name: s.pooled(row_of_bin) for name, s in spectra.items()}  # over k_x: the phase-encode profile
     pixels = height * width * len(dataset)
     mse = {name: float(s.split()["error"].sum()) / pixels for name, s in spectra.items()}
     scores, generator = Scores(), torch.Generator().manual_seed(0)

@@ -62,6 +62,19 @@ def test_blur_and_residual_add_up_to_the_error_of_any_reconstruction():
     assert float(parts["error"].sum()) == pytest.approx(float(((recon - truth).double() ** 2).sum()))
 
 
+def test_pooled_sums_equal_sums_binned_by_the_coarser_map():
+    g = torch.Generator().manual_seed(1)
+    truth, recon = torch.rand(2, 8, 6, generator=g), torch.rand(2, 8, 6, generator=g)
+    fine = SpectralSums(frequency_bins(8, 6))
+    fine.update(recon, truth)
+    rows = (torch.arange(8) - 4).abs()[:, None].expand(8, 6)  # |k_y| of each sample
+    direct = SpectralSums(rows)
+    direct.update(recon, truth)
+    pooled = fine.pooled(torch.arange(5 * 4) // 4)  # bin |k_y| * 4 + |k_x| -> |k_y|
+    for name in ("xx", "hx", "hh"):
+        assert torch.allclose(getattr(pooled, name), getattr(direct, name))
+
+
 def test_apply_gain_filters_each_frequency():
     image = (1.0 + _cosine_image(3, 0)).float()
     gain = torch.ones(16, 16)
