@@ -45,6 +45,13 @@ def main(argv: list[str]) -> int:
         help="acquired fraction of the k-space extent (1 = the grid's), or LOW HIGH: per patient uniform in the "
         "range (default: 0.5 1.0, as data=phantom)",
     )
+    phantom.add_argument(
+        "--atrium",
+        choices=("walled", "open"),
+        default="walled",
+        help="the LA in a bright wall of its own (walled), or its wall nulled and its blood continuing, unlabelled, "
+        "into the pulmonary veins and the LV (open: the label's boundary is partly invisible, as in LGE)",
+    )
     phantom.add_argument("--examples", metavar="PNG", help="also write a PNG grid of example slices")
     add_prepare_parser(commands)
     args = parser.parse_args(argv)
@@ -62,6 +69,7 @@ def main(argv: list[str]) -> int:
             seed=args.seed,
             noise_std=args.noise_std,
             resolution=args.resolution[0] if len(args.resolution) == 1 else args.resolution,
+            atrium=args.atrium,
         )
     except ValueError as err:
         parser.error(str(err))

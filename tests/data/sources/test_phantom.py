@@ -122,6 +122,47 @@ def test_atrial_wall_is_thin(tissues):
     assert 0.15 < wall / cavity < 0.6
 
 
+# ---------------------------------------------------------------------------------------------- open atrium
+
+
+@pytest.fixture(scope="module")
+def open_volumes() -> list[PhantomVolume]:
+    return [generate_patient(i, size=SIZE, n_slices=N_SLICES, seed=0, atrium="open") for i in range(4)]
+
+
+def test_open_atrium_keeps_the_anatomy_and_cuts_the_label(volumes, open_volumes):
+    """Both styles draw the same patient; the open LA's inflow only ever takes pixels away from the label."""
+    for walled, opened in zip(volumes, open_volumes, strict=True):
+        assert not (opened.label & ~walled.label.astype(bool)).any()
+        assert 0 < (walled.label.sum() - opened.label.sum()) < 0.3 * walled.label.sum()
+        no_atrium = ~walled.label.any(axis=(1, 2))  # the same slices, up to the volume's normalisation to max 1
+        scale = np.abs(opened.image[no_atrium]).max() / np.abs(walled.image[no_atrium]).max()
+        np.testing.assert_allclose(opened.image[no_atrium], scale * walled.image[no_atrium], atol=1e-5)
+
+
+def test_open_atrium_wall_is_dark_and_its_blood_runs_on_past_the_label(volumes, open_volumes):
+    """The walled LA is ringed by a bright wall; the open one's healthy wall is darker than its blood, the pixels its
+    label gives up are blood, and blood appears beyond the walled label where the walled image has none (the veins,
+    the mitral inflow)."""
+    for index, (walled, opened) in enumerate(zip(volumes, open_volumes, strict=True)):
+        for style, volume in (("walled", walled), ("open", opened)):
+            fractions = generate_patient_tissues(index, size=SIZE, n_slices=N_SLICES, seed=0, atrium=style)
+            magnitude = np.abs(volume.image)
+            wall = np.quantile(magnitude[fractions["la_wall"] >= 0.75], 0.25)  # its healthy part (scar enhances)
+            blood = np.median(magnitude[fractions["la_cavity"] >= 0.75])
+            assert (wall > 1.2 * blood) if style == "walled" else (wall < 0.6 * blood), (style, wall, blood)
+        no_atrium = ~walled.label.any(axis=(1, 2))
+        open_magnitude, walled_magnitude = np.abs(opened.image), np.abs(walled.image)
+        walled_magnitude *= open_magnitude[no_atrium].max() / walled_magnitude[no_atrium].max()
+        is_blood = lambda m, level=blood: np.abs(m - level) < 0.15 * level  # the open LA's blood  # noqa: E731
+        given_up = walled.label.astype(bool) & ~opened.label.astype(bool)
+        assert is_blood(np.median(open_magnitude[given_up]))
+        beyond = ~ndimage.binary_dilation(walled.label, structure=np.ones((1, 3, 3)))
+        new_blood = beyond & is_blood(open_magnitude) & ~is_blood(walled_magnitude)
+        lost_blood = beyond & is_blood(walled_magnitude) & ~is_blood(open_magnitude)
+        assert new_blood.sum() > max(15, 5 * lost_blood.sum()), (new_blood.sum(), lost_blood.sum())
+
+
 def test_image_is_genuinely_complex(volumes, tissues):
     for volume, fractions in zip(volumes, tissues, strict=True):
         inside = fractions["body"] > 0.5
@@ -191,6 +232,7 @@ def test_lower_acquired_resolution_empties_outer_k_space_and_keeps_the_label():
         {"index": -1},
         {"resolution": 0.0},
         {"resolution": 1.5},
+        {"atrium": "closed"},
     ],
 )
 def test_generate_patient_rejects_bad_arguments(kwargs):
@@ -331,6 +373,8 @@ def test_phantom_settings_are_recorded_and_compared(tmp_path):
     assert PhantomSource(patients=3, size=32, slices=1).prepare(root) == root
     with pytest.raises(DataError, match="size=32"):
         PhantomSource(patients=3, size=64, slices=1).prepare(root)
+    with pytest.raises(DataError, match="atrium=None"):  # a walled phantom records no style: written before it existed
+        PhantomSource(patients=3, size=32, slices=1, atrium="open").prepare(root)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
@@ -344,3 +388,16 @@ def test_interrupted_phantom_leaves_no_dataset(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_phantom_dataset(tmp_path / "p", n_patients=3, size=32, n_slices=1, progress=False)
     assert not (tmp_path / "p" / "meta.json").exists()
+
+
+def test_cli_writes_the_chosen_atrium(tmp_path, capsys):
+    from csmri.app.data import main
+
+    assert main(["phantom", "--out", str(tmp_path / "p"), "--patients", "3", "--size", "32", "--slices", "3"]) == 0
+    assert "atrium" not in json.loads((tmp_path / "p" / "meta.json").read_text())["generator"]
+    argv = ["phantom", "--out", str(tmp_path / "o"), "--patients", "3", "--size", "32", "--slices", "3"]
+    assert main([*argv, "--atrium", "open"]) == 0
+    assert json.loads((tmp_path / "o" / "meta.json").read_text())["generator"]["atrium"] == "open"
+    with pytest.raises(SystemExit):
+        main([*argv, "--atrium", "closed"])
+    assert "invalid choice" in capsys.readouterr().err

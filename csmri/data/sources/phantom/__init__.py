@@ -6,6 +6,10 @@ core) and spinal canal, descending aorta, oesophagus, the heart (epicardial fat,
 blood pools of the ventricles, right atrium and great vessels) and the **left atrium** (LA), whose thin
 wall carries bright, irregular LGE-style enhancement (scar patches). Shapes are star-shaped regions
 (ellipses with low-order Fourier boundary perturbations) whose parameters vary smoothly with ``z``.
+``atrium`` chooses how the LA meets its surroundings (:data:`.render.ATRIUM_STYLES`): ``"walled"`` (the default)
+rings it with a bright wall of its own; ``"open"`` nulls its healthy wall (dark, like the tissue it borders; scar
+still enhances) and lets its blood continue, unlabelled, into the pulmonary veins and through the mitral valve into
+the LV, so part of the label's boundary is a cut with nothing in the image to mark it, as in LGE.
 
 Modules: :mod:`.geometry` (grid, star shapes), :mod:`.anatomy` (random parameters), :mod:`.render`
 (painting), :mod:`.patient` (:func:`generate_patient`), :mod:`.source` (:func:`write_phantom_dataset`,
@@ -27,8 +31,9 @@ Conventions
   ``exp(i * phase)`` with a smooth random phase of a few radians. ``noise_std`` is the standard
   deviation of the complex Gaussian noise in *each* of the real and imaginary parts.
 * ``label``: uint8, 1 = left atrium = blood pool (cavity) **plus its wall** (everything inside the outer
-  wall boundary), 0 elsewhere. The LA occupies a contiguous middle run of ~50-70 % of the slices; for
-  ``n_slices >= 3`` the first and the last slice never contain it.
+  wall boundary; an open atrium's veins and mitral inflow excluded), 0 elsewhere. The LA occupies a
+  contiguous middle run of ~50-70 % of the slices; for ``n_slices >= 3`` the first and the last slice never
+  contain it.
 
 The dataset written by :func:`write_phantom_dataset` follows :mod:`csmri.data.layout`; its ``meta.json``
 adds ``n_slices_per_patient``, ``seed``, ``noise_std`` and ``label_names`` ``{"1": "left_atrium"}``.

@@ -277,6 +277,33 @@ def _sample_left_atrium(sampler: ParameterSampler, n_slices: int) -> LeftAtrium:
     )
 
 
+@dataclass(frozen=True)
+class AtrialInflow:
+    """The blood that continues out of an *open* LA (:data:`ATRIUM_STYLES`), all of it unlabelled.
+
+    One pulmonary vein per vein ostium (the LA cavity's lobes, same order): a straight tube of blood from the
+    ostium's tip outwards, ``vein_half_width`` and ``vein_length`` (L,) normalised; and the mitral inflow, a tube of
+    half-width ``mitral_half_width`` (normalised) from inside the cavity to the LV's centre on the slices that cut
+    the LV. The label ends where an annotator ends it (the ostium, the cavity's outline), with nothing in the image
+    to mark the cut: the boundary ambiguity of LA segmentation in LGE.
+    """
+
+    vein_half_width: Array
+    vein_length: Array
+    mitral_half_width: float
+
+
+def sample_atrial_inflow(rng: np.random.Generator, left_atrium: LeftAtrium) -> AtrialInflow:
+    """Vein calibre (half-width 0.026-0.038, ~1.7-2.4 px at 128^2), length 0.08-0.2 and the mitral inflow's
+    half-width 0.04-0.06, from the patient's own stream (so the rest of its anatomy does not depend on the style)."""
+    count = len(left_atrium.cavity.lobes.angle) if left_atrium.cavity.lobes is not None else 0
+    return AtrialInflow(
+        vein_half_width=rng.uniform(0.026, 0.038, count),
+        vein_length=rng.uniform(0.08, 0.2, count),
+        mitral_half_width=float(rng.uniform(0.04, 0.06)),
+    )
+
+
 def _sample_vessels(rng: np.random.Generator, count: int = 70) -> VesselTracks:
     """``count`` vessel tracks, each visible over a random z-interval; ~1/3 run in-plane (short tubes)."""
     half_length = rng.uniform(0.08, 0.4, count)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from csmri.data.sources.phantom.anatomy import sample_anatomy
+from csmri.data.sources.phantom.anatomy import sample_anatomy, sample_atrial_inflow
 from csmri.data.sources.phantom.geometry import Array, Grid
-from csmri.data.sources.phantom.render import Canvas, background_phase, render_magnitude
+from csmri.data.sources.phantom.render import ATRIUM_STYLES, Canvas, background_phase, render_magnitude
 
 MIN_SIZE, MAX_SIZE = 32, 1024
 
@@ -35,8 +35,16 @@ Resolution = float | tuple[float, float] | list[float]
 
 
 def check_volume_args(
-    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: Resolution = 1.0
+    index: int,
+    size: int,
+    n_slices: int,
+    seed: int,
+    noise_std: float,
+    resolution: Resolution = 1.0,
+    atrium: str = "walled",
 ) -> None:
+    if atrium not in ATRIUM_STYLES:
+        raise ValueError(f"atrium must be one of {', '.join(ATRIUM_STYLES)}, got {atrium!r}")
     if not isinstance(size, (int, np.integer)) or size % 2 or not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be an even integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
     if n_slices < 1:
@@ -109,22 +117,30 @@ def band_limit(image: Array, resolution: float) -> Array:
 
 
 def _patient_rngs(index: int, seed: int) -> tuple[np.random.Generator, ...]:
-    """Independent streams for anatomy, texture, noise and acquisition, determined by (seed, index) (child ``i``
-    of a SeedSequence does not depend on how many are spawned, so adding a stream changes none of the others)."""
-    children = np.random.SeedSequence([seed, index]).spawn(4)
+    """Independent streams for anatomy, texture, noise, acquisition and the open atrium's inflow, determined by
+    (seed, index) (child ``i`` of a SeedSequence does not depend on how many are spawned, so adding a stream changes
+    none of the others)."""
+    children = np.random.SeedSequence([seed, index]).spawn(5)
     return tuple(np.random.default_rng(child) for child in children)
 
 
 def _synthesise(
-    index: int, size: int, n_slices: int, seed: int, noise_std: float, resolution: Resolution = 1.0
+    index: int,
+    size: int,
+    n_slices: int,
+    seed: int,
+    noise_std: float,
+    resolution: Resolution = 1.0,
+    atrium: str = "walled",
 ) -> tuple[PhantomVolume, Canvas]:
     """The volume and the canvas holding its tissue fractions."""
-    check_volume_args(index, size, n_slices, seed, noise_std, resolution)
-    anatomy_rng, texture_rng, noise_rng, acquisition_rng = _patient_rngs(index, seed)
+    check_volume_args(index, size, n_slices, seed, noise_std, resolution, atrium)
+    anatomy_rng, texture_rng, noise_rng, acquisition_rng, inflow_rng = _patient_rngs(index, seed)
     resolution = patient_resolution(resolution, acquisition_rng)
     grid = Grid(int(size), int(n_slices))
     anatomy = sample_anatomy(anatomy_rng, grid.n_slices)
-    magnitude, canvas = render_magnitude(anatomy, grid, texture_rng)
+    inflow = sample_atrial_inflow(inflow_rng, anatomy.left_atrium) if atrium == "open" else None
+    magnitude, canvas = render_magnitude(anatomy, grid, texture_rng, inflow)
     magnitude /= max(float(magnitude.max()), 1e-12)
     phase = background_phase(anatomy, grid)
     image = np.empty(magnitude.shape, dtype=np.complex64)
@@ -155,22 +171,28 @@ def generate_patient(
     seed: int = 0,
     noise_std: float = 0.0,
     resolution: Resolution = 1.0,
+    atrium: str = "walled",
 ) -> PhantomVolume:
     """Synthesise patient ``index``: complex64 image and uint8 LA label, both (n_slices, size, size).
 
     ``resolution`` < 1 band-limits the image (and its noise) to the central fraction of k-space, as a scan
     acquired at that fraction of the grid's resolution and zero-filled to it (:func:`acquisition_window`);
     the label keeps the grid's resolution; a range ``[low, high]`` draws each patient's resolution uniformly
-    from it (:func:`patient_resolution`). Deterministic in (index, size, n_slices, seed, noise_std,
-    resolution); different patients differ. The anatomy depends on (seed, index, n_slices) only, not on ``size``.
+    from it (:func:`patient_resolution`). ``atrium`` is how the LA meets its surroundings
+    (:data:`~csmri.data.sources.phantom.render.ATRIUM_STYLES`: ``"walled"``, a closed pool in a bright wall;
+    ``"open"``, its healthy wall nulled and its blood continuing, unlabelled, into the veins and the LV). Deterministic
+    in (index, size, n_slices, seed, noise_std, resolution, atrium); different patients differ. The anatomy depends on
+    (seed, index, n_slices) only, not on ``size``; both styles share it.
     """
-    return _synthesise(index, size, n_slices, seed, noise_std, resolution)[0]
+    return _synthesise(index, size, n_slices, seed, noise_std, resolution, atrium)[0]
 
 
-def generate_patient_tissues(index: int, size: int = 128, n_slices: int = 20, seed: int = 0) -> dict[str, Array]:
+def generate_patient_tissues(
+    index: int, size: int = 128, n_slices: int = 20, seed: int = 0, atrium: str = "walled"
+) -> dict[str, Array]:
     """Visible fraction in [0, 1] (float32, (S, H, W)) of ``"body"`` and each of ``OCCLUDED_TISSUES``.
 
     ``"body"`` is everything inside the body outline, ``"la_wall"``/``"la_cavity"`` split the labelled
     LA, ``"myocardium"`` is the left-ventricular myocardium, ``"lung"`` the lung parenchyma. For tests.
     """
-    return _synthesise(index, size, n_slices, seed, 0.0)[1].fraction
+    return _synthesise(index, size, n_slices, seed, 0.0, atrium=atrium)[1].fraction

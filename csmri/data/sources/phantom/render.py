@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from csmri.data.sources.phantom.anatomy import Anatomy, VesselTracks
+from csmri.data.sources.phantom.anatomy import Anatomy, AtrialInflow, VesselTracks
 from csmri.data.sources.phantom.geometry import Array, Grid, StarShape, harmonic_sum, soft_inside
 
 # Tissue magnitudes before texture, shading and normalisation (LGE-like: nulled myocardium, bright fat,
@@ -29,8 +29,14 @@ INTENSITY = {
     "myocardium": 0.09,
     "oesophagus": 0.24,
     "la_wall": 0.70,
+    "la_wall_nulled": 0.15,  # an open atrium's healthy wall: dark, as the tissue around it
     "scar": 1.0,
 }
+# How the LA meets its surroundings. "walled": a closed blood pool inside a bright enhanced wall (the LA label is
+# outlined by a ring of its own). "open": the healthy wall nulled (dark, as the tissue it borders; scar still
+# enhances), the blood continuing into the pulmonary veins and through the mitral valve into the LV, unlabelled
+# (:class:`csmri.data.sources.phantom.anatomy.AtrialInflow`): the label's boundary is partly invisible, as in LGE.
+ATRIUM_STYLES = ("walled", "open")
 OCCLUDED_TISSUES = ("lung", "myocardium", "la_wall", "la_cavity")  # visible fractions tracked while painting
 
 
@@ -182,8 +188,9 @@ def _paint_heart(canvas: Canvas, anatomy: Anatomy) -> None:
         _paint_filled(canvas, muscle, INTENSITY["myocardium"], "myocardium")
 
 
-def _paint_left_atrium(canvas: Canvas, anatomy: Anatomy, textures: Textures, z: Array) -> None:
-    """LA wall (bright, thickened and brighter at irregular scar patches) around the blood pool."""
+def _paint_left_atrium(canvas: Canvas, anatomy: Anatomy, textures: Textures, z: Array, wall: float) -> None:
+    """LA wall (magnitude ``wall``, thickened and brightened towards scar's at irregular patches) around the blood
+    pool."""
     grid = canvas.grid
     la = anatomy.left_atrium
     max_wall = grid.fine(
@@ -198,11 +205,73 @@ def _paint_left_atrium(canvas: Canvas, anatomy: Anatomy, textures: Textures, z: 
     wall_variation = np.clip(1.0 + harmonic_sum(la.wall_harmonics, polar.direction), 0.55, 2.0)
     thickness = grid.fine(la.wall_pixels) * wall_variation + grid.fine(la.scar_thickening_pixels) * scar_level
     present = la.present.astype(np.float32)
-    wall_value = INTENSITY["la_wall"] + (INTENSITY["scar"] - INTENSITY["la_wall"]) * scar_level
+    wall_value = wall + (INTENSITY["scar"] - wall) * scar_level
     outer = present * soft_inside(polar.distance + thickness, grid.pixel)
     canvas.paint(window, outer, wall_value, "la_wall")
     inner = present * soft_inside(polar.distance, grid.pixel)
     canvas.paint(window, inner, INTENSITY["blood"], "la_cavity")
+
+
+def _paint_tube(
+    canvas: Canvas,
+    window: tuple[slice, slice],
+    start: tuple[Array, Array],
+    direction: tuple[Array, Array],
+    half_width: Array | float,
+    length: Array | float,
+    present: Array,
+) -> None:
+    """Paint blood in a straight tube from ``start`` (per-slice x, y) along the unit ``direction`` over ``length``,
+    ``half_width`` either side of its axis (normalised), on the slices where ``present`` (S, 1, 1) is 1."""
+    x, y = canvas.grid.coords(window)
+    (x0, y0), (dx, dy) = start, direction
+    along = (x - x0) * dx + (y - y0) * dy
+    across = np.abs((y - y0) * dx - (x - x0) * dy)
+    pixel = canvas.grid.pixel
+    alpha = soft_inside(along, pixel) * soft_inside(length - along, pixel) * soft_inside(half_width - across, pixel)
+    canvas.paint(window, alpha * present, INTENSITY["blood"])
+
+
+def _paint_atrial_inflow(canvas: Canvas, anatomy: Anatomy, inflow: AtrialInflow) -> None:
+    """The open LA's pulmonary veins and mitral inflow (:class:`AtrialInflow`), painted over the LA: where they
+    overlap it, the label gives way to unlabelled blood."""
+    grid, la = canvas.grid, anatomy.left_atrium
+    cavity = la.cavity
+    present = la.present.astype(np.float32)
+    window = cavity.window(grid, margin=0.4)
+    cos_a, sin_a = math.cos(cavity.angle), math.sin(cavity.angle)
+    lobes = cavity.lobes
+    for v, (theta, height) in enumerate(zip(lobes.angle if lobes else (), lobes.height if lobes else (), strict=True)):
+        tip = np.full(cavity.cx.shape, np.complex64(complex(math.cos(theta), math.sin(theta))))
+        radius = 1.0 + harmonic_sum(cavity.harmonics, tip) + lobes.radius(tip)
+        u, w = cavity.ax * radius * math.cos(theta), cavity.ay * radius * math.sin(theta)
+        x0, y0 = cavity.cx + cos_a * u - sin_a * w, cavity.cy + sin_a * u + cos_a * w
+        norm = np.sqrt((x0 - cavity.cx) ** 2 + (y0 - cavity.cy) ** 2) + np.float32(1e-6)
+        strength = height / max(float(height.max()), 1e-6)  # the ostium's size along z, 1 at its widest
+        _paint_tube(
+            canvas,
+            window,
+            (x0, y0),
+            ((x0 - cavity.cx) / norm, (y0 - cavity.cy) / norm),
+            float(inflow.vein_half_width[v]) * np.sqrt(strength),
+            float(inflow.vein_length[v]),
+            present * (strength > 0.25),
+        )
+    lv = anatomy.left_ventricle
+    dx, dy = lv.cx - cavity.cx, lv.cy - cavity.cy
+    distance = np.sqrt(dx * dx + dy * dy) + np.float32(1e-6)
+    inset = np.minimum(cavity.ax, cavity.ay)  # starts inside the cavity: the label ends at a cut, not at a wall
+    thickness = anatomy.lv_myocardium_thickness
+    cuts_lv = (thickness > 0.5 * float(thickness.max())).astype(np.float32)
+    _paint_tube(
+        canvas,
+        window,
+        (cavity.cx + dx / distance * inset, cavity.cy + dy / distance * inset),
+        (dx / distance, dy / distance),
+        inflow.mitral_half_width,
+        distance - inset,
+        present * cuts_lv,
+    )
 
 
 def _vessel_position(
@@ -268,8 +337,11 @@ def background_phase(anatomy: Anatomy, grid: Grid) -> Array:
     return phase
 
 
-def render_magnitude(anatomy: Anatomy, grid: Grid, texture_rng: np.random.Generator) -> tuple[Array, Canvas]:
-    """Magnitude volume (float32, un-normalised) and the canvas with the tracked tissue fractions."""
+def render_magnitude(
+    anatomy: Anatomy, grid: Grid, texture_rng: np.random.Generator, inflow: AtrialInflow | None = None
+) -> tuple[Array, Canvas]:
+    """Magnitude volume (float32, un-normalised) and the canvas with the tracked tissue fractions; a walled LA
+    (:data:`ATRIUM_STYLES`) without ``inflow``, an open one with it."""
     z = grid.z()
     canvas = Canvas(grid)
     textures = _sample_textures(texture_rng, grid)
@@ -277,6 +349,10 @@ def render_magnitude(anatomy: Anatomy, grid: Grid, texture_rng: np.random.Genera
     _paint_lungs(canvas, anatomy)
     _paint_posterior_mediastinum(canvas, anatomy, under_fat)
     _paint_heart(canvas, anatomy)
-    _paint_left_atrium(canvas, anatomy, textures, z)
+    if inflow is None:
+        _paint_left_atrium(canvas, anatomy, textures, z, INTENSITY["la_wall"])
+    else:
+        _paint_left_atrium(canvas, anatomy, textures, z, INTENSITY["la_wall_nulled"])
+        _paint_atrial_inflow(canvas, anatomy, inflow)
     _paint_vessels(canvas, anatomy, z)
     return _shading_and_texture(canvas, anatomy, textures), canvas

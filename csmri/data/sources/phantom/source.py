@@ -57,18 +57,19 @@ def write_phantom_dataset(
     resolution: float | list[float] = 1.0,
     progress: bool = True,
     written_by: str = "csmri data phantom",
+    atrium: str = "walled",
 ) -> Path:
     """Write ``n_patients`` phantom patients to ``out`` as a prepared dataset
     (:mod:`csmri.data.layout`); return the root.
 
-    Patient ``i`` is ``generate_patient(i, size, n_slices, seed, noise_std, resolution)``. The dataset is written into a
-    temporary sibling folder and renamed to ``out`` when complete, so an interrupted run leaves no dataset
-    (and an earlier phantom in ``out`` intact). ``out`` must be new, empty or hold an earlier phantom
+    Patient ``i`` is ``generate_patient(i, size, n_slices, seed, noise_std, resolution, atrium)``. The dataset is
+    written into a temporary sibling folder and renamed to ``out`` when complete, so an interrupted run leaves no
+    dataset (and an earlier phantom in ``out`` intact). ``out`` must be new, empty or hold an earlier phantom
     (:class:`csmri.errors.DatasetFolderError` otherwise: it never writes into a folder of other files).
     ``meta.json`` records the settings (``generator``) and ``written_by``.
     Raises ``ValueError`` for an odd size, a size outside [32, 1024], ``n_patients < 3`` or ``n_slices < 1``.
     """
-    check_volume_args(0, size, n_slices, seed, noise_std, resolution)
+    check_volume_args(0, size, n_slices, seed, noise_std, resolution, atrium)
     indices = layout.split_indices(n_patients, seed)  # raises for n_patients < 3
     splits = {name: [phantom_patient_id(i) for i in ids] for name, ids in indices.items()}
     root = Path(out)
@@ -85,7 +86,7 @@ def write_phantom_dataset(
 
         jobs = tqdm(jobs, desc=f"phantom {size}x{size}", unit="patient")
     for name, index in jobs:
-        volume = generate_patient(index, size, n_slices, seed, noise_std, resolution)
+        volume = generate_patient(index, size, n_slices, seed, noise_std, resolution, atrium)
         layout.write_case_file(
             staging / name / f"{volume.patient_id}.h5", volume.patient_id, volume.image, volume.label
         )
@@ -97,7 +98,7 @@ def write_phantom_dataset(
         noise_std=float(noise_std),
         splits=splits,
         label_names={"1": "left_atrium"},
-        generator=phantom_settings(n_patients, size, n_slices, seed, noise_std, resolution),
+        generator=phantom_settings(n_patients, size, n_slices, seed, noise_std, resolution, atrium),
         written_by=written_by,
     )
     layout.write_meta(staging, meta)
@@ -106,10 +107,17 @@ def write_phantom_dataset(
 
 
 def phantom_settings(
-    patients: int, size: int, slices: int, seed: int, noise_std: float, resolution: float | list[float] = 1.0
+    patients: int,
+    size: int,
+    slices: int,
+    seed: int,
+    noise_std: float,
+    resolution: float | list[float] = 1.0,
+    atrium: str = "walled",
 ) -> dict[str, Any]:
     """The settings that determine a phantom dataset's content (recorded in meta.json as ``generator``;
-    ``resolution`` only when not 1, so phantoms written before it existed keep matching)."""
+    ``resolution`` only when not 1 and ``atrium`` only when not ``"walled"``, so phantoms written before they existed
+    keep matching)."""
     settings: dict[str, Any] = {
         "patients": int(patients),
         "size": int(size),
@@ -119,6 +127,8 @@ def phantom_settings(
     }
     if plain_resolution(resolution) != 1.0:
         settings["resolution"] = plain_resolution(resolution)
+    if atrium != "walled":
+        settings["atrium"] = atrium
     return settings
 
 
@@ -147,15 +157,18 @@ class PhantomSource:
         seed: int = 0,
         noise_std: float = 0.0,
         resolution: float | list[float] = 1.0,
+        atrium: str = "walled",
     ) -> None:
         self.patients, self.size, self.slices, self.seed = patients, size, slices, seed
-        self.noise_std, self.resolution = noise_std, plain_resolution(resolution)
+        self.noise_std, self.resolution, self.atrium = noise_std, plain_resolution(resolution), atrium
 
     def layout_dir(self, root: Path) -> Path:
         return Path(root)
 
     def settings(self) -> dict[str, Any]:
-        return phantom_settings(self.patients, self.size, self.slices, self.seed, self.noise_std, self.resolution)
+        return phantom_settings(
+            self.patients, self.size, self.slices, self.seed, self.noise_std, self.resolution, self.atrium
+        )
 
     def prepare(self, root: Path) -> Path:
         """Use the dataset at ``root``, or generate the phantom into a new or empty ``root``.
@@ -191,4 +204,5 @@ class PhantomSource:
             noise_std=self.noise_std,
             resolution=self.resolution,
             written_by=WRITTEN_BY_SOURCE,
+            atrium=self.atrium,
         )
