@@ -19,6 +19,7 @@ from csmri.losses.dagan import (
     dagan_vgg_input,
 )
 from csmri.losses.perceptual import PerceptualLoss
+from csmri.metrics.image import magnitude
 
 
 def _two_channel(mag: np.ndarray, phase: np.ndarray) -> torch.Tensor:
@@ -51,6 +52,15 @@ def test_nmse_hand_example_averages_images_not_pixels():
     tgt = torch.ones(2, 4, 4)  # b = 1 everywhere
     out = torch.stack([torch.full((4, 4), 0.75), torch.ones(4, 4)])  # a = 0.5 (ratio 0.5) and a = b (ratio 0)
     assert dagan_nmse(out, tgt).item() == pytest.approx(0.25)  # pooled: sqrt(4/32) = 0.354; squared: 0.125
+
+
+def test_nmse_denominators_are_guarded_only_against_zero():
+    """One-pixel images whose norms are below 1: the eps guard must not floor them (only a zero norm is guarded)."""
+    # [-1, 1] range: b = 2 * 0.6 - 1 = 0.2, a = 2 * 0.5 - 1 = 0 -> |a - b| / |b| = 1
+    assert dagan_nmse(torch.full((1, 1, 1), 0.5), torch.full((1, 1, 1), 0.6)).item() == pytest.approx(1.0, rel=1e-5)
+    # [0, 1] range: |0.6 - 0.3| / 0.3 = 1
+    assert dagan_nmse_01(torch.full((1, 1, 1), 0.6), torch.full((1, 1, 1), 0.3)).item() == pytest.approx(1.0, rel=1e-5)
+    assert torch.isfinite(dagan_nmse_01(torch.ones(1, 2, 2), torch.zeros(1, 2, 2)))  # a zero target stays finite
 
 
 def test_validation_nmse_is_dagans_nmse_0_1_and_selects_the_dagan_model():
@@ -88,6 +98,15 @@ def test_freq_hand_example_has_the_unnormalised_scale():
     # a constant 1 image against 0: |FFT2| is 16 at DC, 0 elsewhere -> mean of 16^2 over 16 frequencies = 16
     assert dagan_freq(torch.ones(1, 4, 4), torch.zeros(1, 4, 4)).item() == pytest.approx(16.0)
     # not the orthonormal k-space MSE (that would be the image MSE, 1)
+
+
+def test_freq_takes_half_precision_images_to_float32():
+    """Under bf16 autocast the images reach the term in bf16, which torch's FFT does not take: it computes in fp32."""
+    _, _, out, tgt = _random_pair(4, shape=(2, 8, 6))
+    half = dagan_freq(out.to(torch.bfloat16), tgt.to(torch.bfloat16))
+    assert half.dtype == torch.float32
+    magnitudes = [magnitude(x.to(torch.bfloat16)).double() for x in (out, tgt)]  # |x| as bf16 gives it
+    assert half.item() == pytest.approx(dagan_freq(*magnitudes).item(), rel=1e-5)
 
 
 # -- VGG --------------------------------------------------------------------------------------------
@@ -138,6 +157,10 @@ def test_vgg_input_is_dagans_preprocessing():
     # a white pixel is 255 minus the mean, channel by channel (RGB order)
     white = dagan_vgg_input(torch.ones(1, 4, 4), size=None)
     torch.testing.assert_close(white[0, :, 0, 0], 255 - torch.tensor(DAGAN_VGG_MEAN))
+    # a channel axis of one is the same image; two channels are not magnitudes
+    torch.testing.assert_close(dagan_vgg_input(torch.from_numpy(mag)[:, None], size=12).numpy(), got)
+    with pytest.raises(ValueError, match=r"magnitudes \(B, H, W\) or \(B, 1, H, W\), got \(2, 2, 7, 9\)"):
+        dagan_vgg_input(torch.from_numpy(mag)[:, None].expand(-1, 2, -1, -1))
 
 
 def test_vgg_term_matches_torchvision_vgg16_pool4_run_by_hand():

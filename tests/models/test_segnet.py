@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -74,6 +75,46 @@ def test_ce_dice_is_the_weighted_sum():
     assert weighted.item() == pytest.approx(F.cross_entropy(logits, target, weight=torch.tensor(weights)).item())
 
 
+def _soft_dice_numpy(logits: torch.Tensor, target: torch.Tensor, smooth: float, classes: list[int]) -> float:
+    """1 - mean over ``classes`` of the batch-pooled soft Dice, written out with numpy."""
+    z = logits.double().numpy()
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    t = target.numpy()
+    dice = [(2 * (p[:, c] * (t == c)).sum() + smooth) / (p[:, c].sum() + (t == c).sum() + smooth) for c in classes]
+    return 1.0 - float(np.mean(dice))
+
+
+def test_soft_dice_counts_classes_absent_from_the_batch():
+    """Three classes, a batch whose labels are all background: the absent classes still count (with smoothing)."""
+    logits, target = torch.randn(2, 3, 4, 5, generator=torch.Generator().manual_seed(1)), torch.zeros(2, 4, 5).long()
+    for smooth in (1.0, 0.0):
+        expected = _soft_dice_numpy(logits, target, smooth, [1, 2])
+        assert soft_dice_loss(logits, target, smooth=smooth).item() == pytest.approx(expected, rel=1e-5)
+    expected = _soft_dice_numpy(logits, target, 1.0, [0, 1, 2])
+    assert soft_dice_loss(logits, target, include_background=True).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ce_dice_options_reach_the_loss():
+    """include_background, smooth (0 allowed), a Dice-only loss, integer class weights, bf16 logits; the class
+    weights are a setting, not a checkpointed tensor."""
+    gen = torch.Generator().manual_seed(2)
+    logits, target = torch.randn(2, 3, 6, 6, generator=gen), torch.randint(0, 3, (2, 6, 6), generator=gen)
+    loss = CEDiceLoss(ce_weight=0.5, dice_weight=2.0, smooth=0.5, include_background=True)(logits, target)
+    expected = 0.5 * F.cross_entropy(logits, target).item() + 2.0 * _soft_dice_numpy(logits, target, 0.5, [0, 1, 2])
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    dice_only = CEDiceLoss(ce_weight=0.0, smooth=0.0)(logits, target)
+    assert dice_only.item() == pytest.approx(_soft_dice_numpy(logits, target, 0.0, [1, 2]), rel=1e-5)
+    weighted = CEDiceLoss(dice_weight=0.0, class_weights=[1, 3, 2])
+    nll = -F.log_softmax(logits.double(), dim=1).gather(1, target[:, None])[:, 0]
+    w = torch.tensor([1.0, 3.0, 2.0], dtype=torch.float64)[target]
+    assert weighted(logits, target).item() == pytest.approx(((w * nll).sum() / w.sum()).item(), rel=1e-5)
+    assert "class_weights" not in weighted.state_dict()
+    half = CEDiceLoss()(logits.to(torch.bfloat16), target)
+    assert half.dtype == torch.float32
+    assert half.item() == pytest.approx(CEDiceLoss()(logits.to(torch.bfloat16).float(), target).item(), rel=1e-5)
+
+
 def test_perfect_prediction_has_small_loss():
     target = torch.zeros(1, 16, 16, dtype=torch.int64)
     target[:, 4:9, 5:12] = 1
@@ -93,6 +134,26 @@ def test_loss_errors():
         CEDiceLoss(class_weights=[1.0, 2.0, 3.0])(torch.randn(1, 2, 4, 4), torch.zeros(1, 4, 4, dtype=torch.int64))
     with pytest.raises(ValueError, match="not both 0"):
         CEDiceLoss(ce_weight=0.0, dice_weight=0.0)
+    with pytest.raises(ValueError, match="not both 0"):
+        CEDiceLoss(ce_weight=-1.0, dice_weight=2.0)
+    with pytest.raises(ValueError, match="smooth must be >= 0, got -0.5"):
+        CEDiceLoss(smooth=-0.5)
+
+
+@pytest.mark.parametrize(
+    ("logits_shape", "target_shape", "target_value", "match"),
+    [
+        ((1, 1, 4, 4), (1, 4, 4), 0, r"C >= 2 classes, got \(1, 1, 4, 4\)"),
+        ((2, 4, 4), (2, 4), 0, r"C >= 2 classes, got \(2, 4, 4\)"),
+        ((1, 2, 3, 4), (1, 4, 3), 0, r"target must be \(B, H, W\) = \(1, 3, 4\), got \(1, 4, 3\)"),
+        ((1, 2, 3, 4), (1, 3, 4), 2, r"lie in \[0, 2\) for 2 classes"),
+    ],
+)
+def test_pair_errors_name_the_shapes(logits_shape, target_shape, target_value, match):
+    with pytest.raises(ValueError, match=match):
+        CEDiceLoss()(torch.zeros(logits_shape), torch.full(target_shape, target_value))
+    with pytest.raises(ValueError, match="3 entries for 2 classes"):
+        CEDiceLoss(class_weights=[1.0, 2.0, 3.0])(torch.randn(1, 2, 5, 5), torch.zeros(1, 5, 5, dtype=torch.int64))
 
 
 def test_loss_decreases_on_a_tiny_problem():
