@@ -14,6 +14,7 @@ prints a summary table. Metrics per slice on magnitudes (data range = ground-tru
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -102,6 +103,9 @@ class _Collector:
         self.images: dict[str, dict[str, np.ndarray]] = defaultdict(dict)  # method -> key -> magnitude
         self.pred_labels: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
         self.labels: dict[str, np.ndarray] = {}
+        # an ensemble's members scored alone: structure slice -> Dice of each member (methods: mean over runs)
+        self.member_dice_gt: dict[str, list[float]] = {}
+        self.member_dice: dict[str, dict[str, list[float]]] = defaultdict(dict)
 
     def keep(self, method: str, key: str, image: torch.Tensor, pred: torch.Tensor | None) -> None:
         self.images[method][key] = image.float().cpu().numpy()
@@ -129,11 +133,15 @@ def run_evaluation(
         target = magnitude(batch["target"])
         labels = batch["label"]
         structure = has_structure(labels).tolist()
-        gt_pred = segnet.predict_labels(batch["target"]) if segnet is not None else None
+        gt_pred, gt_members = _segment(segnet, batch["target"], labels)
         if gt_pred is not None:
-            for key, d, s in zip(batch["key"], foreground_dice(gt_pred, labels).tolist(), structure, strict=True):
+            for i, (key, d, s) in enumerate(
+                zip(batch["key"], foreground_dice(gt_pred, labels).tolist(), structure, strict=True)
+            ):
                 if s:
                     results.dice_gt[key] = d
+                    if gt_members is not None:
+                        results.member_dice_gt[key] = gt_members[:, i].tolist()
         for i, key in enumerate(batch["key"]):
             results.structure[key] = structure[i]
             if keep_images and structure[i]:
@@ -152,17 +160,47 @@ def run_evaluation(
                 if len(runs) > 1:
                     results.run_records[name] += per_run
                 results.records.append({**_run_mean(per_run), "method": name})
+                members = [member_dice for *_, member_dice in scored]
+                if structure[i] and members[0] is not None:
+                    results.member_dice[name][key] = torch.stack([m[:, i] for m in members]).mean(dim=0).tolist()
                 if keep_images and structure[i]:  # a method's first run is the one shown
-                    _, _, image, pred = scored[0]
+                    _, _, image, pred, _ = scored[0]
                     results.keep(name, key, image[i], pred[i] if pred is not None else None)
     return results
 
 
+def _segment(
+    segnet: Any | None, image: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The segmenter's label maps ``(B, H, W)`` of complex ``image`` and, for an ensemble, each member's own foreground
+    Dice ``(K, B)`` (``None`` for a single net; both ``None`` without a segmenter)."""
+    if segnet is None:
+        return None, None
+    if not isinstance(segnet, SegmenterEnsemble):
+        return segnet.predict_labels(image), None
+    pred, members = segnet.predict_labels_and_members(image)
+    return pred, torch.stack([foreground_dice(m, labels) for m in members])
+
+
+def member_sis(results: _Collector) -> dict[str, list[float]]:
+    """SIS of each method as each member of the ensemble scores it alone: ``{method: [SIS_1, ..., SIS_K]}``, SIS_k =
+    mean Dice of member k on the method's structure slices / its mean Dice on the ground truth of the same slices
+    (the table's definition); ``{}`` for a single net."""
+    out = {}
+    for method, per_key in results.member_dice.items():
+        keys = list(per_key)
+        dice = np.array([per_key[k] for k in keys])  # (slices, K)
+        gt = np.array([results.member_dice_gt[k] for k in keys])
+        out[method] = [float(d / g) if g else math.nan for d, g in zip(dice.mean(0), gt.mean(0), strict=True)]
+    return out
+
+
 def _score(
     recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, segnet: Any | None
-) -> tuple[dict[str, torch.Tensor], list[float | None], torch.Tensor, torch.Tensor | None]:
+) -> tuple[dict[str, torch.Tensor], list[float | None], torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Per-slice image metrics ``{name: (B,)}`` and foreground Dice of one batch of reconstructions, with the
-    magnitude images and the predicted label maps (``None`` without a segmenter)."""
+    magnitude images, the predicted label maps (``None`` without a segmenter) and, for an ensemble, each member's own
+    Dice ``(K, B)`` (else ``None``)."""
     image = magnitude(recon)
     metrics = {
         "psnr": psnr(image, target),
@@ -170,9 +208,9 @@ def _score(
         "nmse": nmse(image, target),
         "hfen": hfen(image, target),
     }
-    pred = segnet.predict_labels(recon) if segnet is not None else None
+    pred, member_dice = _segment(segnet, recon, labels)
     dice = foreground_dice(pred, labels).tolist() if pred is not None else [None] * target.shape[0]
-    return metrics, dice, image, pred
+    return metrics, dice, image, pred, member_dice
 
 
 def _record(method: str, key: str, metrics: Mapping[str, torch.Tensor], dice: float | None, i: int) -> dict[str, Any]:
@@ -355,6 +393,7 @@ def _evaluate(cfg: DictConfig, out: Path, reference: str, info: RunInfo) -> list
         split=cfg.split,
         segmenter=segmenter,
         runs=runs,
+        sis_members=member_sis(results),
     )
     if results.images:
         save_recons(out / RECONS_FILE, {m: results.images[m] for m in [GROUND_TRUTH, *names]}, results.labels)

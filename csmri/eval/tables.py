@@ -294,6 +294,7 @@ def _footnote(
     split: str = "test",
     segmenter: str = "the segmentation net",
     runs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    sis_members: Mapping[str, Sequence[float]] | None = None,
 ) -> str:
     gt = next((r for r in rows if r.get("kind") == "ground_truth"), None)
     ref = next((r for r in rows if r.get("is_reference")), None)
@@ -315,6 +316,13 @@ def _footnote(
     for method, run_rows in (runs or {}).items():
         listed = "; ".join(f"{r['method'].split(':', 1)[-1]} {_run_cells(r)}" for r in run_rows)
         text += f" {labels.get(method, method)} per training run (PSNR / SSIM / SIS): {listed}."
+    if sis_members:
+        count = len(next(iter(sis_members.values())))
+        listed = "; ".join(
+            f"{labels.get(m, m)} " + " / ".join("n/a" if math.isnan(v) else f"{v:.3f}" for v in values)
+            for m, values in sis_members.items()
+        )
+        text += f" SIS as each of the {count} nets alone scores it: {listed}."
     return text
 
 
@@ -333,22 +341,28 @@ def write_table(
     split: str = "test",
     segmenter: str = "the segmentation net",
     runs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    sis_members: Mapping[str, Sequence[float]] | None = None,
 ) -> tuple[Path, Path]:
     """Write the markdown table (see :func:`format_table`) and the full-precision JSON.
 
     ``provenance`` (method -> which checkpoint, how it was chosen, its perceptual backbone) goes into the footnote
     and the JSON; so do ``runs`` (method -> the summary rows of each of its training runs, named ``<method>:<run>``,
-    for a method whose row is the mean over several runs).
+    for a method whose row is the mean over several runs) and ``sis_members`` (method -> its SIS as each net of an
+    ensemble scores it alone: how much the instrument, not the method, moves the SIS column).
 
     JSON layout: ``{"reference": method | null, "columns": [...], "rows": [row, ...], "provenance": {...},
-    "runs": {method: [row, ...]}}``; non-finite numbers (nan, inf) are written as ``null`` so the file is strict JSON.
+    "runs": {method: [row, ...]}, "sis_members": {method: [SIS_1, ...]}}``; non-finite numbers (nan, inf) are written
+    as ``null`` so the file is strict JSON.
     """
     md_path, json_path = Path(md_path), Path(json_path)
     table = format_table(rows, runs)
     align = ["left"] + ["right"] * (len(table[0]) - 1)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(
-        markdown_table(table[0], table[1:], align) + "\n\n" + _footnote(rows, provenance, split, segmenter, runs) + "\n"
+        markdown_table(table[0], table[1:], align)
+        + "\n\n"
+        + _footnote(rows, provenance, split, segmenter, runs, sis_members)
+        + "\n"
     )
     ref = next((r["method"] for r in rows if r.get("is_reference")), None)
     payload = {
@@ -357,6 +371,7 @@ def write_table(
         "rows": [dict(r) for r in rows],
         "provenance": dict(provenance or {}),
         "runs": {method: [dict(r) for r in run_rows] for method, run_rows in (runs or {}).items()},
+        "sis_members": {method: list(values) for method, values in (sis_members or {}).items()},
     }
     return md_path, write_strict_json(json_path, payload)
 

@@ -170,9 +170,10 @@ class SegmenterEnsemble:
     """Several trained segmentation nets as one segmenter: the argmax of their mean class probabilities.
 
     SIS depends on how one frozen segmentation net reacts to reconstruction artefacts, and nets trained alike
-    (same data, other seeds, same Dice on fully-sampled images) react very differently; averaging a few makes the
-    score a property of the reconstructions rather than of one net's seed. Same interface as
-    :meth:`SegmentationModule.predict_labels`.
+    (same data, other seeds, same Dice on fully-sampled images) react very differently; averaging a few narrows
+    that dependence on one net's seed but need not remove it (on the embedded phantom, ensembles of three such nets
+    still score zero-filled images anywhere from SIS 0.02 to 0.45: experiments/seitzer2018/sis_instrument.md). Same
+    interface as :meth:`SegmentationModule.predict_labels`.
     """
 
     def __init__(self, members: list[SegmentationModule]) -> None:
@@ -193,4 +194,11 @@ class SegmenterEnsemble:
     @torch.no_grad()
     def predict_labels(self, image: Tensor) -> Tensor:
         """Complex image ``(B, H, W)`` -> label map int64 ``(B, H, W)``: argmax of the members' mean probabilities."""
-        return torch.stack([m.predict_probabilities(image) for m in self.members]).mean(dim=0).argmax(dim=1)
+        return self.predict_labels_and_members(image)[0]
+
+    @torch.no_grad()
+    def predict_labels_and_members(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        """Complex image ``(B, H, W)`` -> the ensemble's label map ``(B, H, W)`` and each member's own ``(K, B, H, W)``
+        (int64), from one pass of each net."""
+        probabilities = torch.stack([m.predict_probabilities(image) for m in self.members])  # (K, B, C, H, W)
+        return probabilities.mean(dim=0).argmax(dim=1), probabilities.argmax(dim=2)

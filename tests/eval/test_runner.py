@@ -172,6 +172,16 @@ def test_sis_with_an_ensemble_of_segmentation_nets_equals_the_hand_computation(
         for m in ("zero_filled", "recnet")
         for k in alone[m]["per_slice"]
     )
+    # each member's own SIS, as it scores the same reconstructions alone, in the JSON and the footnote
+    second = hand_sis(out, other, phantom_root)
+    members = json.loads((out / "table.json").read_text())["sis_members"]
+    assert set(members) == {"zero_filled", "recnet"}
+    for method in members:
+        assert members[method] == pytest.approx([alone[method]["sis"], second[method]["sis"]], abs=1e-9), method
+    assert members["recnet"][0] != pytest.approx(members["recnet"][1], abs=1e-6)  # the two nets disagree
+    expected = " / ".join(f"{v:.3f}" for v in members["recnet"])
+    assert "SIS as each of the 2 nets alone scores it: " in (out / "table.md").read_text()
+    assert f"RecNet {expected}" in (out / "table.md").read_text()
 
 
 def test_sis_end_to_end_equals_the_hand_computation(phantom_root, stage1_ckpt, segnet_ckpt, tmp_path):
