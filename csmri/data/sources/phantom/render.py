@@ -241,7 +241,8 @@ def _paint_atrial_inflow(canvas: Canvas, anatomy: Anatomy, inflow: AtrialInflow)
     window = cavity.window(grid, margin=0.4)
     cos_a, sin_a = math.cos(cavity.angle), math.sin(cavity.angle)
     lobes = cavity.lobes
-    for v, (theta, height) in enumerate(zip(lobes.angle if lobes else (), lobes.height if lobes else (), strict=True)):
+    ostia = zip(lobes.angle, lobes.height, strict=True) if lobes is not None else ()
+    for v, (theta, height) in enumerate(ostia):
         tip = np.full(cavity.cx.shape, np.complex64(complex(math.cos(theta), math.sin(theta))))
         radius = 1.0 + harmonic_sum(cavity.harmonics, tip) + lobes.radius(tip)
         u, w = cavity.ax * radius * math.cos(theta), cavity.ay * radius * math.sin(theta)
