@@ -38,6 +38,11 @@ def test_feature_matching_detaches_real_features():
     torch.testing.assert_close(loss, expected)
     loss.backward()
     assert all(r.grad is None for r in real) and all(f.grad is not None for f in fake)
+    # every D feature map is matched: lists of other lengths, or none, are an error, not a silent subset
+    with pytest.raises(ValueError, match="need matching non-empty feature lists, got 2 and 1"):
+        FeatureMatchingLoss()(real, fake[:1])
+    with pytest.raises(ValueError, match="got 0 and 0"):
+        FeatureMatchingLoss()([], [])
 
 
 def test_perceptual_loss_and_penalty():
