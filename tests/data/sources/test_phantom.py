@@ -154,7 +154,7 @@ def test_open_atrium_wall_is_dark_and_its_blood_runs_on_past_the_label(volumes, 
         no_atrium = ~walled.label.any(axis=(1, 2))
         open_magnitude, walled_magnitude = np.abs(opened.image), np.abs(walled.image)
         walled_magnitude *= open_magnitude[no_atrium].max() / walled_magnitude[no_atrium].max()
-        is_blood = lambda m, level=blood: np.abs(m - level) < 0.15 * level  # the open LA's blood  # noqa: E731
+        is_blood = lambda m, level=blood: np.abs(m - level) < 0.15 * level  # noqa: E731 (level: the open LA's blood)
         given_up = walled.label.astype(bool) & ~opened.label.astype(bool)
         assert is_blood(np.median(open_magnitude[given_up]))
         beyond = ~ndimage.binary_dilation(walled.label, structure=np.ones((1, 3, 3)))
