@@ -14,7 +14,6 @@ from csmri.data.sources.phantom.geometry import (
     Lobes,
     StarShape,
     angular_bump,
-    harmonic_sum,
 )
 
 
@@ -207,21 +206,11 @@ def circle(cx: Array, cy: Array, radius: Array | float) -> StarShape:
     )
 
 
-def _boundary_point(shape: StarShape, theta: float, inset: float = 0.0) -> tuple[Array, Array]:
-    """Per-slice point on the boundary of ``shape`` at frame angle ``theta``, moved ``inset`` inwards."""
-    direction = np.complex64(complex(math.cos(theta), math.sin(theta)))
-    radius = 1.0 + harmonic_sum(shape.harmonics, np.full(shape.cx.shape, direction))
-    u = (shape.ax * radius - inset) * math.cos(theta)
-    v = (shape.ay * radius - inset) * math.sin(theta)
-    cos_a, sin_a = math.cos(shape.angle), math.sin(shape.angle)
-    return shape.cx + cos_a * u - sin_a * v, shape.cy + sin_a * u + cos_a * v
-
-
 def _sample_papillary_muscles(s: ParameterSampler, ventricle: StarShape, profile: Array) -> tuple[StarShape, ...]:
     """Two small dark papillary muscles inside the LV blood pool, following the ventricle."""
     muscles = []
     for theta in (s.scalar(0.6, 0.3), s.scalar(2.6, 0.3)):
-        cx, cy = _boundary_point(ventricle, theta, inset=0.0)
+        cx, cy = ventricle.boundary_point(theta)
         mix = s.scalar(0.45, 0.08)  # fraction of the way from the boundary to the centre
         radius = np.float32(s.scalar(0.017, 0.003)) * profile
         muscles.append(circle(cx + mix * (ventricle.cx - cx), cy + mix * (ventricle.cy - cy), radius))
@@ -234,7 +223,7 @@ def _sample_coronary_arteries(s: ParameterSampler, heart: StarShape, fat_thickne
     angles = s.rng.uniform(0.0, 2.0 * math.pi, count)
     return tuple(
         circle(
-            *_boundary_point(heart, float(theta), inset=0.5 * fat_thickness),
+            *heart.boundary_point(float(theta), inset=0.5 * fat_thickness),
             s.scalar(0.013, 0.002) * np.ones_like(heart.cx),
         )
         for theta in angles

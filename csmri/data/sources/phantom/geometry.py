@@ -153,7 +153,21 @@ class StarShape:
         rho = np.sqrt(u * u + v * v) + np.float32(1e-6)
         direction = ((u + 1j * v) / rho).astype(np.complex64)
         gradient = np.sqrt((u / self.ax) ** 2 + (v / self.ay) ** 2) / rho
-        boundary = 1.0 + harmonic_sum(self.harmonics, direction)
+        return Polar(distance=(self.boundary_radius(direction) - rho) / gradient, direction=direction)
+
+    def boundary_radius(self, direction: Array) -> Array:
+        """Relative radius of the boundary (1 for the bare ellipse, plus harmonics and lobes) in the directions
+        ``direction = e^{i theta}`` (complex, frame of the shape, broadcast against the per-slice parameters)."""
+        radius = 1.0 + harmonic_sum(self.harmonics, direction)
         if self.lobes is not None:
-            boundary += self.lobes.radius(direction)
-        return Polar(distance=(boundary - rho) / gradient, direction=direction)
+            radius += self.lobes.radius(direction)
+        return radius
+
+    def boundary_point(self, theta: float, inset: float = 0.0) -> tuple[Array, Array]:
+        """Per-slice point ``(x, y)`` (S, 1, 1) on the boundary at frame angle ``theta``, moved ``inset`` inwards."""
+        direction = np.full(self.cx.shape, np.complex64(complex(math.cos(theta), math.sin(theta))))
+        radius = self.boundary_radius(direction)
+        u = (self.ax * radius - inset) * math.cos(theta)
+        v = (self.ay * radius - inset) * math.sin(theta)
+        cos_a, sin_a = math.cos(self.angle), math.sin(self.angle)
+        return self.cx + cos_a * u - sin_a * v, self.cy + sin_a * u + cos_a * v

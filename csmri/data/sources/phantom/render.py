@@ -239,14 +239,10 @@ def _paint_atrial_inflow(canvas: Canvas, anatomy: Anatomy, inflow: AtrialInflow)
     cavity = la.cavity
     present = la.present.astype(np.float32)
     window = cavity.window(grid, margin=0.4)
-    cos_a, sin_a = math.cos(cavity.angle), math.sin(cavity.angle)
     lobes = cavity.lobes
     ostia = zip(lobes.angle, lobes.height, strict=True) if lobes is not None else ()
     for v, (theta, height) in enumerate(ostia):
-        tip = np.full(cavity.cx.shape, np.complex64(complex(math.cos(theta), math.sin(theta))))
-        radius = 1.0 + harmonic_sum(cavity.harmonics, tip) + lobes.radius(tip)
-        u, w = cavity.ax * radius * math.cos(theta), cavity.ay * radius * math.sin(theta)
-        x0, y0 = cavity.cx + cos_a * u - sin_a * w, cavity.cy + sin_a * u + cos_a * w
+        x0, y0 = cavity.boundary_point(float(theta))  # the ostium's tip
         norm = np.sqrt((x0 - cavity.cx) ** 2 + (y0 - cavity.cy) ** 2) + np.float32(1e-6)
         strength = height / max(float(height.max()), 1e-6)  # the ostium's size along z, 1 at its widest
         _paint_tube(
