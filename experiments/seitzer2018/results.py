@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from csmri.app.curves import training_figure
 from csmri.run_info import git_state, perceptual_precision_label, read_run_info
@@ -29,6 +30,16 @@ def runs_of_experiment(runner: Any, experiment: str) -> list[str]:
     return [n for n, r in runner.runs.items() if r.command == "train" and r.experiment == experiment]
 
 
+def print_checks(checks: Sequence[Check], out: Console) -> None:
+    """One line per target, its status coloured; the texts are printed literally (``[0.75, 0.85]`` or
+    ``[zero-filled + 1 dB, ...]`` are not rich markup)."""
+    for check in checks:
+        colour = {"met": "green", "not met": "red"}.get(check.status, "yellow")
+        out.print(
+            f"  {check.kind}: {escape(check.target)}: {escape(check.measured)} → [{colour}]{check.status}[/{colour}]"
+        )
+
+
 def collect(runner: Any, elapsed_s: float) -> Path:
     """Copy the evaluation's outputs to ``results`` and write its README."""
     results = runner.results
@@ -39,9 +50,7 @@ def collect(runner: Any, elapsed_s: float) -> Path:
     (results / "curves.png").unlink(missing_ok=True)  # a previous run's, if this one logged no curve
     training = training_figure(training_runs(runner), results / "curves.png")
     (results / "README.md").write_text(readme(runner, elapsed_s, checks, training[1] if training else []))
-    for check in checks:
-        colour = {"met": "green", "not met": "red"}.get(check.status, "yellow")
-        console.print(f"  {check.kind}: {check.target}: {check.measured} → [{colour}]{check.status}[/{colour}]")
+    print_checks(checks, console)
     console.print(f"[bold green]results in {results}/[/bold green]")
     return results
 

@@ -63,3 +63,20 @@ def test_missing_methods_are_not_applicable_never_met():
     assert check_targets(_rows(refinement=None))[5].status == "met"
     table = targets_markdown(checks)
     assert table.count("\n") == 9 and "| claim | DAGAN SIS within 0.15 of RecNet's | n/a | **n/a** |" in table
+
+
+def test_the_console_prints_each_target_literally():
+    """The targets' texts hold brackets (``[0.75, 0.85]``, ``[zero-filled + 1 dB, RecNet − 1 dB]``) that rich would
+    otherwise take for markup and drop."""
+    from rich.console import Console
+
+    from experiments.seitzer2018.results import print_checks
+
+    checks = check_targets(_rows())
+    out = Console(record=True, width=300)
+    print_checks(checks, out)
+    lines = out.export_text().splitlines()
+    assert len(lines) == len(checks)
+    for line, check in zip(lines, checks, strict=True):
+        assert line == f"  {check.kind}: {check.target}: {check.measured} → met"
+    assert "[zero-filled + 1 dB, RecNet − 1 dB]" in lines[5]
