@@ -52,6 +52,14 @@ def main(argv: list[str]) -> int:
         help="the LA in a bright wall of its own (walled), or its wall nulled and its blood continuing, unlabelled, "
         "into the pulmonary veins and the LV (open: the label's boundary is partly invisible, as in LGE)",
     )
+    phantom.add_argument(
+        "--tracing",
+        type=float,
+        default=0.0,
+        metavar="PX",
+        help="label the LA as an annotator traces it: each slice's outline off the true one by a smooth offset of "
+        "this rms, in pixels at 128^2 (default 0: the true outline)",
+    )
     phantom.add_argument("--examples", metavar="PNG", help="also write a PNG grid of example slices")
     add_prepare_parser(commands)
     args = parser.parse_args(argv)
@@ -70,6 +78,7 @@ def main(argv: list[str]) -> int:
             noise_std=args.noise_std,
             resolution=args.resolution[0] if len(args.resolution) == 1 else args.resolution,
             atrium=args.atrium,
+            tracing=args.tracing,
         )
     except ValueError as err:
         parser.error(str(err))

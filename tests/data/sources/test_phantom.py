@@ -125,6 +125,20 @@ def test_atrial_wall_is_thin(tissues):
 # ---------------------------------------------------------------------------------------------- open atrium
 
 
+def test_traced_label_moves_only_the_label_slice_by_slice(volumes):
+    """An annotator's tracing changes the label (on every slice with the LA, nowhere else), never the image; the
+    other random streams are untouched, so ``tracing=0`` is the default phantom."""
+    traced = generate_patient(0, size=SIZE, n_slices=N_SLICES, seed=0, tracing=1.5)
+    true = volumes[0]
+    np.testing.assert_array_equal(traced.image, true.image)
+    with_atrium = true.label.any(axis=(1, 2))
+    np.testing.assert_array_equal(traced.label.any(axis=(1, 2)), with_atrium)
+    differs = (traced.label != true.label).any(axis=(1, 2))
+    assert differs[with_atrium].mean() > 0.8 and not differs[~with_atrium].any()
+    untraced = generate_patient(0, size=SIZE, n_slices=N_SLICES, seed=0, tracing=0.0)
+    np.testing.assert_array_equal(untraced.label, true.label)
+
+
 @pytest.fixture(scope="module")
 def open_volumes() -> list[PhantomVolume]:
     return [generate_patient(i, size=SIZE, n_slices=N_SLICES, seed=0, atrium="open") for i in range(4)]
@@ -233,6 +247,8 @@ def test_lower_acquired_resolution_empties_outer_k_space_and_keeps_the_label():
         {"resolution": 0.0},
         {"resolution": 1.5},
         {"atrium": "closed"},
+        {"tracing": -0.5},
+        {"tracing": float("nan")},
     ],
 )
 def test_generate_patient_rejects_bad_arguments(kwargs):
@@ -375,6 +391,8 @@ def test_phantom_settings_are_recorded_and_compared(tmp_path):
         PhantomSource(patients=3, size=64, slices=1).prepare(root)
     with pytest.raises(DataError, match="atrium=None"):  # a walled phantom records no style: written before it existed
         PhantomSource(patients=3, size=32, slices=1, atrium="open").prepare(root)
+    with pytest.raises(DataError, match="tracing=None"):
+        PhantomSource(patients=3, size=32, slices=1, tracing=1.0).prepare(root)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
@@ -390,7 +408,7 @@ def test_interrupted_phantom_leaves_no_dataset(tmp_path, monkeypatch):
     assert not (tmp_path / "p" / "meta.json").exists()
 
 
-def test_cli_writes_the_chosen_atrium(tmp_path, capsys):
+def test_cli_writes_the_chosen_atrium_and_tracing(tmp_path, capsys):
     from csmri.app.data import main
 
     assert main(["phantom", "--out", str(tmp_path / "p"), "--patients", "3", "--size", "32", "--slices", "3"]) == 0
@@ -401,3 +419,9 @@ def test_cli_writes_the_chosen_atrium(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*argv, "--atrium", "closed"])
     assert "invalid choice" in capsys.readouterr().err
+    assert "tracing" not in json.loads((tmp_path / "p" / "meta.json").read_text())["generator"]
+    assert main([*argv, "--tracing", "1.5"]) == 0
+    assert json.loads((tmp_path / "o" / "meta.json").read_text())["generator"]["tracing"] == 1.5
+    with pytest.raises(SystemExit):
+        main([*argv, "--tracing", "-1"])
+    assert "tracing" in capsys.readouterr().err

@@ -9,11 +9,12 @@ wall carries bright, irregular LGE-style enhancement (scar patches). Shapes are 
 ``atrium`` chooses how the LA meets its surroundings (:data:`.render.ATRIUM_STYLES`): ``"walled"`` (the default)
 rings it with a bright wall of its own; ``"open"`` nulls its healthy wall (dark, like the tissue it borders; scar
 still enhances) and lets its blood continue, unlabelled, into the pulmonary veins and through the mitral valve into
-the LV, so part of the label's boundary is a cut with nothing in the image to mark it, as in LGE.
+the LV, so part of the label's boundary is a cut with nothing in the image to mark it, as in LGE. ``tracing`` labels
+the LA as an annotator traces it, each slice's outline a smooth offset away from the true one (:mod:`.tracing`).
 
 Modules: :mod:`.geometry` (grid, star shapes), :mod:`.anatomy` (random parameters), :mod:`.render`
 (painting), :mod:`.patient` (:func:`generate_patient`), :mod:`.source` (:func:`write_phantom_dataset`,
-:class:`PhantomSource`), :mod:`.preview` (:func:`save_example_grid`).
+:class:`PhantomSource`), :mod:`.tracing` (:func:`.tracing.trace_outline`), :mod:`.preview` (:func:`save_example_grid`).
 
 Conventions
 -----------
@@ -31,9 +32,9 @@ Conventions
   ``exp(i * phase)`` with a smooth random phase of a few radians. ``noise_std`` is the standard
   deviation of the complex Gaussian noise in *each* of the real and imaginary parts.
 * ``label``: uint8, 1 = left atrium = blood pool (cavity) **plus its wall** (everything inside the outer
-  wall boundary; an open atrium's veins and mitral inflow excluded), 0 elsewhere. The LA occupies a
-  contiguous middle run of ~50-70 % of the slices; for ``n_slices >= 3`` the first and the last slice never
-  contain it.
+  wall boundary; an open atrium's veins and mitral inflow excluded; with ``tracing``, that outline as traced),
+  0 elsewhere. The LA occupies a contiguous middle run of ~50-70 % of the slices; for ``n_slices >= 3`` the first
+  and the last slice never contain it.
 
 The dataset written by :func:`write_phantom_dataset` follows :mod:`csmri.data.layout`; its ``meta.json``
 adds ``n_slices_per_patient``, ``seed``, ``noise_std`` and ``label_names`` ``{"1": "left_atrium"}``.

@@ -9,6 +9,7 @@ import numpy as np
 from csmri.data.sources.phantom.anatomy import sample_anatomy, sample_atrial_inflow
 from csmri.data.sources.phantom.geometry import Array, Grid
 from csmri.data.sources.phantom.render import ATRIUM_STYLES, Canvas, background_phase, render_magnitude
+from csmri.data.sources.phantom.tracing import trace_outline
 
 MIN_SIZE, MAX_SIZE = 32, 1024
 
@@ -42,9 +43,12 @@ def check_volume_args(
     noise_std: float,
     resolution: Resolution = 1.0,
     atrium: str = "walled",
+    tracing: float = 0.0,
 ) -> None:
     if atrium not in ATRIUM_STYLES:
         raise ValueError(f"atrium must be one of {', '.join(ATRIUM_STYLES)}, got {atrium!r}")
+    if not tracing >= 0:  # also rejects NaN
+        raise ValueError(f"tracing (the annotator's rms offset, pixels at 128^2) must be >= 0, got {tracing}")
     if not isinstance(size, (int, np.integer)) or size % 2 or not MIN_SIZE <= size <= MAX_SIZE:
         raise ValueError(f"size must be an even integer in [{MIN_SIZE}, {MAX_SIZE}], got {size!r}")
     if n_slices < 1:
@@ -117,10 +121,10 @@ def band_limit(image: Array, resolution: float) -> Array:
 
 
 def _patient_rngs(index: int, seed: int) -> tuple[np.random.Generator, ...]:
-    """Independent streams for anatomy, texture, noise, acquisition and the open atrium's inflow, determined by
-    (seed, index) (child ``i`` of a SeedSequence does not depend on how many are spawned, so adding a stream changes
-    none of the others)."""
-    children = np.random.SeedSequence([seed, index]).spawn(5)
+    """Independent streams for anatomy, texture, noise, acquisition, the open atrium's inflow and the annotator's
+    tracing, determined by (seed, index) (child ``i`` of a SeedSequence does not depend on how many are spawned, so
+    adding a stream changes none of the others)."""
+    children = np.random.SeedSequence([seed, index]).spawn(6)
     return tuple(np.random.default_rng(child) for child in children)
 
 
@@ -132,10 +136,11 @@ def _synthesise(
     noise_std: float,
     resolution: Resolution = 1.0,
     atrium: str = "walled",
+    tracing: float = 0.0,
 ) -> tuple[PhantomVolume, Canvas]:
-    """The volume and the canvas holding its tissue fractions."""
-    check_volume_args(index, size, n_slices, seed, noise_std, resolution, atrium)
-    anatomy_rng, texture_rng, noise_rng, acquisition_rng, inflow_rng = _patient_rngs(index, seed)
+    """The volume and the canvas holding its tissue fractions (those of the true outline, not the traced one)."""
+    check_volume_args(index, size, n_slices, seed, noise_std, resolution, atrium, tracing)
+    anatomy_rng, texture_rng, noise_rng, acquisition_rng, inflow_rng, tracing_rng = _patient_rngs(index, seed)
     resolution = patient_resolution(resolution, acquisition_rng)
     grid = Grid(int(size), int(n_slices))
     anatomy = sample_anatomy(anatomy_rng, grid.n_slices)
@@ -152,7 +157,7 @@ def _synthesise(
     if noise_std > 0:  # acquired noise: band-limited like the signal
         image += band_limit(_complex_noise(noise_rng, image.shape, noise_std), resolution)
     atrium = canvas.fraction["la_wall"] + canvas.fraction["la_cavity"]
-    label = (atrium >= 0.5).astype(np.uint8)
+    label = trace_outline((atrium >= 0.5).astype(np.uint8), tracing_rng, tracing * grid.detail_scale)
     return PhantomVolume(image=image, label=label, patient_id=phantom_patient_id(index)), canvas
 
 
@@ -172,6 +177,7 @@ def generate_patient(
     noise_std: float = 0.0,
     resolution: Resolution = 1.0,
     atrium: str = "walled",
+    tracing: float = 0.0,
 ) -> PhantomVolume:
     """Synthesise patient ``index``: complex64 image and uint8 LA label, both (n_slices, size, size).
 
@@ -180,11 +186,14 @@ def generate_patient(
     the label keeps the grid's resolution; a range ``[low, high]`` draws each patient's resolution uniformly
     from it (:func:`patient_resolution`). ``atrium`` is how the LA meets its surroundings
     (:data:`~csmri.data.sources.phantom.render.ATRIUM_STYLES`: ``"walled"``, a closed pool in a bright wall;
-    ``"open"``, its healthy wall nulled and its blood continuing, unlabelled, into the veins and the LV). Deterministic
-    in (index, size, n_slices, seed, noise_std, resolution, atrium); different patients differ. The anatomy depends on
-    (seed, index, n_slices) only, not on ``size``; both styles share it.
+    ``"open"``, its healthy wall nulled and its blood continuing, unlabelled, into the veins and the LV). ``tracing``
+    > 0 labels the LA as an annotator traces it, each slice's outline off the true one by a smooth offset of that rms
+    (pixels at 128^2, growing as sqrt(size / 128) like the other fine detail; :func:`.tracing.trace_outline`); the
+    image is the same. Deterministic in (index, size, n_slices, seed, noise_std, resolution, atrium, tracing);
+    different patients differ. The anatomy depends on (seed, index, n_slices) only, not on ``size``; both styles
+    share it.
     """
-    return _synthesise(index, size, n_slices, seed, noise_std, resolution, atrium)[0]
+    return _synthesise(index, size, n_slices, seed, noise_std, resolution, atrium, tracing)[0]
 
 
 def generate_patient_tissues(

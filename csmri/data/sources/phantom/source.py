@@ -58,18 +58,19 @@ def write_phantom_dataset(
     progress: bool = True,
     written_by: str = "csmri data phantom",
     atrium: str = "walled",
+    tracing: float = 0.0,
 ) -> Path:
     """Write ``n_patients`` phantom patients to ``out`` as a prepared dataset
     (:mod:`csmri.data.layout`); return the root.
 
-    Patient ``i`` is ``generate_patient(i, size, n_slices, seed, noise_std, resolution, atrium)``. The dataset is
-    written into a temporary sibling folder and renamed to ``out`` when complete, so an interrupted run leaves no
-    dataset (and an earlier phantom in ``out`` intact). ``out`` must be new, empty or hold an earlier phantom
+    Patient ``i`` is ``generate_patient(i, size, n_slices, seed, noise_std, resolution, atrium, tracing)``. The
+    dataset is written into a temporary sibling folder and renamed to ``out`` when complete, so an interrupted run
+    leaves no dataset (and an earlier phantom in ``out`` intact). ``out`` must be new, empty or hold an earlier phantom
     (:class:`csmri.errors.DatasetFolderError` otherwise: it never writes into a folder of other files).
     ``meta.json`` records the settings (``generator``) and ``written_by``.
     Raises ``ValueError`` for an odd size, a size outside [32, 1024], ``n_patients < 3`` or ``n_slices < 1``.
     """
-    check_volume_args(0, size, n_slices, seed, noise_std, resolution, atrium)
+    check_volume_args(0, size, n_slices, seed, noise_std, resolution, atrium, tracing)
     indices = layout.split_indices(n_patients, seed)  # raises for n_patients < 3
     splits = {name: [phantom_patient_id(i) for i in ids] for name, ids in indices.items()}
     root = Path(out)
@@ -86,7 +87,7 @@ def write_phantom_dataset(
 
         jobs = tqdm(jobs, desc=f"phantom {size}x{size}", unit="patient")
     for name, index in jobs:
-        volume = generate_patient(index, size, n_slices, seed, noise_std, resolution, atrium)
+        volume = generate_patient(index, size, n_slices, seed, noise_std, resolution, atrium, tracing)
         layout.write_case_file(
             staging / name / f"{volume.patient_id}.h5", volume.patient_id, volume.image, volume.label
         )
@@ -98,7 +99,7 @@ def write_phantom_dataset(
         noise_std=float(noise_std),
         splits=splits,
         label_names={"1": "left_atrium"},
-        generator=phantom_settings(n_patients, size, n_slices, seed, noise_std, resolution, atrium),
+        generator=phantom_settings(n_patients, size, n_slices, seed, noise_std, resolution, atrium, tracing),
         written_by=written_by,
     )
     layout.write_meta(staging, meta)
@@ -114,10 +115,11 @@ def phantom_settings(
     noise_std: float,
     resolution: float | list[float] = 1.0,
     atrium: str = "walled",
+    tracing: float = 0.0,
 ) -> dict[str, Any]:
     """The settings that determine a phantom dataset's content (recorded in meta.json as ``generator``;
-    ``resolution`` only when not 1 and ``atrium`` only when not ``"walled"``, so phantoms written before they existed
-    keep matching)."""
+    ``resolution`` only when not 1, ``atrium`` only when not ``"walled"`` and ``tracing`` only when not 0, so
+    phantoms written before they existed keep matching)."""
     settings: dict[str, Any] = {
         "patients": int(patients),
         "size": int(size),
@@ -129,6 +131,8 @@ def phantom_settings(
         settings["resolution"] = plain_resolution(resolution)
     if atrium != "walled":
         settings["atrium"] = atrium
+    if float(tracing) != 0.0:
+        settings["tracing"] = float(tracing)
     return settings
 
 
@@ -158,16 +162,25 @@ class PhantomSource:
         noise_std: float = 0.0,
         resolution: float | list[float] = 1.0,
         atrium: str = "walled",
+        tracing: float = 0.0,
     ) -> None:
         self.patients, self.size, self.slices, self.seed = patients, size, slices, seed
         self.noise_std, self.resolution, self.atrium = noise_std, plain_resolution(resolution), atrium
+        self.tracing = float(tracing)
 
     def layout_dir(self, root: Path) -> Path:
         return Path(root)
 
     def settings(self) -> dict[str, Any]:
         return phantom_settings(
-            self.patients, self.size, self.slices, self.seed, self.noise_std, self.resolution, self.atrium
+            self.patients,
+            self.size,
+            self.slices,
+            self.seed,
+            self.noise_std,
+            self.resolution,
+            self.atrium,
+            self.tracing,
         )
 
     def prepare(self, root: Path) -> Path:
@@ -205,4 +218,5 @@ class PhantomSource:
             resolution=self.resolution,
             written_by=WRITTEN_BY_SOURCE,
             atrium=self.atrium,
+            tracing=self.tracing,
         )
