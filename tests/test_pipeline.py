@@ -218,3 +218,24 @@ def test_the_cli_reports_pipeline_mistakes_in_one_line(tmp_path, capsys):
     assert "bad override" in capsys.readouterr().err
     assert csmri_main(["study", "alpha_target=[1]"]) == 2
     assert "bad override" in capsys.readouterr().err
+
+
+def test_the_phantoms_further_settings_reach_every_step_and_name_its_folder(tmp_path, monkeypatch):
+    """``data.source`` of a pipeline (e.g. the open, traced phantom) is passed to every step as ``data.source.*``
+    and names the default data folder, so a phantom of other settings never lands in the same one; a misspelt
+    setting fails as the profile loads."""
+    from csmri.app.reproduce import open_profile
+
+    monkeypatch.setenv("CSMRI_DATA_DIR", str(tmp_path))
+    plain = open_profile(["profile=smoke"])
+    traced = open_profile(
+        ["profile=smoke", "data.source.atrium=open", "data.source.noise_std=0.04", "data.source.tracing=1.3"]
+    )
+    settings = ["data.source.atrium=open", "data.source.noise_std=0.04", "data.source.tracing=1.3"]
+    assert set(settings) <= set(traced.data_overrides())
+    assert not any(o.startswith(("data.source.atrium", "data.source.tracing")) for o in plain.data_overrides())
+    assert plain.data_root == tmp_path / "phantom_64_res0.5-1"
+    assert traced.data_root == tmp_path / "phantom_64_res0.5-1_atriumopen_noise_std0.04_tracing1.3"
+    check_configs(traced, ["stage1"])
+    with pytest.raises(ConfigError, match="bad override"):
+        open_profile(["profile=smoke", "data.source.atrum=open"])

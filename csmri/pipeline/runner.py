@@ -72,6 +72,7 @@ class Runner:
         resolution = data.get("resolution", 1.0)
         values = resolution if _listy(resolution) else [resolution]
         suffix = "" if resolution == 1 else "_res" + "-".join(f"{float(r):g}" for r in values)
+        suffix += "".join(f"_{key}{value}" for key, value in sorted(self._source_settings().items()))
         default_root = Path(os.environ.get("CSMRI_DATA_DIR", "data")) / f"phantom_{data.get('size')}{suffix}"
         self.data_root = Path(data.root) if data.get("root") else default_root
 
@@ -127,6 +128,7 @@ class Runner:
         if "resolution" in d:  # a number or a list, as Hydra reads it back (0.5, [0.5,1.0])
             r = d.resolution
             phantom.append(f"data.source.resolution={'[' + ','.join(map(str, r)) + ']' if _listy(r) else r}")
+        phantom += [f"data.source.{key}={value}" for key, value in self._source_settings().items()]
         return [
             f"data={d.config}",
             f"data.root={self.data_root}",
@@ -135,6 +137,12 @@ class Runner:
             f"seed={self.cfg.seed}",
             *(phantom if d.config == "phantom" else []),
         ]
+
+    def _source_settings(self) -> dict[str, Any]:
+        """The pipeline's further phantom settings (``data.source``: e.g. ``atrium``, ``noise_std``, ``tracing``; null
+        = the data config's default), passed on as ``data.source.<key>`` and named in the default data folder, so
+        phantoms of other settings never share it."""
+        return {str(k): v for k, v in (self.cfg.data.get("source") or {}).items() if v is not None}
 
     def input_overrides(self, name: str) -> list[str]:
         """``key=path`` (or ``key=[a,b]``) per input of run ``name``; an input left without an enabled producer is
