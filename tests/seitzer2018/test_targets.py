@@ -54,6 +54,23 @@ def test_each_target_fails_on_its_own_boundary():
     assert check_targets(_rows(dagan={"sis": 0.951}))[7].status == "met"
 
 
+def test_each_range_includes_its_ends_exactly():
+    """Every target's bound is inclusive (the targets read "≥", "within", "in [a, b]"), except the significance level
+    (p < 0.01); the values here are exact in binary floating point (31 − 26 = 5, 0.1 − 0.25 = −0.15)."""
+    at = lambda i, **changes: check_targets(_rows(**changes))[i].status  # noqa: E731
+    assert at(0, zero_filled={"psnr_mean": 26.0}, recnet={"psnr_mean": 31.0}) == "met"  # a gain of 5 dB
+    assert at(1, ground_truth={"dice_mean": 0.75}) == "met"
+    assert at(2, recnet={"sis": 0.6}) == "met"
+    assert at(3, recnet={"p_dice": 0.01}) == "not met"
+    assert at(3, refinement={"sis": 0.801}) == "not met"  # equal SIS is no gain, whatever p says
+    assert at(4, recnet={"psnr_mean": 32.5}, refinement={"psnr_mean": 31.5}) == "met"  # 1 dB below RecNet
+    assert at(5, recnet={"psnr_mean": 32.5}, dagan={"psnr_mean": 31.5}) == "met"  # 1 dB below RecNet
+    for method in ("dlmri", "dagan"):  # 0.15 under RecNet's SIS, and over it
+        index = 6 if method == "dlmri" else 7
+        assert at(index, recnet={"sis": 0.25}, **{method: {"sis": 0.1}}) == "met"
+        assert at(index, recnet={"sis": 0.1}, **{method: {"sis": 0.25}}) == "met"
+
+
 def test_missing_methods_are_not_applicable_never_met():
     checks = check_targets(_rows(dagan=None, zero_filled=None, recnet={"sis": math.nan}))
     assert [c.status for c in checks] == ["n/a", "met", "n/a", "n/a", "met", "n/a", "n/a", "n/a"]
