@@ -33,6 +33,21 @@ def test_the_papers_table_meets_every_target():
     assert checks[5].measured == "zero-filled +2.41 dB, RecNet -4.05 dB"
     assert [c.measured for c in checks[6:]] == ["+0.041", "+0.011"]  # DLMRI, DAGAN
     assert check_targets(_rows(recnet={"p_dice": 2e-4}))[3].measured == "0.941 vs 0.801, p < 0.001"
+    assert check_targets(_rows(recnet={"p_dice": 1e-3}))[3].measured == "0.941 vs 0.801, p = 0.001"
+    assert [c.kind for c in checks] == ["calibration"] * 3 + ["claim"] * 5
+    assert [c.target for c in checks] == [
+        "RecNet PSNR ≥ zero-filled + 5 dB",
+        "segmentation Dice on fully-sampled images in [0.75, 0.85] (paper 0.796)",
+        "RecNet SIS in [0.6, 0.9] (paper 0.80)",
+        "refinement SIS > RecNet SIS, paired Wilcoxon on per-slice Dice p < 0.01",
+        "refinement PSNR ≥ RecNet − 1 dB",
+        "DAGAN PSNR in [zero-filled + 1 dB, RecNet − 1 dB]",
+        "DLMRI SIS within 0.15 of RecNet's",
+        "DAGAN SIS within 0.15 of RecNet's",
+    ]
+    table = targets_markdown(checks).splitlines()
+    assert table[:2] == ["| | target | measured | |", "|---|---|---|---|"] and len(table) == 10
+    assert table[2] == "| calibration | RecNet PSNR ≥ zero-filled + 5 dB | +6.46 dB | **met** |"
 
 
 def test_each_target_fails_on_its_own_boundary():
@@ -76,6 +91,8 @@ def test_missing_methods_are_not_applicable_never_met():
     assert [c.status for c in checks] == ["n/a", "met", "n/a", "n/a", "met", "n/a", "n/a", "n/a"]
     # RecNet's p-value against another reference says nothing about the refinement
     assert check_targets(_rows(refinement={"is_reference": False}))[3].status == "n/a"
+    without_recnet = check_targets(_rows(recnet=None))  # every check that needs RecNet, and only those
+    assert [c.status for c in without_recnet] == ["n/a", "met", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"]
     # DAGAN's band needs zero-filling and RecNet, not the refinement
     assert check_targets(_rows(refinement=None))[5].status == "met"
     table = targets_markdown(checks)
