@@ -126,9 +126,9 @@ def test_profiles_load_and_typos_fail():
         profile = load_profile([f"profile={name}"])
         assert {"stage1", "segnet", "stage2", "dagan"} <= set(profile.stages)
     assert load_profile(["profile=smoke", "seed=3"]).seed == 3
-    lge, quick = load_profile(["profile=quick_open"]), load_profile(["profile=quick"])  # quick on another phantom
-    assert dict(lge.data.source) == {"atrium": "open", "noise_std": 0.04, "tracing": 1.3}
-    assert lge.stages == quick.stages and lge.eval == quick.eval and lge.results != quick.results
+    quick_open, quick = load_profile(["profile=quick_open"]), load_profile(["profile=quick"])  # quick, other phantom
+    assert dict(quick_open.data.source) == {"atrium": "open", "noise_std": 0.04, "tracing": 1.3}
+    assert quick_open.stages == quick.stages and quick_open.eval == quick.eval and quick_open.results != quick.results
     with pytest.raises(ConfigError, match="bad override"):
         load_profile(["profile=smoke", "sed=3"])
     with pytest.raises(ConfigError, match="unknown profile"):

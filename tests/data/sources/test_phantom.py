@@ -125,30 +125,6 @@ def test_atrial_wall_is_thin(tissues):
 # ---------------------------------------------------------------------------------------------- open atrium
 
 
-def test_traced_label_moves_only_the_label_slice_by_slice(volumes):
-    """An annotator's tracing changes the label (on every slice with the LA, nowhere else), never the image; the
-    other random streams are untouched, so ``tracing=0`` is the default phantom."""
-    traced = generate_patient(0, size=SIZE, n_slices=N_SLICES, seed=0, tracing=1.5)
-    true = volumes[0]
-    np.testing.assert_array_equal(traced.image, true.image)
-    with_atrium = true.label.any(axis=(1, 2))
-    np.testing.assert_array_equal(traced.label.any(axis=(1, 2)), with_atrium)
-    differs = (traced.label != true.label).any(axis=(1, 2))
-    assert differs[with_atrium].mean() > 0.8 and not differs[~with_atrium].any()
-    untraced = generate_patient(0, size=SIZE, n_slices=N_SLICES, seed=0, tracing=0.0)
-    np.testing.assert_array_equal(untraced.label, true.label)
-
-    def radius_change(traced_label, true_label):  # per LA slice: how much wider the tracing is, in equivalent radius
-        on = true_label.any(axis=(1, 2))
-        return np.sqrt(traced_label[on].sum(axis=(1, 2))) - np.sqrt(true_label[on].sum(axis=(1, 2)))
-
-    # each patient is traced its own way: with one tracing stream for all patients the two sequences correlate 0.997
-    other = generate_patient(1, size=SIZE, n_slices=N_SLICES, seed=0, tracing=1.5)
-    first, second = radius_change(traced.label, true.label), radius_change(other.label, volumes[1].label)
-    n = min(len(first), len(second))
-    assert np.corrcoef(first[:n], second[:n])[0, 1] < 0.9
-
-
 @pytest.fixture(scope="module")
 def open_volumes() -> list[PhantomVolume]:
     return [generate_patient(i, size=SIZE, n_slices=N_SLICES, seed=0, atrium="open") for i in range(4)]
@@ -243,6 +219,33 @@ def test_lower_acquired_resolution_empties_outer_k_space_and_keeps_the_label():
     flat = (radius[:, None] < 0.4 * SIZE // 2) & (radius[None, :] < 0.4 * SIZE // 2)
     scale = np.abs(k[:, flat]).sum() / np.abs(k_full[:, flat]).sum()
     np.testing.assert_allclose(k[:, flat], scale * k_full[:, flat], atol=1e-4 * np.abs(k_full).max())
+
+
+# ---------------------------------------------------------------------------------------------- traced labels
+
+
+def test_traced_label_moves_only_the_label_slice_by_slice(volumes):
+    """An annotator's tracing changes the label (on every slice with the LA, nowhere else), never the image; the
+    other random streams are untouched, so ``tracing=0`` is the default phantom."""
+    traced = generate_patient(0, size=SIZE, n_slices=N_SLICES, seed=0, tracing=1.5)
+    true = volumes[0]
+    np.testing.assert_array_equal(traced.image, true.image)
+    with_atrium = true.label.any(axis=(1, 2))
+    np.testing.assert_array_equal(traced.label.any(axis=(1, 2)), with_atrium)
+    differs = (traced.label != true.label).any(axis=(1, 2))
+    assert differs[with_atrium].mean() > 0.8 and not differs[~with_atrium].any()
+    untraced = generate_patient(0, size=SIZE, n_slices=N_SLICES, seed=0, tracing=0.0)
+    np.testing.assert_array_equal(untraced.label, true.label)
+
+    def radius_change(traced_label, true_label):  # per LA slice: how much wider the tracing is, in equivalent radius
+        on = true_label.any(axis=(1, 2))
+        return np.sqrt(traced_label[on].sum(axis=(1, 2))) - np.sqrt(true_label[on].sum(axis=(1, 2)))
+
+    # each patient is traced its own way: with one tracing stream for all patients the two sequences correlate 0.997
+    other = generate_patient(1, size=SIZE, n_slices=N_SLICES, seed=0, tracing=1.5)
+    first, second = radius_change(traced.label, true.label), radius_change(other.label, volumes[1].label)
+    n = min(len(first), len(second))
+    assert np.corrcoef(first[:n], second[:n])[0, 1] < 0.9
 
 
 @pytest.mark.parametrize(
