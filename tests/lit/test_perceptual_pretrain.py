@@ -39,3 +39,36 @@ def test_autoencoder_trains_and_exports_weights_the_perceptual_loss_loads(phanto
     assert not torch.equal(state[conv], untrained.features[LAYERS["relu2_2"] - 1].weight)
     x = torch.rand(2, 64, 64)
     assert trained(x).shape == untrained(x).shape
+
+
+def _shallow_autoencoder():
+    from csmri.lit.perceptual import PerceptualPretrainModule
+
+    # relu1_2: two convolutions, no max-pool, so the decoder is a single 3x3 convolution (cheap to build and run)
+    return PerceptualPretrainModule(net={"layer": "relu1_2", "seed": 0, "decoder_channels": []})
+
+
+def test_the_encoder_sees_the_grey_image_normalised_as_imagenet_vgg_expects():
+    module = _shallow_autoencoder().eval()
+    x = torch.rand(2, 16, 16)
+    # torchvision's ImageNet normalisation, written out here: the grey image on all three channels
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb = torch.stack([x, x, x], dim=1)
+    with torch.no_grad():
+        expected = module.decoder(module.encoder((rgb - mean) / std))[:, 0]
+        assert torch.allclose(module(x), expected, atol=1e-6)
+
+
+def test_the_default_optimiser_checkpoint_tag_and_export_into_a_new_folder(tmp_path):
+    module = _shallow_autoencoder()
+    optimizer = module.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert [(g["lr"], tuple(g["betas"]), g["weight_decay"]) for g in optimizer.param_groups] == [(1e-4, (0.9, 0.999), 0)]
+    checkpoint: dict = {}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint == {"csmri_module": "perceptual_pretrain"}  # what csmri.inference reads to rebuild a checkpoint
+    path = module.export_weights(tmp_path / "not" / "yet" / "vgg.pth")
+    assert path.is_file() and sorted(p.name for p in path.parent.iterdir()) == ["vgg.pth"]
+    state = torch.load(path, weights_only=True)
+    assert torch.equal(state["features.0.weight"], module.encoder[0].weight)
