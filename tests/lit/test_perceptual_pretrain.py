@@ -64,7 +64,8 @@ def test_the_default_optimiser_checkpoint_tag_and_export_into_a_new_folder(tmp_p
     module = _shallow_autoencoder()
     optimizer = module.configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam)
-    assert [(g["lr"], tuple(g["betas"]), g["weight_decay"]) for g in optimizer.param_groups] == [(1e-4, (0.9, 0.999), 0)]
+    settings = [(g["lr"], tuple(g["betas"]), g["weight_decay"]) for g in optimizer.param_groups]
+    assert settings == [(1e-4, (0.9, 0.999), 0)]
     checkpoint: dict = {}
     module.on_save_checkpoint(checkpoint)
     assert checkpoint == {"csmri_module": "perceptual_pretrain"}  # what csmri.inference reads to rebuild a checkpoint

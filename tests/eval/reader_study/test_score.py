@@ -92,8 +92,9 @@ def test_score_rating_scale_ends_unpaired_ratings_and_method_order(tmp_path) -> 
 
     ratings = write_ratings(tmp_path / "ratings.csv", kj, rate)
     lines = ratings.read_text().splitlines()
-    mine = tmp_path / "mine.csv"  # reader 0's recnet ratings of the first slice only: no reference rating to pair
-    recnet_first = [n for n, e in json.loads(kj.read_text())["images"].items() if e == {"method": "recnet", "key": KEYS[0]}]
+    mine = tmp_path / "mine.csv"  # a fourth reader rates recnet's first slice only: no reference rating to pair
+    mapping = json.loads(kj.read_text())["images"]
+    recnet_first = [n for n, e in mapping.items() if e == {"method": "recnet", "key": KEYS[0]}]
     mine.write_text(lines[0] + "\n" + f"reader 9,{recnet_first[0]},1,1,1\n")
     result = score_ratings([ratings, mine], kj, reference="refinement")
     assert result["reference"] == "refinement" and result["criteria"] == ["overall", "scar", "artefacts"]
