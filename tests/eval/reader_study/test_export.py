@@ -59,3 +59,38 @@ def test_shuffle_deterministic(tmp_path) -> None:
     assert a != c
     order = [(v["method"], v["key"]) for _, v in sorted(a.items())]
     assert order != sorted(order)  # actually shuffled
+
+
+def _png(out, name) -> np.ndarray:
+    with Image.open(out / "study" / "images" / name) as im:
+        return np.asarray(im)
+
+
+def test_windows_without_a_ground_truth_and_at_their_edges(tmp_path) -> None:
+    ramp = np.linspace(-0.2, 0.6, 20, dtype=np.float32)[None, :].repeat(4, axis=0)  # (4, 20), negatives included
+    images = {
+        # slice a: no ground truth, the window is the median of the methods' maxima: median(0.6, 1.2, 3.0) = 1.2
+        "recnet": {"a": ramp, "b": ramp, "c": 2 * ramp},
+        "dlmri": {"a": 2 * ramp, "b": ramp},
+        "dagan": {"a": 5 * ramp, "b": ramp},
+        # slice b: the ground truth is all zero, an empty window: [0, 1] instead; slice c: [0, max(ground truth)]
+        "ground_truth": {"b": np.zeros((4, 20), np.float32), "c": ramp},
+    }
+    out = export_reader_study(tmp_path / "s", images, seed=0, window_method="ground_truth")
+    key = json.loads((out / "key.json").read_text())
+    n = sum(len(v) for v in images.values())
+    assert sorted(key["images"]) == [f"img_{i:04d}.png" for i in range(1, n + 1)]
+    assert re.fullmatch(r"[0-9a-f]{16}", key["study_id"]) and key["study_id"] in (out / "study/index.html").read_text()
+    assert "<title>Blinded reader study</title>" in (out / "study" / "index.html").read_text()
+    for name, entry in key["images"].items():
+        image = images[entry["method"]][entry["key"]].astype(np.float64)
+        vmax = {"a": float((2 * ramp).max()), "b": 1.0, "c": float(ramp.max())}[entry["key"]]  # 1.2, 1, 0.6
+        expected = np.round(np.clip(image / vmax, 0, 1) * 255).astype(np.uint8)  # negatives black, not wrapped
+        np.testing.assert_array_equal(_png(out, name), expected, err_msg=f"{entry}")
+
+
+def test_a_second_export_into_the_same_folder_replaces_the_first(tmp_path) -> None:
+    export_reader_study(tmp_path / "s", study_images(), seed=0)
+    out = export_reader_study(tmp_path / "s", {m: study_images()[m] for m in METHODS[:2]}, seed=0)
+    assert image_names(out) == sorted(json.loads((out / "key.json").read_text())["images"])
+    assert len(image_names(out)) == 2 * len(KEYS)
