@@ -48,6 +48,8 @@ def test_html_self_contained_with_rating_fields(tmp_path) -> None:
             assert f'name="{field}" value="{v}"' in html
     assert "localStorage" in html and "ratings.csv" in html and "reader,image," in html
     assert all(f'"{n}"' in html for n in image_names(out))  # the page lists every image
+    assert not re.search(r"__[A-Z_]+__", html)  # every placeholder of page.html filled in
+    assert '["overall", "scar", "artefacts"]' in html  # the criteria the page's CSV writes, in the CSV's order
 
 
 def test_shuffle_deterministic(tmp_path) -> None:
