@@ -137,6 +137,8 @@ def test_a_copied_run_folder_resumes_as_in_place(phantom_root, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     names = sorted(p.name for p in (copy / "checkpoints").glob("*.ckpt"))
     assert names == ["best.ckpt", "last.ckpt"]  # no last-v1.ckpt / best-v1.ckpt
+    said = f"resuming a run written in {original / 'checkpoints'}: its checkpoints are now in {copy / 'checkpoints'}"
+    assert (resumed.stdout + resumed.stderr).count(said) == 1  # once, not once per checkpoint callback
     assert torch.load(copy / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 3
     state = next(
         v

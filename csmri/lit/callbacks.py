@@ -233,6 +233,7 @@ class RelocatedRun(L.Callback):
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         states = checkpoint.get("callbacks") or {}
+        moved: set[tuple[str, str]] = set()
         for callback in trainer.checkpoint_callbacks:
             state = states.get(getattr(callback, "state_key", None))
             old, new = (state or {}).get("dirpath"), getattr(callback, "dirpath", None)
@@ -244,6 +245,8 @@ class RelocatedRun(L.Callback):
             if isinstance(state.get("best_k_models"), dict):
                 state["best_k_models"] = {_rebase(k, old, new): v for k, v in state["best_k_models"].items()}
             state["dirpath"] = new
+            moved.add((old, new))
+        for old, new in sorted(moved):  # once per folder, however many checkpoint callbacks write there
             log.info("resuming a run written in %s: its checkpoints are now in %s", old, new)
 
 
