@@ -1,9 +1,11 @@
-"""The experiment scripts (not run in tests: they take minutes) at least import against today's package layout."""
+"""The experiment scripts at least import against today's package layout (most are not run in tests: they take
+minutes); the cheap summaries are run on hand-made run folders."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 
 import pytest
 
@@ -63,3 +65,68 @@ def test_discriminator_scale_table_lists_each_runs_checkpoints(tmp_path):
     assert _run(f"paper D (4x4)={tmp_path}") == ("paper D (4x4)", tmp_path)
     with pytest.raises(argparse.ArgumentTypeError, match="NAME=RUN_DIR"):
         _run(str(tmp_path))
+
+
+def test_stage2_long_compares_runs_epoch_by_epoch(tmp_path, capsys):
+    from experiments.seitzer2018 import stage2_long
+
+    def run(name: str, rows: list[dict], sis: dict[int, float]) -> str:
+        folder = tmp_path / name
+        (folder / "csv").mkdir(parents=True)
+        fields = ["epoch", "step", "train/lambda", "val/psnr", "val/psnr_recon", "val/correction", "val/d_real"]
+        fields += ["val/d_fake"]
+        lines = [",".join(fields)] + [",".join(str(r.get(f, "")) for f in fields) for r in rows]
+        (folder / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+        for epoch, value in sis.items():
+            table = {
+                "rows": [
+                    {"method": m, "psnr_mean": 23.0, "ssim_mean": 0.6, "sis": v}
+                    for m, v in (("refinement", value), ("recnet", 0.8))
+                ]
+            }
+            (folder / f"eval_epoch{epoch:02d}").mkdir()
+            (folder / f"eval_epoch{epoch:02d}" / "table.json").write_text(json.dumps(table))
+        return f"{name}={folder}"
+
+    a = run(
+        "a",
+        [
+            {"epoch": 0, "step": 9, "train/lambda": -0.01},  # a training row, then the epoch's validation
+            {
+                "epoch": 0,
+                "step": 9,
+                "val/psnr": 22.5,
+                "val/psnr_recon": 23.1,
+                "val/correction": 0.1,
+                "val/d_real": 0.41,
+                "val/d_fake": 0.39,
+            },
+            {"epoch": 1, "step": 19, "train/lambda": -0.02},
+            {
+                "epoch": 1,
+                "step": 19,
+                "val/psnr": 22.25,
+                "val/psnr_recon": 23.1,
+                "val/correction": 0.15,
+                "val/d_real": 0.42,
+                "val/d_fake": 0.4,
+            },
+        ],
+        {1: 0.81},
+    )
+    b = run(
+        "b",
+        [
+            {"epoch": 0, "step": 9, "train/lambda": -0.06},
+            {"epoch": 0, "step": 9, "val/psnr": 21.5, "val/correction": 0.36, "val/d_real": 0.4, "val/d_fake": 0.5},
+        ],
+        {0: 0.7},
+    )
+    figure = tmp_path / "cmp.png"
+    assert stage2_long.main(["--compare", a, b, "--figure", str(figure)]) == 0
+    out = capsys.readouterr().out
+    assert "## a" in out and "## b" in out and figure.stat().st_size > 10_000
+    assert "1 | 22.25 | -0.0200 | 0.150 | 0.420 / 0.400 |" in out and out.count("/ 0.810") == 1
+    assert "0 | 21.50 | -0.0600 | 0.360 | 0.400 / 0.500 |" in out and "/ 0.700" in out
+    with pytest.raises(SystemExit):
+        stage2_long.main(["--compare", "no-label"])

@@ -16,9 +16,13 @@ epochs, every few epochs' checkpoint scored on the validation split, and the adv
     # 3. the summary and the figure
     python -m experiments.seitzer2018.stage2_long outputs/long_stage2 \\
         --figure experiments/seitzer2018/figures/stage2_long.png
+    # 4. runs side by side (e.g. the paper's gate beside a freed one): SIS, PSNR, λ, the correction and D per epoch
+    python -m experiments.seitzer2018.stage2_long --compare "gate x1=outputs/long_open/m1" \\
+        "gate x100=outputs/long_open/m100" --figure experiments/seitzer2018/figures/stage2_long_open.png
 
-Reads the run's CSV log (validation PSNR, R's, λ and the generator's normalised terms and D's output on the refined
-images, averaged per epoch) and every ``eval_epochNN/table.json`` beside it.
+Reads the run's CSV log (validation PSNR, R's, λ, the correction's size Σ|x̂ − R| / Σ|R| and D's mean scores of
+real and refined validation images at each epoch's end; the generator's normalised terms and D's output on the
+refined training images, averaged per epoch) and every ``eval_epochNN/table.json`` beside it.
 Entry E9 of experiments/seitzer2018/results_history.md shows it.
 """
 
@@ -33,6 +37,7 @@ from csmri.app.compare import mean_by_epoch, metric_by_epoch
 from csmri.reporting import save_figure
 
 TERMS = ("adv_norm", "feat_norm", "vgg_norm", "pen_weighted", "d_fake")  # per-epoch means of train/<term>
+VAL_GAME = ("correction", "d_real", "d_fake")  # val/<name> at each epoch's end
 
 
 def checkpoint_scores(run_dir: Path) -> dict[int, dict[str, float]]:
@@ -55,6 +60,7 @@ def summary(run_dir: Path) -> dict[str, object]:
         "val_psnr_recon": metric_by_epoch(run_dir, "val/psnr_recon"),
         "lambda": metric_by_epoch(run_dir, "train/lambda"),
         **{term: mean_by_epoch(run_dir, f"train/{term}") for term in TERMS},
+        **{f"val_{name}": metric_by_epoch(run_dir, f"val/{name}") for name in VAL_GAME},
         "checkpoints": checkpoint_scores(run_dir),
     }
 
@@ -99,18 +105,83 @@ def figure(s: dict[str, object], path: Path) -> Path:
     return save_figure(fig, path, dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="the continued stage-2 run, with eval_epochNN/ folders beside")
-    parser.add_argument("--figure", type=Path, default=None, help="write the two-panel figure here")
-    args = parser.parse_args(argv)
-    s = summary(args.run_dir)
-    print("epoch | val PSNR | λ | " + " | ".join(TERMS) + " | refinement PSNR / SSIM / SIS (checkpoints)")
+def compare_figure(runs: dict[str, dict[str, object]], path: Path) -> Path:
+    """Runs side by side, one line each per panel: validation SIS and PSNR of every scored checkpoint (RecNet
+    dashed), λ and the correction's size, and D's mean score of real and of refined validation images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.9))
+    sis, psnr, gate, game = axes
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, s), colour in zip(runs.items(), colours, strict=False):
+        scores = s["checkpoints"]
+        epochs = list(scores)
+        sis.plot(epochs, [v["ref_sis"] for v in scores.values()], "o-", c=colour, ms=3, label=label)
+        psnr.plot(list(s["val_psnr"]), list(s["val_psnr"].values()), "o-", c=colour, ms=3, label=label)
+        gate.plot(
+            list(s["lambda"]), [abs(v) for v in s["lambda"].values()], "s:", c=colour, ms=3, label=f"{label}: |λ|"
+        )
+        corr = s["val_correction"]
+        gate.plot(list(corr), list(corr.values()), "o-", c=colour, ms=3, label=f"{label}: correction")
+        for key, style, name in (("val_d_real", "^-", "real"), ("val_d_fake", "v:", "refined")):
+            game.plot(list(s[key]), list(s[key].values()), style, c=colour, ms=3, label=f"{label}: D({name})")
+    sis.set_ylim(0, 1)
+    first = next(iter(runs.values()))
+    if first["checkpoints"]:
+        sis.axhline(next(iter(first["checkpoints"].values()))["recnet_sis"], ls="--", c="gray", lw=1, label="RecNet")
+    if first["val_psnr_recon"]:
+        psnr.axhline(next(iter(first["val_psnr_recon"].values())), ls="--", c="gray", lw=1, label="RecNet (R)")
+    for ax, ylabel, title in (
+        (sis, "validation SIS", "SIS of each epoch's checkpoint"),
+        (psnr, "validation PSNR (dB)", "PSNR"),
+        (gate, "|λ|;  Σ|x̂ − R| / Σ|R|", "the gate and the correction it lets through"),
+        (game, "D's mean score (validation)", "the adversarial game"),
+    ):
+        ax.legend(fontsize=7)
+        ax.set_xlabel("epoch (0 = the first)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    return save_figure(fig, path, dpi=110)
+
+
+def _table(s: dict[str, object]) -> list[str]:
+    lines = ["epoch | val PSNR | λ | correction | D(real) / D(refined) | " + " | ".join(TERMS)]
+    lines[0] += " | refinement PSNR / SSIM / SIS (checkpoints)"
+    nan = float("nan")
     for epoch, psnr in s["val_psnr"].items():
-        terms = " | ".join(f"{s[t].get(epoch, float('nan')):.3f}" for t in TERMS)
+        terms = " | ".join(f"{s[t].get(epoch, nan):.3f}" for t in TERMS)
+        game = f"{s['val_d_real'].get(epoch, nan):.3f} / {s['val_d_fake'].get(epoch, nan):.3f}"
         scored = s["checkpoints"].get(epoch)
         ref = f"{scored['ref_psnr']:.2f} / {scored['ref_ssim']:.3f} / {scored['ref_sis']:.3f}" if scored else ""
-        print(f"{epoch} | {psnr:.2f} | {s['lambda'].get(epoch, float('nan')):+.3f} | {terms} | {ref}")
+        lam, corr = s["lambda"].get(epoch, nan), s["val_correction"].get(epoch, nan)
+        lines.append(f"{epoch} | {psnr:.2f} | {lam:+.4f} | {corr:.3f} | {game} | {terms} | {ref}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, nargs="?", help="the continued stage-2 run, with eval_epochNN/ beside")
+    parser.add_argument("--compare", nargs="+", metavar="LABEL=RUN_DIR", help="several runs side by side")
+    parser.add_argument("--figure", type=Path, default=None, help="write the figure here")
+    args = parser.parse_args(argv)
+    if (args.run_dir is None) == (args.compare is None):
+        parser.error("give one run folder or --compare LABEL=RUN_DIR ...")
+    if args.compare:
+        bad = [item for item in args.compare if "=" not in item]
+        if bad:
+            parser.error(f"--compare takes LABEL=RUN_DIR items, got {bad}")
+        runs = {label: summary(Path(d)) for label, d in (item.split("=", 1) for item in args.compare)}
+        for label, s in runs.items():
+            print(f"## {label}", *_table(s), sep="\n")
+        if args.figure:
+            print(compare_figure(runs, args.figure))
+        return 0
+    s = summary(args.run_dir)
+    print(*_table(s), sep="\n")
     if args.figure:
         print(figure(s, args.figure))
     return 0
