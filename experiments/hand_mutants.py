@@ -5,8 +5,9 @@
 mutmut (``make mutation``) cannot reach the GAN base's training step in useful time: every test of ``csmri/lit``
 calls it, so each of its ~300 mutants runs minutes of training tests. This tool keeps a curated list of single-line
 bugs in what the paper's method depends on — D's loss and its inputs, replay, feature matching, the normaliser, the
-optimisers, DAGAN's terms, stage 1's loss — and runs each against the focused tests in :data:`TESTS` (stopping at the
-first failure), in a scratch copy of the tracked tree (``.mutation/hand/``), never in the working tree. A mutant is
+optimisers, DAGAN's terms, stage 1's loss, stage 2's networks as built — and runs each against the focused tests in
+:data:`TESTS` (stopping at the first failure), in a scratch copy of the tracked tree (``.mutation/hand/``), never in
+the working tree. A mutant is
 *killed* when a test fails. Each line prints the mutant, killed or SURVIVED, and the first failing test; the exit code
 is the number of survivors. ``tests/test_mutation_tool.py`` checks that every mutant still applies to the code.
 """
@@ -110,6 +111,15 @@ MUTANTS = [
            'return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}'),
     Mutant("stage1-zero-filled-psnr-of-output", REC, 'self.val_psnr_zf(magnitude(batch["zero_filled"]), target)',
            "self.val_psnr_zf(magnitude(output), target)"),
+    # stage 2's networks as the paper builds them: V's orthogonal initialisation, D's N(0, 0.02), the gate's scale
+    Mutant("v-init-kaiming", "csmri/conf/model/refine.yaml", "init: orthogonal", "init: kaiming"),
+    Mutant("v-init-gain", "csmri/models/unet.py", "nn.init.orthogonal_(module.weight)",
+           "nn.init.orthogonal_(module.weight, gain=1.4)"),
+    Mutant("d-init-std", "csmri/models/discriminator.py", "nn.init.normal_(module.weight, 0.0, 0.02)",
+           "nn.init.normal_(module.weight, 0.0, 0.03)"),
+    Mutant("gate-unscaled", "csmri/models/refinement.py", "return base + scale * self.gate * x_v, x_v",
+           "return base + self.gate * x_v, x_v"),
+    Mutant("vgg-layer", "csmri/conf/model/perceptual/vgg19.yaml", "layer: relu5_4", "layer: relu4_4"),
 ]  # fmt: skip
 
 

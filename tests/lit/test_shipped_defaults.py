@@ -65,6 +65,14 @@ def test_stage2_composed_config_is_the_papers(phantom_root, stage1_ckpt):
     assert cfg.model.net.refine.gate_init == 0.0
     assert cfg.model.net.discriminator.input == "magnitude"  # D sees magnitude images
     assert cfg.data.batch_size == 5 and cfg.trainer.max_epochs == 200
+    # the paper's section 3: V "64, 32 decoding filters of size 4x4, batch normalization and leaky ReLU", initialised
+    # orthogonally; D "64, 128, 256, 512, 1024, 1024 filters of size 4x4, channelwise dropout after the last 3 layers";
+    # "the VGG loss used the final convolutional feature maps"
+    v = cfg.model.net.refine.net
+    assert (list(v.features), v.kernel_size, v.norm, v.init) == ([32, 64, 128], 4, "batch", "orthogonal")
+    d = cfg.model.net.discriminator.net
+    assert list(d.features) == [64, 128, 256, 512, 1024, 1024] and (d.dropout, d.dropout_layers) == (0.5, 3)
+    assert cfg.model.net.perceptual.layer == "relu5_4"
 
 
 def test_stage2_module_and_optimisers_carry_the_defaults(phantom_root, stage1_ckpt):
@@ -79,6 +87,21 @@ def test_stage2_module_and_optimisers_carry_the_defaults(phantom_root, stage1_ck
     # L_pen = mean |x_V| (V's output before the gate), here on a tensor whose mean |.| is known: 1.5
     x_v = torch.tensor([[[[1.0, -2.0], [-1.0, 2.0]]]])
     assert module.extra_terms({}, None, {"x_v": x_v}, None)["pen"].item() == pytest.approx(1.5)
+
+    # V orthogonally initialised (each convolution's flattened weight has orthonormal rows or columns), D from
+    # N(0, 0.02) (the paper, section 3)
+    convs = [
+        m for m in module.refinement.refiner.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))
+    ]
+    assert convs
+    for conv in convs:
+        w = conv.weight.detach().flatten(1).double()
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        torch.testing.assert_close(gram, torch.eye(len(gram), dtype=torch.float64), atol=1e-5, rtol=0)
+    d_weights = torch.cat(
+        [m.weight.detach().flatten() for m in module.discriminator.modules() if isinstance(m, torch.nn.Conv2d)]
+    )
+    assert abs(d_weights.mean().item()) < 1e-3 and d_weights.std().item() == pytest.approx(0.02, rel=0.05)
 
     optimisers = module.configure_optimizers()
     assert isinstance(optimisers, list) and len(optimisers) == 2  # no LR scheduler
