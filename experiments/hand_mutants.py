@@ -120,6 +120,11 @@ MUTANTS = [
     Mutant("gate-unscaled", "csmri/models/refinement.py", "return base + scale * self.gate * x_v, x_v",
            "return base + self.gate * x_v, x_v"),
     Mutant("vgg-layer", "csmri/conf/model/perceptual/vgg19.yaml", "layer: relu5_4", "layer: relu4_4"),
+    # the acquisition and stage 1 as shipped: 8x Gaussian masks, RecNet trained with MSE
+    Mutant("acquisition-4x", "csmri/conf/data/phantom.yaml", "acceleration: 8 ", "acceleration: 4 "),
+    Mutant("mask-family-random", "csmri/conf/data/phantom.yaml", "_target_: csmri.physics.mask.GaussianLineMask",
+           "_target_: csmri.physics.mask.RandomLineMask"),
+    Mutant("stage1-l1", "csmri/conf/experiment/stage1.yaml", "override /loss: mse", "override /loss: l1"),
 ]  # fmt: skip
 
 

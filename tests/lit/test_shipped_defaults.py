@@ -70,6 +70,7 @@ def test_stage2_composed_config_is_the_papers(phantom_root, stage1_ckpt):
     # "the VGG loss used the final convolutional feature maps"
     v = cfg.model.net.refine.net
     assert (list(v.features), v.kernel_size, v.norm, v.init) == ([32, 64, 128], 4, "batch", "orthogonal")
+    assert v.negative_slope == 0.1
     d = cfg.model.net.discriminator.net
     assert list(d.features) == [64, 128, 256, 512, 1024, 1024] and (d.dropout, d.dropout_layers) == (0.5, 3)
     assert cfg.model.net.perceptual.layer == "relu5_4"
@@ -113,6 +114,35 @@ def test_stage2_module_and_optimisers_carry_the_defaults(phantom_root, stage1_ck
     assert module.hparams.gate_lr_multiplier == 1.0
     assert v_params == _ids(module.refinement.parameters())  # V and lambda, nothing of R or D
     assert _ids(p for group in opt_d.param_groups for p in group["params"]) == _ids(module.discriminator.parameters())
+
+
+def test_stage1_and_the_acquisition_are_the_papers(phantom_root):
+    """The paper, section 3: "1D-Gaussian masks keeping 12.5% of raw k-space data (8x)"; RecNet "nc = 3 de-aliasing
+    blocks, and nd = 3 convolutional layers with 32 filters of size 3x3", trained (with MSE, section 2) "for 1500 epochs
+    with batch size 20 ... Adam ... learning rate 0.0002, beta1 = 0.5"; DESIGN.md section 2: LeakyReLU 0.01, DC after
+    every block."""
+    from hydra.utils import instantiate
+
+    from csmri.physics.mask import GaussianLineMask
+
+    cfg = compose_config("train", ["experiment=stage1", f"data.root={phantom_root}"])
+    assert cfg.data.batch_size == 20 and cfg.trainer.max_epochs == 1500
+    sampler = instantiate(cfg.data).sampler
+    assert isinstance(sampler.mask_func, GaussianLineMask) and sampler.acceleration == 8
+    module = build_module(cfg)
+    assert type(module.loss_fn) is torch.nn.MSELoss
+    net = module.net
+    assert len(net.blocks) == 3 and net.residual
+    for block in net.blocks:
+        convs = [m for m in block.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [
+            (2, 32, (3, 3)),
+            (32, 32, (3, 3)),
+            (32, 2, (3, 3)),
+        ]
+        slopes = {m.negative_slope for m in block.modules() if isinstance(m, torch.nn.LeakyReLU)}
+        assert slopes == {0.01}
+    assert _adam_settings(module.configure_optimizers()) == (pytest.approx(STAGE2_LR), STAGE2_BETAS, 0.0)
 
 
 def test_dagan_composed_config_is_dagans(phantom_root):
