@@ -73,7 +73,13 @@ def stage1_ckpt(cfg_train_global: DictConfig, tmp_path_factory: pytest.TempPathF
     return Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
 
 
+def _order(item: pytest.Item) -> tuple[bool, float]:
+    slow = item.get_closest_marker("slow")
+    return slow is None, -float(slow.kwargs.get("seconds", 0)) if slow else 0.0
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests marked slow first (in their own order): `make test`'s workers (``--dist worksteal``: an idle worker
-    takes tests queued for the other) start on the long end-to-end runs and end on short tests."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The tests marked slow first, the longest (``@pytest.mark.slow(seconds=N)``) before the others, then in their own
+    order: `make test`'s workers (``--dist worksteal``: an idle worker takes tests queued for the other) start on the
+    long end-to-end runs and end on short tests, so neither waits long for the other at the end."""
+    items.sort(key=_order)

@@ -86,7 +86,7 @@ def _epoch_of(last):
 DETERMINISTIC = ["trainer.deterministic=true", "trainer.precision=32-true", "trainer.accelerator=cpu"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 @pytest.mark.parametrize("stage", ["stage1", "stage2"])
 def test_killed_runs_resume_bit_for_bit(stage, phantom_root, stage1_ckpt, tmp_path):
     """SIGKILL after an epoch's checkpoint and again inside a (slowed-down) checkpoint write: every checkpoint

@@ -37,7 +37,7 @@ def _reproduce(tmp_path, *extra):
     return run_csmri(*args, timeout=900, CSMRI_DATA_DIR=str(tmp_path / "data"), TORCH_HOME=str(tmp_path / "torch"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=180)  # the suite's longest test: started first (tests/conftest.py)
 def test_smoke_pipeline_then_resume(tmp_path):
     result = _reproduce(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

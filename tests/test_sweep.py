@@ -15,7 +15,7 @@ def _multirun(*args: str) -> subprocess.CompletedProcess:
     return run_csmri("train", "-m", *args)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_two_point_sweep_writes_runs_and_summary(phantom_root, tmp_path):
     sweep = tmp_path / "sweep"
     result = _multirun(

@@ -17,7 +17,7 @@ def _one_line(result) -> str:
     return lines[0]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_cli_user_errors_are_one_line(tmp_path):
     line = _one_line(run_csmri("train", "experiment=stage2", f"hydra.run.dir={tmp_path}/a"))
     assert "missing required value `model.net.recon_ckpt`" in line
