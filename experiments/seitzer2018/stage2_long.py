@@ -1,15 +1,17 @@
 """Does stage 2 turn towards the paper's effect with more steps? Its run continued far past the quick profile's 3
 epochs, every few epochs' checkpoint scored on the validation split, and the adversarial game epoch by epoch.
 
-    # 1. continue the profile's stage 2 (a copy of its folder) with a checkpoint every 3 epochs
+    # 1. continue the profile's stage 2 (a copy of its folder) with an inference-only checkpoint (~2 MB) every epoch;
+    #    its arguments are the run's own (stage2/.hydra/overrides.yaml) less hydra.run.dir, max_epochs and ckpt_path
     cp -r outputs/reproduce/quick/stage2 outputs/long_stage2
     csmri train experiment=stage2 <the profile's data overrides> hydra.run.dir=outputs/long_stage2 \
         model.net.recon_ckpt=…/stage1/checkpoints/best.ckpt \
         model.net.perceptual.weights=…/perceptual/vgg19_autoencoder.pth \
         trainer.max_epochs=24 ckpt_path=outputs/long_stage2/checkpoints/last.ckpt \
-        +callbacks.periodic._target_=lightning.pytorch.callbacks.ModelCheckpoint \
+        +callbacks.periodic._target_=csmri.lit.callbacks.InferenceModelCheckpoint \
         +callbacks.periodic.dirpath=outputs/long_stage2/periodic "+callbacks.periodic.filename='epoch{epoch:02d}'" \
-        +callbacks.periodic.every_n_epochs=3 +callbacks.periodic.save_top_k=-1
+        +callbacks.periodic.every_n_epochs=1 +callbacks.periodic.save_top_k=-1 +callbacks.periodic.monitor=null \
+        +callbacks.periodic.auto_insert_metric_name=false
     # 2. each checkpoint on the validation split (never the test split), beside RecNet
     csmri eval split=val methods=[recnet,refinement] refinement.ckpt=outputs/long_stage2/periodic/epoch05.ckpt \
         recnet.ckpt=… segnet.ckpt=[…] hydra.run.dir=outputs/long_stage2/eval_epoch05      # and so on
