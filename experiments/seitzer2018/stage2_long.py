@@ -1,5 +1,5 @@
 """Does stage 2 turn towards the paper's effect with more steps? Its run continued far past the quick profile's 3
-epochs, every few epochs' checkpoint scored on the validation split, and the adversarial game epoch by epoch.
+epochs, each epoch's checkpoint scored on the validation split, and the adversarial game epoch by epoch.
 
     # 1. continue the profile's stage 2 (a copy of its folder) with an inference-only checkpoint (~2 MB) every epoch;
     #    its arguments are the run's own (stage2/.hydra/overrides.yaml) less hydra.run.dir, max_epochs and ckpt_path
@@ -151,8 +151,8 @@ def compare_figure(runs: dict[str, dict[str, object]], path: Path) -> Path:
 
 
 def _table(s: dict[str, object]) -> list[str]:
-    lines = ["epoch | val PSNR | λ | correction | D(real) / D(refined) | " + " | ".join(TERMS)]
-    lines[0] += " | refinement PSNR / SSIM / SIS (checkpoints)"
+    header = ["epoch", "val PSNR", "λ", "correction", "D(real) / D(refined)", *TERMS, "refinement PSNR / SSIM / SIS"]
+    lines = [" | ".join(header)]
     nan = float("nan")
     for epoch, psnr in s["val_psnr"].items():
         terms = " | ".join(f"{s[t].get(epoch, nan):.3f}" for t in TERMS)
