@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -182,6 +183,49 @@ def test_sis_with_an_ensemble_of_segmentation_nets_equals_the_hand_computation(
     expected = " / ".join(f"{v:.3f}" for v in members["recnet"])
     assert "SIS as each of the 2 nets alone scores it: " in (out / "table.md").read_text()
     assert f"RecNet {expected}" in (out / "table.md").read_text()
+
+
+def _perturbed(ckpt, path, scale: float = 0.5, seed: int = 0):
+    """A copy of ``ckpt`` whose convolution kernels carry noise of ``scale`` times their std: a second net that
+    disagrees with the first on some pixels."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(seed)
+    for value in state["state_dict"].values():
+        if value.is_floating_point() and value.dim() == 4:
+            value += scale * value.std() * torch.randn(value.shape, generator=generator)
+    torch.save(state, path)
+    return path
+
+
+def test_each_nets_sis_of_a_method_trained_twice_averages_the_runs_per_slice(
+    phantom_root, stage1_ckpt, segnet_ckpt, tmp_path
+):
+    """A method evaluated from two training runs (its row: each slice's metrics averaged over the runs) scored by an
+    ensemble of two nets: each net's own SIS averages that net's per-slice Dice over the runs, then divides by its
+    Dice on the ground truth. Expected values from each run evaluated alone and recomputed by hand."""
+    from tests.eval.hand_sis import hand_sis
+
+    net_b = _perturbed(segnet_ckpt, tmp_path / "segnet_b.ckpt")
+    run_b = _perturbed(stage1_ckpt, tmp_path / "stage1_b.ckpt", scale=0.3, seed=1)
+    nets = f"segnet.ckpt=[{segnet_ckpt},{net_b}]"
+    per_run = {}
+    for name, ckpt in (("a", stage1_ckpt), ("b", run_b)):
+        evaluate(
+            _eval_config(phantom_root, tmp_path / name, "methods=[zero_filled,recnet]", f"recnet.ckpt={ckpt}", nets)
+        )
+        per_run[name] = [hand_sis(tmp_path / name, net, phantom_root)["recnet"] for net in (segnet_ckpt, net_b)]
+    both = tmp_path / "both"
+    evaluate(
+        _eval_config(phantom_root, both, "methods=[zero_filled,recnet]", f"recnet.ckpt=[{stage1_ckpt},{run_b}]", nets)
+    )
+    members = json.loads((both / "table.json").read_text())["sis_members"]["recnet"]
+    expected = []
+    for k in range(2):
+        a, b = per_run["a"][k], per_run["b"][k]
+        assert a["per_slice"] != pytest.approx(b["per_slice"], abs=1e-6)  # the two runs differ on some slice
+        dice = np.mean([(a["per_slice"][key] + b["per_slice"][key]) / 2 for key in a["per_slice"]])
+        expected.append(dice / a["dice_gt"])
+    assert members == pytest.approx(expected, abs=1e-9)
 
 
 def test_sis_end_to_end_equals_the_hand_computation(phantom_root, stage1_ckpt, segnet_ckpt, tmp_path):
