@@ -1,4 +1,4 @@
-"""Writing result tables and JSON reports: one markdown-table writer, one strict-JSON writer.
+"""Writing result tables and JSON reports: one markdown-table writer, one strict-JSON writer, one way to say how long.
 
 Used by the evaluation tables (:mod:`csmri.eval.tables`), the reader-study scores
 (:mod:`csmri.eval.reader_study.score`) and the sweep summary (:mod:`csmri.app.sweep`).
@@ -16,6 +16,15 @@ __all__ = ["markdown_table", "finite_or_none", "write_strict_json"]
 
 Align = Literal["left", "right", "none"]
 _RULE = {"left": ":---", "right": "---:", "none": "---"}
+
+
+def duration(seconds: float) -> str:
+    """A time span as people read it: ``"45 s"`` below 90 s, ``"13 min"`` below 90 min, else ``"2.2 h"``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: Sequence[Align] | None = None) -> str:

@@ -13,25 +13,18 @@ left is that mean times the epochs left (none without ``trainer.max_epochs``). O
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from collections.abc import Sequence
 
 import lightning as L
 
+from csmri.reporting import duration
+
 log = logging.getLogger(__name__)
 
 WHEN = ("auto", "always", "never")
 METRICS = ("train/loss", "val/loss", "val/psnr", "val/nmse", "val/dice", "val/lambda")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _value(x: float) -> str:
@@ -68,21 +61,18 @@ class EpochProgressLog(L.Callback):
             return
         self._seconds.append(time.monotonic() - self._epoch_start)
         self._epoch_start = None
-        if trainer.sanity_checking or trainer.global_rank != 0 or not self.enabled():
+        if trainer.global_rank != 0 or not self.enabled():
             return
         log.info(self.line(trainer.current_epoch, trainer.max_epochs, trainer.callback_metrics))
 
     def line(self, epoch: int, max_epochs: int | None, metrics: dict) -> str:
         """The line for ``epoch`` (Lightning's, 0 = the first) of ``max_epochs`` with the logged ``metrics``."""
-        per_epoch = sum(self._seconds) / len(self._seconds) if self._seconds else math.nan
         total = max_epochs if max_epochs is not None and max_epochs > 0 else None
         parts = [f"epoch {epoch + 1}/{total}" if total else f"epoch {epoch + 1}"]
         if self._seconds:
+            per_epoch = sum(self._seconds) / len(self._seconds)
             parts.append(f"{per_epoch:.1f} s/epoch")
             if total:
-                parts.append(f"about {_duration(per_epoch * max(total - epoch - 1, 0))} left")
-        for name in self.metrics:
-            if name in metrics:
-                value = float(metrics[name])
-                parts.append(f"{name} {_value(value)}")
+                parts.append(f"about {duration(per_epoch * max(total - epoch - 1, 0))} left")
+        parts += [f"{name} {_value(float(metrics[name]))}" for name in self.metrics if name in metrics]
         return " · ".join(parts)

@@ -39,6 +39,7 @@ from csmri.errors import ConfigError, TrainingError
 from csmri.pipeline.configs import check_configs
 from csmri.pipeline.inputs import Input, changes, identities, read_record, run_key, write_record
 from csmri.pipeline.spec import Ref, Run, declared_runs, order, runs_of
+from csmri.reporting import duration
 from csmri.run_info import overrides_change, read_run_info
 
 console = Console()
@@ -288,14 +289,14 @@ class Runner:
         for step in steps:
             skipped = step.status in SKIPPED
             key = "-" if step.status == "unneeded" else self.key(step.name)
-            table.add_row(step.name, step.status, key, "-" if skipped else _minutes(step.estimate_s))
+            table.add_row(step.name, step.status, key, "-" if skipped else duration(step.estimate_s))
         console.print(table)
         for step in steps:
             line = f"{step.name}: stale — {self.stale_reason(step.name)}" if step.status == "stale" else None
             _say(line or self.unrecorded_note(step.name))
         todo = sum(s.estimate_s for s in steps if s.status not in SKIPPED)
         console.print(f"data: {self.data_root} | work dir: {self.work} | results: {self.results}")
-        console.print(f"[bold]estimated time: {_minutes(todo)}[/bold] (estimates measured on 2 CPU cores)")
+        console.print(f"[bold]estimated time: {duration(todo)}[/bold] (estimates measured on 2 CPU cores)")
 
     def run(self, targets: list[str] | None = None) -> Path:
         """Run ``targets`` (default: every run, then the project's ``collect`` hook) and what they read from."""
@@ -321,7 +322,7 @@ class Runner:
                 raise TrainingError(f"step {step.name} failed (exit {result.returncode})", "run again to resume")
             step.status = "done"
             ran.append(step)
-            console.print(f"[green]✓ {step.name} in {_minutes(step.elapsed_s)}[/green]")
+            console.print(f"[green]✓ {step.name} in {duration(step.elapsed_s)}[/green]")
         return self.collect(time.time() - start) if targets is None else self.results
 
     def run_stage(self, name: str) -> CompletedProcess:
@@ -383,14 +384,10 @@ def _eta(steps: list[Step], done: list[Step]) -> str:
     spent = sum(s.elapsed_s for s in done)
     estimated = sum(s.estimate_s for s in done) or 1.0
     remaining = sum(s.estimate_s for s in steps if s.status not in SKIPPED and s not in done)
-    return _minutes(remaining * (spent / estimated if spent else 1.0))
+    return duration(remaining * (spent / estimated if spent else 1.0))
 
 
 def _say(line: str | None) -> None:
     """Print one plain line unwrapped (paths and reasons stay whole); nothing for ``None``."""
     if line:
         console.print(line, markup=False, soft_wrap=True)
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"

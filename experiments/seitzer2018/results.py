@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from csmri.app.curves import training_figure
+from csmri.reporting import duration
 from csmri.run_info import git_state, perceptual_precision_label, read_run_info
 from experiments.seitzer2018.targets import Check, check_targets, targets_markdown
 
@@ -62,10 +63,6 @@ def _backbone_used(runner: Any, name: str) -> str:
     return f"{info.get('perceptual_backbone', 'n/a')}{f' ({label})' if label else ''}"
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
-
-
 def readme(runner: Any, elapsed_s: float, checks: Sequence[Check], training: Sequence[str] = ()) -> str:
     """``results/README.md``: the setting, the table and figure, the targets' checks and, where the stages logged
     curves (``training``: their sentences, ``curves.png`` beside it), how training went."""
@@ -97,7 +94,7 @@ def readme(runner: Any, elapsed_s: float, checks: Sequence[Check], training: Seq
             else ""
         ),
         f"- code: commit `{git_state()['commit']}`",
-        f"- time: {_minutes(elapsed_s)} for this invocation; per step (s): {stage_times}",
+        f"- time: {duration(elapsed_s)} for this invocation; per step (s): {stage_times}",
         f"- runs: `{runner.work}/<stage>/` (configs, checkpoints, logs); evaluation: `{runner.work}/eval/`",
         "",
         "## Table 1",

@@ -78,18 +78,37 @@ def _perturbed_copy(ckpt, path, scale):
     return path / "checkpoints" / "best.ckpt"
 
 
-def test_a_method_trained_several_times_is_the_mean_of_its_runs(phantom_root, stage1_ckpt, tmp_path):
-    """recnet.ckpt=[A,B]: each slice's metrics averaged over the runs; each run as evaluated on its own."""
+def _noisy_copy(ckpt, path, scale: float = 0.5, seed: int = 0):
+    """A copy of ``ckpt`` whose convolution kernels carry noise of ``scale`` times their std: a second segmentation
+    net that disagrees with the first on some pixels."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    generator = torch.Generator().manual_seed(seed)
+    for value in state["state_dict"].values():
+        if value.is_floating_point() and value.dim() == 4:
+            value += scale * value.std() * torch.randn(value.shape, generator=generator)
+    torch.save(state, path)
+    return path
+
+
+def test_a_method_trained_several_times_is_the_mean_of_its_runs(phantom_root, stage1_ckpt, segnet_ckpt, tmp_path):
+    """recnet.ckpt=[A,B]: each slice's metrics averaged over the runs; each run as evaluated on its own. Scored by an
+    ensemble of two nets, each net's own SIS averages that net's per-slice Dice over the runs, then divides by its
+    Dice on the ground truth (recomputed by hand from each run evaluated alone)."""
+    from tests.eval.hand_sis import hand_sis
+
     other = _perturbed_copy(stage1_ckpt, tmp_path / "seed1", 0.9)
-    alone = {}
+    net_b = _noisy_copy(segnet_ckpt, tmp_path / "segnet_b.ckpt")
+    nets = f"segnet.ckpt=[{segnet_ckpt},{net_b}]"
+    alone, member_dice = {}, {}
     for name, ckpt in (("a", stage1_ckpt), ("b", other)):
-        evaluate(_eval_config(phantom_root, tmp_path / name, "methods=[recnet]", f"recnet.ckpt={ckpt}"))
+        evaluate(_eval_config(phantom_root, tmp_path / name, "methods=[recnet]", f"recnet.ckpt={ckpt}", nets))
         alone[name] = {r["key"]: r for r in read_per_slice_csv(tmp_path / name / "per_slice.csv")}
+        member_dice[name] = [hand_sis(tmp_path / name, net, phantom_root)["recnet"] for net in (segnet_ckpt, net_b)]
     assert alone["a"] != alone["b"]
 
     out = tmp_path / "both"
     rows = evaluate(
-        _eval_config(phantom_root, out, "methods=[zero_filled,recnet]", f"recnet.ckpt=[{stage1_ckpt},{other}]")
+        _eval_config(phantom_root, out, "methods=[zero_filled,recnet]", f"recnet.ckpt=[{stage1_ckpt},{other}]", nets)
     )
     records = read_per_slice_csv(out / "per_slice.csv")
     runs = {stage1_ckpt.parent.parent.name: alone["a"], "seed1": alone["b"]}
@@ -114,6 +133,13 @@ def test_a_method_trained_several_times_is_the_mean_of_its_runs(phantom_root, st
     assert "RecNet: each slice's metrics averaged over 2 training runs" in footnote
     assert "RecNet per training run (PSNR / SSIM / SIS): " in footnote and "seed1 " in footnote
     assert "| RecNet (mean of 2 runs) (ref.) |" in footnote
+
+    expected_sis = []
+    for a, b in zip(member_dice["a"], member_dice["b"], strict=True):  # net by net
+        assert a["per_slice"] != pytest.approx(b["per_slice"], abs=1e-6)  # the two runs differ on some slice
+        dice = np.mean([(a["per_slice"][key] + b["per_slice"][key]) / 2 for key in a["per_slice"]])
+        expected_sis.append(dice / a["dice_gt"])
+    assert table["sis_members"]["recnet"] == pytest.approx(expected_sis, abs=1e-9)
     with pytest.raises(ValueError, match="twice"):
         evaluate(_eval_config(phantom_root, tmp_path / "c", "methods=[recnet]", f"recnet.ckpt=[{other},{other}]"))
 
@@ -145,13 +171,7 @@ def test_sis_with_an_ensemble_of_segmentation_nets_equals_the_hand_computation(
     members. B is A with its weights perturbed, so the two nets disagree on some pixels."""
     from tests.eval.hand_sis import hand_sis
 
-    state = torch.load(segnet_ckpt, map_location="cpu", weights_only=False)
-    generator = torch.Generator().manual_seed(0)
-    for value in state["state_dict"].values():
-        if value.is_floating_point() and value.dim() == 4:  # convolution kernels
-            value += 0.5 * value.std() * torch.randn(value.shape, generator=generator)
-    other = tmp_path / "segnet_b.ckpt"
-    torch.save(state, other)
+    other = _noisy_copy(segnet_ckpt, tmp_path / "segnet_b.ckpt")
     out = tmp_path / "eval"
     cfg = _eval_config(
         phantom_root,
@@ -183,49 +203,6 @@ def test_sis_with_an_ensemble_of_segmentation_nets_equals_the_hand_computation(
     expected = " / ".join(f"{v:.3f}" for v in members["recnet"])
     assert "SIS as each of the 2 nets alone scores it: " in (out / "table.md").read_text()
     assert f"RecNet {expected}" in (out / "table.md").read_text()
-
-
-def _perturbed(ckpt, path, scale: float = 0.5, seed: int = 0):
-    """A copy of ``ckpt`` whose convolution kernels carry noise of ``scale`` times their std: a second net that
-    disagrees with the first on some pixels."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    generator = torch.Generator().manual_seed(seed)
-    for value in state["state_dict"].values():
-        if value.is_floating_point() and value.dim() == 4:
-            value += scale * value.std() * torch.randn(value.shape, generator=generator)
-    torch.save(state, path)
-    return path
-
-
-def test_each_nets_sis_of_a_method_trained_twice_averages_the_runs_per_slice(
-    phantom_root, stage1_ckpt, segnet_ckpt, tmp_path
-):
-    """A method evaluated from two training runs (its row: each slice's metrics averaged over the runs) scored by an
-    ensemble of two nets: each net's own SIS averages that net's per-slice Dice over the runs, then divides by its
-    Dice on the ground truth. Expected values from each run evaluated alone and recomputed by hand."""
-    from tests.eval.hand_sis import hand_sis
-
-    net_b = _perturbed(segnet_ckpt, tmp_path / "segnet_b.ckpt")
-    run_b = _perturbed(stage1_ckpt, tmp_path / "stage1_b.ckpt", scale=0.3, seed=1)
-    nets = f"segnet.ckpt=[{segnet_ckpt},{net_b}]"
-    per_run = {}
-    for name, ckpt in (("a", stage1_ckpt), ("b", run_b)):
-        evaluate(
-            _eval_config(phantom_root, tmp_path / name, "methods=[zero_filled,recnet]", f"recnet.ckpt={ckpt}", nets)
-        )
-        per_run[name] = [hand_sis(tmp_path / name, net, phantom_root)["recnet"] for net in (segnet_ckpt, net_b)]
-    both = tmp_path / "both"
-    evaluate(
-        _eval_config(phantom_root, both, "methods=[zero_filled,recnet]", f"recnet.ckpt=[{stage1_ckpt},{run_b}]", nets)
-    )
-    members = json.loads((both / "table.json").read_text())["sis_members"]["recnet"]
-    expected = []
-    for k in range(2):
-        a, b = per_run["a"][k], per_run["b"][k]
-        assert a["per_slice"] != pytest.approx(b["per_slice"], abs=1e-6)  # the two runs differ on some slice
-        dice = np.mean([(a["per_slice"][key] + b["per_slice"][key]) / 2 for key in a["per_slice"]])
-        expected.append(dice / a["dice_gt"])
-    assert members == pytest.approx(expected, abs=1e-9)
 
 
 def test_sis_end_to_end_equals_the_hand_computation(phantom_root, stage1_ckpt, segnet_ckpt, tmp_path):

@@ -12,6 +12,11 @@ from csmri.eval.reader_study.export import export_reader_study
 from tests.eval.reader_study.helpers import KEYS, METHODS, image_names, study_images
 
 
+def _png(out, name) -> np.ndarray:
+    with Image.open(out / "study" / "images" / name) as im:
+        return np.asarray(im)
+
+
 def test_export_unblinding_and_anonymity(tmp_path) -> None:
     images = study_images()
     out = export_reader_study(tmp_path / "s", images, seed=3)
@@ -23,8 +28,7 @@ def test_export_unblinding_and_anonymity(tmp_path) -> None:
     assert not (out / "study" / "key.json").exists()  # the key is kept away from the readers' folder
     # un-blinding: every anonymous image is the stated method's slice, in the slice's shared window
     for name, entry in key["images"].items():
-        with Image.open(out / "study" / "images" / name) as im:
-            png = np.asarray(im)
+        png = _png(out, name)
         assert png.shape == (16, 20) and png.dtype == np.uint8
         vmax = images["ground_truth"][entry["key"]].max()
         expected = np.round(np.clip(images[entry["method"]][entry["key"]] / vmax, 0, 1) * 255)
@@ -61,11 +65,6 @@ def test_shuffle_deterministic(tmp_path) -> None:
     assert a != c
     order = [(v["method"], v["key"]) for _, v in sorted(a.items())]
     assert order != sorted(order)  # actually shuffled
-
-
-def _png(out, name) -> np.ndarray:
-    with Image.open(out / "study" / "images" / name) as im:
-        return np.asarray(im)
 
 
 def test_windows_without_a_ground_truth_and_at_their_edges(tmp_path) -> None:
