@@ -119,8 +119,8 @@ def test_stage2_module_and_optimisers_carry_the_defaults(phantom_root, stage1_ck
 def test_stage1_and_the_acquisition_are_the_papers(phantom_root):
     """The paper, section 3: "1D-Gaussian masks keeping 12.5% of raw k-space data (8x)"; RecNet "nc = 3 de-aliasing
     blocks, and nd = 3 convolutional layers with 32 filters of size 3x3", trained (with MSE, section 2) "for 1500 epochs
-    with batch size 20 ... Adam ... learning rate 0.0002, beta1 = 0.5"; DESIGN.md section 2: LeakyReLU 0.01, DC after
-    every block."""
+    with batch size 20 ... Adam ... learning rate 0.0002, beta1 = 0.5" (stage 2's Adam); DESIGN.md section 2: LeakyReLU
+    0.01 and DC-CNN's per-block residual."""
     from hydra.utils import instantiate
 
     from csmri.physics.mask import GaussianLineMask
