@@ -52,8 +52,10 @@ class InferenceModelCheckpoint(ModelCheckpoint):
     states, the discriminator or the replay buffer (a stage-2 ``best.ckpt``: about 340 MB -> under 2 MB). Training
     resumes from the full ``last.ckpt`` (plain ``ModelCheckpoint``) or ``on_exception.ckpt``, never from these.
 
-    Its state is stored under ``ModelCheckpoint``'s key, so runs written before (or after) it resume alike. With
-    ``save_last: true`` its ``last.ckpt`` is written in full.
+    Monitoring a metric (``best.ckpt``), its state is stored under ``ModelCheckpoint``'s key, so runs written
+    before (or after) it resume alike. Without a monitor (periodic snapshots, e.g. every epoch's weights for a
+    training curve) it keeps its own key: under ``ModelCheckpoint``'s it would clash with ``last.ckpt``'s callback,
+    which has the same settings. With ``save_last: true`` its ``last.ckpt`` is written in full.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -63,6 +65,8 @@ class InferenceModelCheckpoint(ModelCheckpoint):
 
     @property
     def state_key(self) -> str:
+        if self.monitor is None:
+            return super().state_key
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:

@@ -1,5 +1,6 @@
 """InferenceModelCheckpoint: its files leave out optimiser state, the discriminator and the replay buffer; its
-``save_last`` file and the plain ModelCheckpoint's stay full; its state sits under ModelCheckpoint's key."""
+``save_last`` file and the plain ModelCheckpoint's stay full; a monitoring one's state sits under ModelCheckpoint's key,
+a monitor-less one (every epoch's weights) beside ``last.ckpt``'s callback under its own."""
 
 from __future__ import annotations
 
@@ -49,3 +50,24 @@ def test_kept_files_are_lean_last_files_full(tmp_path):
     keys = list(best["callbacks"])
     assert any(k.startswith("ModelCheckpoint{'monitor': 'val_metric'") for k in keys), keys
     assert not any(k.startswith("InferenceModelCheckpoint") for k in keys), keys
+
+
+def test_every_epochs_weights_beside_last_ckpt(tmp_path):
+    """The stage-2 curve's recipe: an inference snapshot every epoch next to the shipped ``last.ckpt`` callback, both
+    without a monitor. Under one state key Lightning refuses the pair before training starts."""
+    snapshots = InferenceModelCheckpoint(
+        dirpath=tmp_path / "periodic",
+        filename="epoch{epoch:02d}",
+        monitor=None,
+        every_n_epochs=1,
+        save_top_k=-1,
+        auto_insert_metric_name=False,
+    )
+    full = ModelCheckpoint(dirpath=tmp_path, filename="last", monitor=None)
+    trainer = L.Trainer(
+        max_epochs=3, callbacks=[snapshots, full], logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.fit(_Tiny())
+    assert sorted(p.name for p in (tmp_path / "periodic").iterdir()) == ["epoch00.ckpt", "epoch01.ckpt", "epoch02.ckpt"]
+    assert "optimizer_states" not in torch.load(tmp_path / "periodic" / "epoch01.ckpt", weights_only=True)
+    assert "optimizer_states" in torch.load(tmp_path / "last.ckpt", weights_only=True)
