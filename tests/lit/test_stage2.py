@@ -199,11 +199,13 @@ def test_checkpoint_with_one_generator_group_resumes_into_two(phantom_root, stag
         p.grad = torch.randn_like(p)
     old.step()
     old_state = old.state_dict()
+    old_state["param_groups"][0]["initial_lr"] = 3e-4  # what an LR scheduler records: its decay's starting point
     checkpoint = {"optimizer_states": [old_state, {}]}
     module.on_load_checkpoint(checkpoint)
     opt_g, _ = module.configure_optimizers()
     opt_g.load_state_dict(checkpoint["optimizer_states"][0])
     assert [(g["name"], g["lr"]) for g in opt_g.param_groups] == [("refiner", 2e-4), ("gate", pytest.approx(2e-3))]
+    assert [g["initial_lr"] for g in opt_g.param_groups] == [3e-4, pytest.approx(3e-3)]  # the gate's, 10 x V's
     params = list(module.refinement.parameters())
     for index, p in enumerate(params):  # every parameter got its own Adam state back
         torch.testing.assert_close(opt_g.state[p]["exp_avg"], old.state[p]["exp_avg"], rtol=0, atol=0)
