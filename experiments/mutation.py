@@ -46,6 +46,23 @@ MODULES: dict[str, list[str]] = {
     "metrics": ["tests/metrics", "tests/eval/test_runner.py"],
     "lit": ["tests/lit"],
     "eval": ["tests/eval"],
+    # the adversarial training steps again, against only the focused tests that pin them (the hand mutants' list):
+    # under "lit" each of their mutants runs every training test that calls the step, minutes per mutant
+    "gan": [
+        "tests/lit/test_gan_training.py",
+        "tests/lit/test_no_target_leak.py",
+        "tests/lit/test_stage2.py",
+        "tests/lit/test_stage1.py",
+        "tests/lit/test_baselines.py",
+        "tests/lit/test_resume.py",
+        "tests/lit/test_shipped_defaults.py",
+        "tests/losses/test_dagan_terms.py",
+        "tests/losses/test_visual_losses.py",
+    ],
+}
+# module -> what it mutates, where that is not ``csmri/<module>/*``
+MUTATED: dict[str, list[str]] = {
+    "gan": [f"csmri/lit/{name}.py" for name in ("gan", "replay", "adversarial", "refinement", "reconstruction")],
 }
 KILLED, SURVIVED = ("killed", "timeout", "segfault"), ("survived", "suspicious")
 KEPT = ("mutants/", ".pytest_cache/", "survivors.txt")  # mutmut's state and ours, kept when the copy is synced
@@ -80,13 +97,19 @@ def sync_copy(dest: Path) -> None:
                 path.unlink()
 
 
+def mutated_paths(module: str) -> list[str]:
+    """The globs of the files ``module`` mutates."""
+    return MUTATED.get(module, [f"csmri/{module}/*"])
+
+
 def mutmut_config(module: str) -> str:
     """The ``[tool.mutmut]`` table for one module (appended to the scratch copy's pyproject.toml)."""
     tests = ", ".join(f'"{t}"' for t in MODULES[module])
+    mutated = ", ".join(f'"{path}"' for path in mutated_paths(module))
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["csmri/"]\n'
-        f'only_mutate = ["csmri/{module}/*"]\n'
+        f"only_mutate = [{mutated}]\n"
         f"pytest_add_cli_args_test_selection = [{tests}]\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
         # torch is not fork-safe once a test has run in the parent: fork workers from a clean server
@@ -150,7 +173,7 @@ def prepare(module: str, fresh: bool) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     sync_copy(work)
     refresh_unmutated(work)
-    if module == "lit":
+    if module in ("lit", "gan"):
         for path in sorted((work / "csmri" / "lit").rglob("*.py")):
             protect_constructors(path)
     pyproject = work / "pyproject.toml"
@@ -181,7 +204,7 @@ def summarise(module: str, results: dict[str, str]) -> dict[str, float | int | s
     survived = sum(counts[s] for s in SURVIVED)
     scored = killed + survived
     return {
-        "module": f"csmri/{module}",
+        "module": module if module in MUTATED else f"csmri/{module}",
         "mutants": len(results),
         "killed": killed,
         "survived": survived,
