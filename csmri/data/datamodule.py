@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import DataLoader
 
 from csmri.data.dataset import SliceDataset
@@ -20,6 +22,8 @@ from csmri.physics.sampling import MaskSampler
 from csmri.progress import training_batch_counter
 
 log = logging.getLogger(__name__)
+
+LIGHTNING_NOT_RESUMABLE = r"You're resuming from a checkpoint that ended before the epoch ended"
 
 
 class MRIDataModule(L.LightningDataModule):
@@ -181,6 +185,8 @@ class MRIDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         order = state_dict.get("train_order")
         self._resume_order = (int(order["seed"]), int(order["start"]), order.get("torch_rng")) if order else None
+        if order:  # Lightning's warning that a plain DataLoader restarts the epoch: this one continues it
+            warnings.filterwarnings("ignore", message=LIGHTNING_NOT_RESUMABLE, category=PossibleUserWarning)
 
     @property
     def acquisition(self) -> dict[str, Any]:
