@@ -76,6 +76,7 @@ MUTANTS = [
     Mutant("d-fake-logged-from-d-step", GAN, '"train/d_fake": torch.sigmoid(fake_logits).mean(),',
            '"train/d_fake": torch.sigmoid(fake_logits_d).mean(),'),
     Mutant("g-step-toggles-d", GAN, "with self.toggled_optimizer(opt_g):", "with self.toggled_optimizer(opt_d):"),
+    Mutant("gan-schedule-never-steps", GAN, "            scheduler.step()\n", "            pass\n"),
     Mutant("replay-p-inverted", REPLAY, "elif torch.rand((), generator=generator, device=device) < self.p:",
            "elif torch.rand((), generator=generator, device=device) >= self.p:"),
     Mutant("replay-keeps-old-on-swap", REPLAY, "                self.images[j] = image\n", "                pass\n"),

@@ -248,3 +248,28 @@ def test_grad_clip_clips_both_networks_by_norm(phantom_root, stage1_ckpt, tmp_pa
     overrides = ["loss.weights.vgg=0", "model.grad_clip=0.5", "trainer.max_epochs=1", "+trainer.limit_train_batches=2"]
     train(_config(phantom_root, stage1_ckpt, tmp_path, *overrides, "+trainer.limit_val_batches=0"))
     assert calls == [("D", 0.5, "norm"), ("refiner", 0.5, "norm")] * 2  # per step: D's step, then V's
+
+
+def test_dagans_lr_schedule_steps_once_per_epoch_in_training(phantom_root, tmp_path):
+    """Manual optimisation: Lightning steps no scheduler itself, the GAN base does at each epoch's end. DAGAN's
+    schedule (StepLR, halved every 5 epochs), here with step_size 1: after 2 epochs of 2 batches, G's and D's lr are
+    its 1e-4 / 4 (per batch it would be / 16, never stepped 1e-4)."""
+    from tests.helpers import ADVERSARIAL
+
+    overrides = [
+        "experiment=dagan",
+        f"data.root={phantom_root}",
+        *ADVERSARIAL["dagan"],
+        "model.net.perceptual.size=64",
+        "logger=csv",
+        "data.acceleration=4",
+        "data.batch_size=2",
+        "trainer.max_epochs=2",
+        "+trainer.limit_train_batches=2",
+        "+trainer.limit_val_batches=1",
+        "model.scheduler.step_size=1",
+    ]
+    train(compose_config("train", overrides, tmp_path))
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    lrs = [group["lr"] for state in saved["optimizer_states"] for group in state["param_groups"]]
+    assert lrs == [pytest.approx(1e-4 / 4)] * 2
