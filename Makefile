@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-PROFILE ?= quick
+PROFILE ?= quick_open
 DATA    ?=
 PYTEST_ARGS ?=
 MODULES ?=
@@ -48,7 +48,7 @@ mutation-hand: venv  ## hand-made mutants of the adversarial training step, each
 phantom: venv  ## write the default phantom dataset to data/phantom
 	$(VENV)/bin/csmri data phantom --out data/phantom
 
-reproduce: venv  ## the main job: data -> stage 1 -> ... -> results/ (PROFILE=quick|quick_open|paper|smoke, DATA=dir)
+reproduce: venv  ## the main job: data -> stage 1 -> ... -> results/ (PROFILE=quick_open|quick|paper|smoke, DATA=dir)
 	$(VENV)/bin/csmri reproduce profile=$(PROFILE) $(if $(DATA),data.root=$(DATA)) $(if $(RESULTS),results=$(RESULTS))
 
 study: venv  ## the alpha / loss-weight study of stage 2 (validation split) -> results/study/

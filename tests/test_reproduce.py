@@ -129,6 +129,10 @@ def test_profiles_load_and_typos_fail():
     quick_open, quick = load_profile(["profile=quick_open"]), load_profile(["profile=quick"])  # quick, other phantom
     assert dict(quick_open.data.source) == {"atrium": "open", "noise_std": 0.04, "tracing": 1.3}
     assert quick_open.stages == quick.stages and quick_open.eval == quick.eval and quick_open.results != quick.results
+    # `make reproduce`'s default: the phantom in the paper's segmentation regime (chosen on the validation split), into
+    # results/; the walled phantom's profile beside it
+    default = load_profile([])
+    assert (default.name, str(default.results), str(quick.results)) == ("quick_open", "results", "results/quick")
     with pytest.raises(ConfigError, match="bad override"):
         load_profile(["profile=smoke", "sed=3"])
     with pytest.raises(ConfigError, match="unknown profile"):

@@ -2,7 +2,7 @@
 
 csmri train [hydra overrides...]        train a stage (see csmri/conf/train.yaml)
 csmri eval [hydra overrides...]         evaluate methods on the test split (see csmri/conf/eval.yaml)
-csmri reproduce [profile=quick|paper|smoke] [key=value...]
+csmri reproduce [profile=quick_open|quick|paper|smoke] [key=value...]
                                         the whole study, resumable, into results/
 csmri study [key=value...]              the alpha / loss-weight study of stage 2 into results/study/
 csmri data phantom --out DIR [...]      write the synthetic LGE-cardiac phantom dataset

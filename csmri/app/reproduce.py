@@ -1,8 +1,8 @@
 """`csmri reproduce` / `make reproduce`: a declared pipeline, run by :mod:`csmri.pipeline`.
 
-    csmri reproduce [profile=quick|paper|smoke | pipeline=FILE] [data.root=DIR] [results=DIR] [key=value ...]
+    csmri reproduce [profile=quick_open|quick|paper|smoke | pipeline=FILE] [data.root=DIR] [results=DIR] [key=value ...]
 
-``profile=NAME`` runs the paper's pipeline file ``experiments/seitzer2018/pipelines/<NAME>.yaml`` (default quick) of
+``profile=NAME`` runs the paper's pipeline file ``experiments/seitzer2018/pipelines/<NAME>.yaml`` (default quick_open) of
 a source checkout; ``pipeline=FILE`` runs any pipeline file (its format: :mod:`csmri.pipeline.spec`). Every other
 ``key=value`` overrides a key of that file (a key that is not in it is an error). The runner trains the stages in
 dependency order, skips finished runs, resumes interrupted ones, retrains stale ones (an input's content changed) and
@@ -19,7 +19,7 @@ from csmri.errors import ConfigError
 from csmri.pipeline import Runner, load_pipeline, open_pipeline
 
 PROJECT = Path("experiments") / "seitzer2018"  # the paper's project, beside the library in a source checkout
-DEFAULT_PROFILE = "quick"
+DEFAULT_PROFILE = "quick_open"
 
 
 def project_dir() -> Path:
