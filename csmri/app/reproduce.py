@@ -2,8 +2,8 @@
 
     csmri reproduce [profile=quick_open|quick|paper|smoke | pipeline=FILE] [data.root=DIR] [results=DIR] [key=value ...]
 
-``profile=NAME`` runs the paper's pipeline file ``experiments/seitzer2018/pipelines/<NAME>.yaml`` (default quick_open) of
-a source checkout; ``pipeline=FILE`` runs any pipeline file (its format: :mod:`csmri.pipeline.spec`). Every other
+``profile=NAME`` runs the paper's pipeline file ``experiments/seitzer2018/pipelines/<NAME>.yaml`` (default quick_open)
+of a source checkout; ``pipeline=FILE`` runs any pipeline file (its format: :mod:`csmri.pipeline.spec`). Every other
 ``key=value`` overrides a key of that file (a key that is not in it is an error). The runner trains the stages in
 dependency order, skips finished runs, resumes interrupted ones, retrains stale ones (an input's content changed) and
 everything downstream, saying why, then evaluates; see :mod:`csmri.pipeline.runner`.
