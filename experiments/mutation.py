@@ -1,7 +1,7 @@
 """`make mutation`: mutation testing of the science-critical modules with mutmut, and the kill rate per module.
 
-    python -m experiments.mutation [physics losses metrics lit eval] [--jobs N] [--fresh] [--report] [--retest REGEX]
-                                    [--only PATTERN ...] [--json PATH]
+    python -m experiments.mutation [physics losses metrics lit eval gan] [--jobs N] [--fresh] [--report]
+                                    [--retest REGEX] [--only PATTERN ...] [--json PATH]
 
 mutmut (3.x) rewrites every function of the mutated files many times over (``<`` to ``<=``, a constant plus one, an
 argument dropped, ...) and runs, for each mutant, the tests that call the function; a mutant is *killed* when one of
