@@ -37,6 +37,22 @@ ADVERSARIAL = {
         "model.net.perceptual.layer=relu1_2",
     ],
 }
+
+
+def tiny_dagan_overrides(phantom_root: Path, *extra: str) -> list[str]:
+    """A tiny DAGAN on the test phantom (4x, batch 2, 64x64 VGG input, CSV logs), then ``extra``."""
+    return [
+        "experiment=dagan",
+        f"data.root={phantom_root}",
+        *ADVERSARIAL["dagan"],
+        "model.net.perceptual.size=64",
+        "logger=csv",
+        "data.acceleration=4",
+        "data.batch_size=2",
+        *extra,
+    ]
+
+
 # fast test defaults of every training run composed in-process: one epoch, CSV logs (no W&B)
 FAST_TRAIN = ["trainer.max_epochs=1", "logger=csv"]
 # the small RecNet and batch of the `cfg_train_global` fixture (stage 1 on the tiny phantom)

@@ -13,7 +13,7 @@ from torch import nn
 
 from csmri.app.train import build_module, train
 from csmri.physics import complex_to_channels
-from tests.helpers import TINY_STAGE2, capture_modules, compose_config, simulated_batch
+from tests.helpers import TINY_STAGE2, capture_modules, compose_config, simulated_batch, tiny_dagan_overrides
 
 P_REPLAY = 0.5  # DESIGN.md section 2 / the paper: "p = 0.5 of drawing from" the replay buffer
 
@@ -187,26 +187,18 @@ def test_one_training_step_by_hand(phantom_root, stage1_ckpt, tmp_path, monkeypa
 def test_a_dagan_training_step_moves_the_generator_and_the_discriminator(phantom_root, tmp_path, monkeypatch):
     """The GAN base's own optimisers (DAGAN's; joint's are the same): one step moves every trainable tensor of G and
     of D."""
-    from tests.helpers import ADVERSARIAL
-
     before = {}
 
     def snapshot(module):
         before.update({k: v.detach().clone() for k, v in module.named_parameters() if v.requires_grad})
 
     built = capture_modules(monkeypatch, snapshot)
-    overrides = [
-        "experiment=dagan",
-        f"data.root={phantom_root}",
-        *ADVERSARIAL["dagan"],
-        "model.net.perceptual.size=64",
-        "logger=csv",
-        "data.acceleration=4",
-        "data.batch_size=2",
+    overrides = tiny_dagan_overrides(
+        phantom_root,
         "trainer.max_epochs=1",
         "+trainer.limit_train_batches=1",
         "+trainer.limit_val_batches=1",  # DAGAN's early stopping reads val/nmse
-    ]
+    )
     train(compose_config("train", overrides, tmp_path))
     after = dict(built[0].named_parameters())
     for network in ("discriminator.", "generator."):
@@ -254,21 +246,13 @@ def test_dagans_lr_schedule_steps_once_per_epoch_in_training(phantom_root, tmp_p
     """Manual optimisation: Lightning steps no scheduler itself, the GAN base does at each epoch's end. DAGAN's
     schedule (StepLR, halved every 5 epochs), here with step_size 1: after 2 epochs of 2 batches, G's and D's lr are
     its 1e-4 / 4 (per batch it would be / 16, never stepped 1e-4)."""
-    from tests.helpers import ADVERSARIAL
-
-    overrides = [
-        "experiment=dagan",
-        f"data.root={phantom_root}",
-        *ADVERSARIAL["dagan"],
-        "model.net.perceptual.size=64",
-        "logger=csv",
-        "data.acceleration=4",
-        "data.batch_size=2",
+    overrides = tiny_dagan_overrides(
+        phantom_root,
         "trainer.max_epochs=2",
         "+trainer.limit_train_batches=2",
         "+trainer.limit_val_batches=1",
         "model.scheduler.step_size=1",
-    ]
+    )
     train(compose_config("train", overrides, tmp_path))
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     lrs = [group["lr"] for state in saved["optimizer_states"] for group in state["param_groups"]]

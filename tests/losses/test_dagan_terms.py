@@ -200,19 +200,9 @@ def test_dagan_experiment_trains_a_step_with_the_dagan_terms(phantom_root, tmp_p
     from csmri.app.train import build_module, train
     from csmri.lit import precision
     from csmri.lit.adversarial import image_terms
-    from tests.helpers import ADVERSARIAL, compose_config
+    from tests.helpers import compose_config, tiny_dagan_overrides
 
-    overrides = [
-        "experiment=dagan",
-        f"data.root={phantom_root}",
-        *ADVERSARIAL["dagan"],
-        "model.net.perceptual.size=64",
-        "logger=csv",
-        "data.acceleration=4",
-        "data.batch_size=2",
-        "trainer.fast_dev_run=1",
-    ]
-    cfg = compose_config("train", overrides, tmp_path)
+    cfg = compose_config("train", tiny_dagan_overrides(phantom_root, "trainer.fast_dev_run=1"), tmp_path)
     module = build_module(cfg)
     assert isinstance(module.perceptual.extractor, DAGANVGGFeatures)
     assert module.perceptual_backbone == "vgg16-random"
