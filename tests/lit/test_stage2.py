@@ -414,3 +414,37 @@ def test_sweep_keys_reach_the_loss(phantom_root, stage1_ckpt, tmp_path):
     assert module.normalizer.alpha.item() == 0.5 and not module.normalizer.auto_alpha
     assert module.d_loss.real_target == pytest.approx(0.8) and module.replay.capacity == 7
     assert module.refinement.gate.item() == pytest.approx(0.3)
+
+
+def test_discriminator_scores_are_per_slice_means_over_an_uneven_epoch(phantom_root, stage1_ckpt, tmp_path):
+    """val/d_real and val/d_fake over a validation epoch whose last batch is smaller (6 slices in batches of 4 and 2)
+    are the mean over slices of each slice's mean sigmoid(D), not the mean of the two batch means: computed here one
+    slice at a time on the target and on R's output (lambda = 0, so x_hat = R)."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from csmri.physics import complex_to_channels
+
+    cfg = _config(phantom_root, stage1_ckpt, tmp_path, "data.eval_batch_size=4")
+    datamodule = instantiate(cfg.data)
+    module = build_module(cfg, datamodule)
+    # a D whose score differs from slice to slice (at initialisation it is ~0.5 for every slice): one logit per image
+    module.discriminate = lambda x: (20 * x.abs().mean(dim=(1, 2, 3)) - 4, [])
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    (logged,) = trainer.validate(module, datamodule=datamodule, verbose=False)
+
+    datamodule.eval_batch_size = 1  # the same slices and fixed masks (keyed by slice), one at a time
+    per_slice = {"val/d_real": [], "val/d_fake": []}
+    module.eval()
+    with torch.no_grad():
+        for raw in datamodule.val_dataloader():
+            batch = datamodule.on_after_batch_transfer(raw, 0)  # not training: the fixed evaluation masks
+            for name, image in [
+                ("val/d_real", complex_to_channels(batch["target"])),
+                ("val/d_fake", module.base_reconstruction(batch)),
+            ]:
+                logits, _ = module.discriminate(module._discriminator_input(image))
+                per_slice[name].append(torch.sigmoid(logits).mean().item())
+    assert [len(v) for v in per_slice.values()] == [6, 6]
+    for name, values in per_slice.items():
+        assert logged[name] == pytest.approx(sum(values) / len(values), rel=1e-5), name
