@@ -6,14 +6,17 @@ import csv
 import json
 import math
 
+import lightning as L
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from csmri.app.train import build_module, train
 from csmri.eval.methods import CheckpointMethod
 from csmri.lit import RefinementModule
 from csmri.lit.precision import resolve_feature_precision
 from csmri.losses.normalizer import LossNormalizer
+from csmri.physics import complex_to_channels
 from tests.helpers import TINY_STAGE2, capture_modules, simulated_batch, train_config
 
 FAST = [  # besides FAST_TRAIN (one epoch, CSV logs)
@@ -52,8 +55,6 @@ def test_first_step_terms_and_zero_gate(phantom_root, stage1_ckpt, tmp_path):
     refined, x_v = module.refinement(base)
     assert torch.equal(refined, base)  # lambda = 0: x_hat == R(x_u) exactly
     assert not any(p.requires_grad for p in module.recon.parameters())
-
-    from csmri.physics import complex_to_channels
 
     target = complex_to_channels(batch["target"])
     terms, _ = module.generator_terms(batch, refined, {"x_v": x_v}, target)
@@ -420,11 +421,6 @@ def test_discriminator_scores_are_per_slice_means_over_an_uneven_epoch(phantom_r
     """val/d_real and val/d_fake over a validation epoch whose last batch is smaller (6 slices in batches of 4 and 2)
     are the mean over slices of each slice's mean sigmoid(D), not the mean of the two batch means: computed here one
     slice at a time on the target and on R's output (lambda = 0, so x_hat = R)."""
-    import lightning as L
-    from hydra.utils import instantiate
-
-    from csmri.physics import complex_to_channels
-
     cfg = _config(phantom_root, stage1_ckpt, tmp_path, "data.eval_batch_size=4")
     datamodule = instantiate(cfg.data)
     module = build_module(cfg, datamodule)
