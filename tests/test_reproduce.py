@@ -158,7 +158,7 @@ def _fake_run(run_dir, overrides, status="finished"):
     (run_dir / "run_info.json").write_text(json.dumps(info))
 
 
-def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
+def test_a_stage_folder_trained_with_other_overrides_is_stale(tmp_path):
     # the overrides `csmri train` records for stage 1 of the smoke profile: its command without hydra.* and the
     # resume point, written out here from the profile's data settings and stage-1 overrides
     pipeline = open_profile(["profile=smoke", f"work_dir={tmp_path}"])
@@ -168,15 +168,15 @@ def test_a_stage_folder_trained_with_other_overrides_is_an_error(tmp_path):
     assert pipeline.status("stage1") == "done"
 
     longer = open_profile(["profile=smoke", f"work_dir={tmp_path}", "stages.stage1.overrides=['trainer.max_epochs=9']"])
-    with pytest.raises(
-        ConfigError, match=r"stage stage1: .* other overrides \(the run had .*, now \['trainer.max_epochs=9'\]\)"
-    ):
-        longer.status("stage1")
-    # a changed input is a changed setting too: stage 2 trained on another stage-1 checkpoint
+    assert longer.status("stage1") == "stale"
+    old = [o for o in p.stages.stage1.overrides if o != "trainer.max_epochs=9"]
+    change = f"the run had {old}, now ['trainer.max_epochs=9']"
+    assert longer.stale_reason("stage1") == f"trained with other settings ({change})"
+    # a changed input path is a changed setting too, and an interrupted run is not resumed under new settings either
     stage2 = ["experiment=stage2", *pipeline.data_overrides(), "model.net.recon_ckpt=elsewhere/best.ckpt"]
-    _fake_run(tmp_path / "stage2", stage2, status="running")  # interrupted: not resumed under new settings either
-    with pytest.raises(ConfigError, match="model.net.recon_ckpt=elsewhere/best.ckpt"):
-        pipeline.status("stage2")
+    _fake_run(tmp_path / "stage2", stage2, status="running")
+    assert pipeline.status("stage2") == "stale"
+    assert "model.net.recon_ckpt=elsewhere/best.ckpt" in pipeline.stale_reason("stage2")
     # runs from before csmri recorded overrides are trusted
     _fake_run(tmp_path / "dagan", None)
     assert pipeline.status("dagan") == "done"
@@ -531,6 +531,27 @@ def _sha(path: Path) -> str:
 
 
 ALL_STEPS = ["stage1", "segnet", "perceptual", "stage2", "stage2_seed1", "dagan", "eval"]  # the smoke profile's
+
+
+def test_a_stage_whose_settings_changed_is_set_aside_and_retrained_with_everything_downstream(fake_pipeline, capsys):
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    assert fake.ran() == ALL_STEPS
+    old_stage1 = (work / "stage1" / "checkpoints" / "best.ckpt").read_bytes()
+    longer = "stages.stage1.overrides=['trainer.max_epochs=3']"  # e.g. a pulled profile that trains stage 1 longer
+    capsys.readouterr()
+    fake_pipeline(longer).run()
+    out = capsys.readouterr().out
+    assert fake.ran() == ["stage1", "stage2", "stage2_seed1", "eval"]  # segnet, the autoencoder, DAGAN: unchanged
+    assert "stage1: stale — trained with other settings (the run had " in out
+    assert f"now ['trainer.max_epochs=3']); the old run moved to {work / 'stage1.stale-1'}, training afresh" in out
+    assert (work / "stage1.stale-1" / "checkpoints" / "best.ckpt").read_bytes() == old_stage1  # kept, not deleted
+    assert "stage2: stale — stage1 runs again first (stage1 checkpoint will change)" in out
+    fake_pipeline(longer).run()
+    assert fake.ran() == []  # the new runs recorded the new settings
+    fake_pipeline().run()  # back to the profile's own settings: stage 1 and what reads it again
+    assert fake.ran() == ["stage1", "stage2", "stage2_seed1", "eval"]
+    assert (work / "stage1.stale-2").is_dir()
 
 
 def test_a_retrained_stage1_makes_reproduce_retrain_stage2_and_evaluate_again(fake_pipeline, capsys):

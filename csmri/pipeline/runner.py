@@ -4,13 +4,14 @@ Each run lives in ``<work_dir>/<run name>`` and is named by content too: its key
 and ``inputs.json``) hashes its settings and its inputs' contents. Every planned run's config is composed before
 anything runs (:mod:`.configs`). A training run is done when its ``run_info.json`` says ``finished`` beside
 ``checkpoints/best.ckpt``; an interrupted one resumes from its newest ``last.ckpt`` / ``on_exception.ckpt``; the
-evaluation is done when its ``table.json`` exists, its run finished and its command is unchanged. A run folder
-trained with other settings than the pipeline now gives it is an error (a changed setting needs its own work_dir).
+evaluation is done when its ``table.json`` exists, its run finished and its command is unchanged.
 
 Stale runs: each step records the content identities of the inputs it consumed in ``<run>/inputs.json`` (the data,
 every checkpoint or file it reads through a reference, and the external files its project's ``inputs`` hook names).
-A finished or interrupted step is ``stale`` when an input's content differs from its record, or when a step that
-produces one of its inputs runs again in this invocation; contents are compared, never file times (a touched
+A finished or interrupted step is ``stale`` when an input's content differs from its record, when a step that
+produces one of its inputs runs again in this invocation, or (training) when the settings it was trained with
+(``run_info.json``'s ``overrides``) differ from those the pipeline now gives it — a stage's ``overrides``,
+``train_overrides``, the data settings or an input's path changed; contents are compared, never file times (a touched
 checkpoint changes nothing). A stale training run starts afresh: its folder is moved to ``<run>.stale-<n>`` (never
 resumed, never deleted) and one line says why; a stale evaluation runs again in its folder. The status is checked
 again just before each step, so a step downstream of one retrained in this invocation runs again exactly when that
@@ -227,30 +228,40 @@ class Runner:
         finished, resume = _finished(run.run_dir), _resume_ckpt(run.run_dir)
         if not (finished or resume):
             return "todo"
-        self._check_same_settings(name)
         if self.stale_reason(name):
             return "stale"
         return "done" if finished else "resume"
 
     def stale_reason(self, name: str) -> str | None:
-        """Why run ``name`` no longer matches its inputs (``None``: it does, or it recorded none): a run producing one
-        of its inputs runs again first, or the inputs' contents differ from ``<run>/inputs.json``. Without a record,
+        """Why run ``name`` no longer matches its settings and inputs (``None``: it does, or it recorded neither): a
+        training run was trained with other settings (:meth:`settings_change`), a run producing one of its inputs
+        runs again first, or the inputs' contents differ from ``<run>/inputs.json``. Without a record of its inputs,
         the evaluation falls back to comparing file times (a checkpoint newer than its table); a training run is
-        kept (:meth:`unrecorded_note`)."""
+        kept unless its settings changed (:meth:`unrecorded_note`)."""
+        change = self.settings_change(name)
+        reasons = [f"trained with other settings ({change})"] if change else []
         produced = [i for i in self.stage_inputs(name) if i.producer is not None]
         again = [f"{i.producer} runs again first ({i.name} will change)" for i in produced if self._runs(i.producer)]
         if again:
-            return "; ".join(again)
+            return "; ".join(reasons + again)
         recorded = read_record(self.stage_dir(name))
         if recorded is None:
             if self.runs[name].command != "eval":
-                return None
+                return "; ".join(reasons) or None
             table = self.stage_dir(name) / "table.json"
             files = [i.path for i in self.stage_inputs(name) if i.kind == "file" and i.path.is_file()]
             newer = [str(c) for c in files if c.stat().st_mtime >= table.stat().st_mtime]
             return f"inputs not recorded; {newer[0]} is newer than the table" if newer else None
-        found = changes(recorded, identities(self.stage_inputs(name)))
-        return "; ".join(found) if found else None
+        reasons += changes(recorded, identities(self.stage_inputs(name)))
+        return "; ".join(reasons) or None
+
+    def settings_change(self, name: str) -> str | None:
+        """How the overrides training run ``name`` recorded (``run_info.json``) differ from those the pipeline now
+        gives it (:meth:`recorded_args`): ``"the run had [...], now [...]"``; ``None`` when they agree, for the
+        evaluation (a changed command makes it ``todo``) and for a run that recorded none (an earlier csmri)."""
+        if self.runs[name].command == "eval":
+            return None
+        return overrides_change(read_run_info(self.stage_dir(name)), self.recorded_args(name))
 
     def _runs(self, name: str) -> bool:
         return self.status(name) in RUNS
@@ -265,18 +276,6 @@ class Runner:
             f"{name}: inputs not recorded (an earlier csmri); kept as it is, not checked against its inputs "
             f"(move {self.stage_dir(name)} away to train it again)"
         )
-
-    def _check_same_settings(self, name: str) -> None:
-        """A run's folder must hold a run of this pipeline's command for it: one trained with other overrides (the
-        stage's ``overrides`` or ``train_overrides`` changed, or an input's path) is an error, never reused or
-        resumed under the new settings."""
-        change = overrides_change(read_run_info(self.stage_dir(name)), self.recorded_args(name))
-        if change:
-            raise ConfigError(
-                f"stage {name}: {self.stage_dir(name)} holds a run with other overrides ({change})",
-                "give this setting its own work_dir=DIR (and results=DIR), or remove that folder to train the "
-                "stage again",
-            )
 
     # -- running --------------------------------------------------------------------------------------
     def steps(self, names: list[str]) -> list[Step]:
