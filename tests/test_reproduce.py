@@ -172,11 +172,11 @@ def test_a_stage_folder_trained_with_other_overrides_is_stale(tmp_path):
     old = [o for o in p.stages.stage1.overrides if o != "trainer.max_epochs=9"]
     change = f"the run had {old}, now ['trainer.max_epochs=9']"
     assert longer.stale_reason("stage1") == f"trained with other settings ({change})"
-    # a changed input path is a changed setting too, and an interrupted run is not resumed under new settings either
-    stage2 = ["experiment=stage2", *pipeline.data_overrides(), "model.net.recon_ckpt=elsewhere/best.ckpt"]
+    # an interrupted run is not resumed under new settings either
+    stage2 = ["experiment=stage2", *pipeline.data_overrides(), "model.net.recon_ckpt=elsewhere/best.ckpt", "seed=7"]
     _fake_run(tmp_path / "stage2", stage2, status="running")
     assert pipeline.status("stage2") == "stale"
-    assert "model.net.recon_ckpt=elsewhere/best.ckpt" in pipeline.stale_reason("stage2")
+    assert pipeline.stale_reason("stage2").startswith("trained with other settings (the run had ['seed=7'], now [")
     # runs from before csmri recorded overrides are trusted
     _fake_run(tmp_path / "dagan", None)
     assert pipeline.status("dagan") == "done"
@@ -552,6 +552,17 @@ def test_a_stage_whose_settings_changed_is_set_aside_and_retrained_with_everythi
     fake_pipeline().run()  # back to the profile's own settings: stage 1 and what reads it again
     assert fake.ran() == ["stage1", "stage2", "stage2_seed1", "eval"]
     assert (work / "stage1.stale-2").is_dir()
+
+
+def test_a_work_dir_and_dataset_moved_elsewhere_are_the_same_runs(fake_pipeline, tmp_path):
+    # every path in the runs' recorded overrides changes (data.root, the inputs' checkpoints); contents do not
+    fake, work = fake_pipeline.fake, fake_pipeline.work
+    fake_pipeline().run()
+    assert fake.ran() == ALL_STEPS
+    (tmp_path / "data").rename(tmp_path / "data_moved")
+    work.rename(tmp_path / "work_moved")
+    fake_pipeline(f"work_dir={tmp_path / 'work_moved'}", f"data.root={tmp_path / 'data_moved'}").run()
+    assert fake.ran() == ["eval"]  # its command names the checkpoints' new paths: evaluated again, nothing retrained
 
 
 def test_a_retrained_stage1_makes_reproduce_retrain_stage2_and_evaluate_again(fake_pipeline, capsys):

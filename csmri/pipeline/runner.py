@@ -11,9 +11,10 @@ every checkpoint or file it reads through a reference, and the external files it
 A finished or interrupted step is ``stale`` when an input's content differs from its record, when a step that
 produces one of its inputs runs again in this invocation, or (training) when the settings it was trained with
 (``run_info.json``'s ``overrides``) differ from those the pipeline now gives it — a stage's ``overrides``,
-``train_overrides``, the data settings or an input's path changed; contents are compared, never file times (a touched
-checkpoint changes nothing). A stale training run starts afresh: its folder is moved to ``<run>.stale-<n>`` (never
-resumed, never deleted) and one line says why; a stale evaluation runs again in its folder. The status is checked
+``train_overrides`` or the data settings changed (paths are not settings: a moved work dir or dataset is the same
+run); contents are compared, never file times (a touched checkpoint changes nothing). A stale training run starts
+afresh: its folder is moved to ``<run>.stale-<n>`` (never resumed, never deleted) and one line says why; a stale
+evaluation runs again in its folder. The status is checked
 again just before each step, so a step downstream of one retrained in this invocation runs again exactly when that
 step's output changed. A run without ``inputs.json`` (trained before csmri recorded inputs, or by hand) keeps the
 earlier rule, with a note: a finished training run is kept, the evaluation reruns when a checkpoint is newer than
@@ -258,10 +259,21 @@ class Runner:
     def settings_change(self, name: str) -> str | None:
         """How the overrides training run ``name`` recorded (``run_info.json``) differ from those the pipeline now
         gives it (:meth:`recorded_args`): ``"the run had [...], now [...]"``; ``None`` when they agree, for the
-        evaluation (a changed command makes it ``todo``) and for a run that recorded none (an earlier csmri)."""
-        if self.runs[name].command == "eval":
+        evaluation (a changed command makes it ``todo``) and for a run that recorded none (an earlier csmri). Paths
+        whose contents ``inputs.json`` compares (``data.root``, the run's inputs) are left out: a dataset or work
+        dir moved elsewhere is the same run."""
+        run = self.runs[name]
+        if run.command == "eval":
             return None
-        return overrides_change(read_run_info(self.stage_dir(name)), self.recorded_args(name))
+        info = read_run_info(run.run_dir)
+        if info.get("overrides") is None:
+            return None
+        paths = {"data.root", *run.inputs}
+
+        def settings(overrides: list[str]) -> list[str]:
+            return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in paths]
+
+        return overrides_change({"overrides": settings(info["overrides"])}, settings(self.recorded_args(name)))
 
     def _runs(self, name: str) -> bool:
         return self.status(name) in RUNS
