@@ -56,6 +56,7 @@ MODULES: dict[str, list[str]] = {
         "tests/lit/test_baselines.py",
         "tests/lit/test_resume.py",
         "tests/lit/test_shipped_defaults.py",
+        "tests/lit/test_selection_metrics.py",
         "tests/losses/test_dagan_terms.py",
         "tests/losses/test_visual_losses.py",
     ],
