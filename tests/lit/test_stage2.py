@@ -444,3 +444,31 @@ def test_discriminator_scores_are_per_slice_means_over_an_uneven_epoch(phantom_r
     assert [len(v) for v in per_slice.values()] == [6, 6]
     for name, values in per_slice.items():
         assert logged[name] == pytest.approx(sum(values) / len(values), rel=1e-5), name
+
+
+def test_the_sample_panel_is_the_first_slice_at_each_step_of_the_refinement(phantom_root, stage1_ckpt, tmp_path):
+    """The logged sample panel: zero-filled input, R's output, x_hat, x_hat - R and the ground truth, all of the
+    batch's first slice (magnitudes computed here from the channels)."""
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path)).eval()
+    batch = simulated_batch(phantom_root, n=2)
+    with torch.no_grad():
+        module.refinement.gate.fill_(0.5)  # x_hat != R
+        output, _ = module.generate(batch)
+        columns = module.sample_columns(batch, output)
+        base = module.base_reconstruction(batch)
+
+    def first_magnitude(channels):
+        return channels[0].pow(2).sum(dim=0).sqrt()
+
+    r, x_hat = first_magnitude(base), first_magnitude(output)
+    assert not torch.allclose(r, x_hat) and not torch.allclose(output[0], output[1])
+    expected = {
+        "zero-filled": batch["zero_filled"][0].abs(),
+        "R(x_u)": r,
+        "x_hat": x_hat,
+        "x_hat - R": x_hat - r,
+        "ground truth": batch["target"][0].abs(),
+    }
+    assert list(columns) == list(expected)
+    for title, image in expected.items():
+        torch.testing.assert_close(columns[title], image, rtol=1e-5, atol=1e-6, msg=title)
