@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from csmri.app.train import build_module, train
-from csmri.lit.adversarial import image_terms
+from csmri.errors import ConfigError
+from csmri.lit.adversarial import image_terms, with_image_size
 from csmri.losses.dagan import dagan_freq, dagan_nmse
 from tests.helpers import ADVERSARIAL, train_config
 
@@ -70,3 +71,28 @@ def test_image_terms():
     torch.testing.assert_close(terms["nmse"], dagan_nmse(out, target))
     torch.testing.assert_close(terms["freq"], dagan_freq(out, target))
     assert set(image_terms(out, target, {"nmse"})) == {"nmse"}
+
+
+def test_with_image_size_fills_null_sizes_in_a_copy():
+    """DAGAN's networks take their size from the training images: a null ``size`` of the generator or of D's net is
+    filled in the returned config (what the checkpoint keeps); the caller's config is left as it was."""
+    net = {
+        "generator": {"size": None, "nf": 8},
+        "discriminator": {"input": "image", "net": {"size": None, "nf": 4}},
+        "perceptual": None,
+    }
+    filled = with_image_size(net, 64)
+    assert filled == {
+        "generator": {"size": 64, "nf": 8},
+        "discriminator": {"input": "image", "net": {"size": 64, "nf": 4}},
+        "perceptual": None,
+    }
+    assert net["generator"]["size"] is None and net["discriminator"]["net"]["size"] is None
+    assert with_image_size({"generator": {"size": 32}, "discriminator": {"net": {}}}, 64) == {
+        "generator": {"size": 32},  # a size that is set is kept
+        "discriminator": {"net": {}},  # a net without a size is left without one
+    }
+    with pytest.raises(ConfigError, match=r"model\.net\.generator\.size is null and no image size was given"):
+        with_image_size({"generator": {"size": None}}, None)
+    with pytest.raises(ConfigError, match=r"model\.net\.discriminator\.net\.size is null"):
+        with_image_size({"generator": {}, "discriminator": {"net": {"size": None}}}, None)
