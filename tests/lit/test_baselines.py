@@ -28,7 +28,7 @@ def _config(experiment, phantom_root, out, *extra):
 def test_short_training_run(experiment, phantom_root, tmp_path):
     train(_config(experiment, phantom_root, tmp_path, "+trainer.limit_train_batches=2"))
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
-    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "train/loss_d" in header and "train/adv" in header
 
 

@@ -297,7 +297,7 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     assert not any(p.requires_grad for p in module.recon.parameters()) and not module.recon.training
     assert state["normalizer.initialised"].item() and state["replay.count"].item() > 0
     assert list((tmp_path / "samples").glob("*.png")), "sample images were written"
-    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0]
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     for name in (
         "train/loss_d",
         "train/adv_norm",
