@@ -472,3 +472,14 @@ def test_the_sample_panel_is_the_first_slice_at_each_step_of_the_refinement(phan
     assert list(columns) == list(expected)
     for title, image in expected.items():
         torch.testing.assert_close(columns[title], image, rtol=1e-5, atol=1e-6, msg=title)
+
+
+def test_train_mode_trains_v_and_d_and_keeps_r_frozen(phantom_root, stage1_ckpt, tmp_path):
+    """``module.train()`` (as PyTorch and Lightning call it) puts V and D in training mode and keeps R in eval mode
+    (its batch statistics and dropout frozen with its weights); ``train(False)`` / ``eval()`` put everything in eval."""
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path)).eval()
+    module.train()
+    assert module.training and module.refinement.training and module.discriminator.training
+    assert not module.recon.training and not any(m.training for m in module.recon.modules())
+    module.train(False)
+    assert not any(m.training for m in module.modules())
