@@ -371,7 +371,8 @@ def test_resume_keeps_normaliser_constants_lambda_and_buffer(phantom_root, stage
 
 
 def test_recon_ckpt_errors(phantom_root, stage1_ckpt, tmp_path):
-    with pytest.raises(ValueError, match="model.net.recon_ckpt"):
+    needed = r"^stage 2 needs the stage-1 checkpoint: set model\.net\.recon_ckpt=PATH/checkpoints/best\.ckpt$"
+    with pytest.raises(ValueError, match=needed):
         build_module(_config(phantom_root, "null", tmp_path))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_module(_config(phantom_root, tmp_path / "nope.ckpt", tmp_path))
