@@ -21,6 +21,11 @@ CONFIG_SEARCH_PATH = f"pkg://{CONFIG_MODULE}"
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
 
 
+def override_key(override: str) -> str:
+    """The config key a Hydra command-line override sets: ``+a.b=1``, ``~a.b`` and ``a.b=1`` all give ``a.b``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def config_dir() -> Path:
     """The package's ``conf/`` folder (shipped as package data); a clear error when it is missing."""
     if not (CONFIG_DIR / "train.yaml").is_file():
@@ -55,7 +60,7 @@ def compose(
             if not unknown or "not in struct" not in str(err.__cause__ or ""):
                 raise
             key = unknown.group(1)  # a typo of an existing key: name the nearest one (Hydra would advise +key=)
-            rest = [o for o in overrides if o.split("=", 1)[0].lstrip("~+") != key]
+            rest = [o for o in overrides if override_key(o) != key]
             try:
                 close = closest_key(key, hydra_compose(config_name, [*rest, *extra]))
             except Exception:  # another bad override as well: no suggestion

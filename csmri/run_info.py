@@ -72,9 +72,11 @@ def job_overrides() -> list[str] | None:
     :data:`RUN_CONTROL_KEYS`), as ``csmri train`` and ``csmri eval`` record them; ``None`` outside Hydra."""
     from hydra.core.hydra_config import HydraConfig
 
+    from csmri.config import override_key
+
     if not HydraConfig.initialized():
         return None
-    return [o for o in HydraConfig.get().overrides.task if o.split("=", 1)[0].lstrip("+~") not in RUN_CONTROL_KEYS]
+    return [o for o in HydraConfig.get().overrides.task if override_key(o) not in RUN_CONTROL_KEYS]
 
 
 def overrides_change(info: dict[str, Any], overrides: Sequence[str]) -> str | None:

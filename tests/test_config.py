@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from csmri.app.train import build_callbacks, build_loggers, build_module, build_trainer
+from csmri.config import override_key
 from tests.helpers import ADVERSARIAL, TINY_STAGE2, compose_config, experiments
 
 
@@ -143,3 +144,10 @@ def test_dagan_size_follows_folder_sources():
         build_module(cfg)
     given = ["experiment=dagan", "data.root=/nonexistent", "data=folder", "model.image_size=64", *ADVERSARIAL["dagan"]]
     assert build_module(compose("train", given)).hparams.net["generator"]["size"] == 64  # no data needed
+
+
+def test_override_key_strips_hydra_prefixes_and_the_value():
+    assert override_key("trainer.max_epochs=3") == "trainer.max_epochs"
+    assert override_key("+model.extra=a=b") == "model.extra"
+    assert override_key("~callbacks.early_stopping") == "callbacks.early_stopping"
+    assert override_key("++seed=1") == "seed"

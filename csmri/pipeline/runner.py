@@ -37,6 +37,7 @@ from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from rich.table import Table
 
+from csmri.config import override_key
 from csmri.errors import ConfigError, TrainingError
 from csmri.pipeline.configs import check_configs
 from csmri.pipeline.inputs import Input, changes, identities, read_record, run_key, write_record
@@ -167,7 +168,7 @@ class Runner:
         args = [*train, *self.data_overrides(), f"hydra.run.dir={run.run_dir}", *self.input_overrides(name)]
         args += [*map(str, every), *run.overrides]
         if run.settings:
-            args = [a for a in args if a.split("=", 1)[0].lstrip("+~") not in run.settings]
+            args = [a for a in args if override_key(a) not in run.settings]
             args += [f"{k}={v}" for k, v in run.settings.items()]
         return args
 
@@ -271,7 +272,7 @@ class Runner:
         paths = {"data.root", *run.inputs}
 
         def settings(overrides: list[str]) -> list[str]:
-            return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in paths]
+            return [o for o in overrides if override_key(o) not in paths]
 
         return overrides_change({"overrides": settings(info["overrides"])}, settings(self.recorded_args(name)))
 
