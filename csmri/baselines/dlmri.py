@@ -132,6 +132,10 @@ class DLMRI:
         error_threshold: per-pixel RMS patch residual ``th`` (a patch may keep squared error ``th² n``);
             a float for every iteration, a sequence per iteration (its last value repeats), or ``None``
             for :data:`DEFAULT_ERROR_THRESHOLDS`. Relative to the zero-filled image's peak magnitude.
+        error_threshold_scale: multiplies every threshold of the schedule (> 0; 1 = as given). The released
+            schedule reads as K-SVD's rule (a patch keeps a residual of ~1.15 times the noise) for a nominal
+            noise of 2 % of the peak; on noisier data a larger scale, chosen on validation data, fits less of
+            the noise and the aliasing back into the image.
         n_train_patches: K-SVD training patches per iteration (random subset); ``None`` = ``200 K``.
         ksvd_iters: K-SVD iterations per outer iteration.
         outer_iters: DLMRI iterations (dictionary learning + sparse coding + DC).
@@ -159,6 +163,7 @@ class DLMRI:
         sparsity: int | None = None,
         max_atoms: int | None = None,
         error_threshold: float | Sequence[float] | None = None,
+        error_threshold_scale: float = 1.0,
         n_train_patches: int | None = None,
         ksvd_iters: int = 20,
         outer_iters: int = 15,
@@ -174,7 +179,8 @@ class DLMRI:
         self.n_atoms = n_atoms
         self.sparsity = round(0.2 * n) if sparsity is None else int(sparsity)
         self.max_atoms = 2 * self.sparsity if max_atoms is None else int(max_atoms)
-        self.error_thresholds = self._threshold_schedule(error_threshold)
+        self.error_threshold_scale = float(error_threshold_scale)
+        self.error_thresholds = tuple(self.error_threshold_scale * t for t in self._threshold_schedule(error_threshold))
         self.n_train_patches = 200 * n_atoms if n_train_patches is None else int(n_train_patches)
         self.ksvd_iters = ksvd_iters
         self.outer_iters = outer_iters
@@ -204,6 +210,7 @@ class DLMRI:
             "sparsity >= 1": self.sparsity >= 1,
             "max_atoms >= 1": self.max_atoms >= 1,
             "error thresholds >= 0 (at least one)": len(self.error_thresholds) > 0 and min(self.error_thresholds) >= 0,
+            "error_threshold_scale > 0": self.error_threshold_scale > 0,
             "n_train_patches >= 1": self.n_train_patches >= 1,
             "ksvd_iters >= 0": self.ksvd_iters >= 0,
             "outer_iters >= 0": self.outer_iters >= 0,

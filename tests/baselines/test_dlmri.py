@@ -176,6 +176,19 @@ def test_dlmri_defaults_and_config() -> None:
         DLMRI(patch_size=8, progress=False).reconstruct(tiny)
 
 
+def test_error_threshold_scale_multiplies_the_released_schedule() -> None:
+    released = (0.046, 0.046, 0.046, 0.046, 0.0322)  # 1.15 * 0.02 * [2, 2, 2, 2, 1.4] of the released code
+    doubled = DLMRI(error_threshold_scale=2, progress=False)
+    assert [doubled.error_threshold(i) for i in (0, 3, 4, 9)] == pytest.approx([0.092, 0.092, 0.0644, 0.0644])
+    assert DLMRI(error_threshold=0.01, error_threshold_scale=3).error_thresholds == pytest.approx((0.03,))
+    with pytest.raises(ValueError, match="error_threshold_scale > 0"):
+        DLMRI(error_threshold_scale=0)
+    batch = _phantom_batch([3], size=32)
+    scaled = DLMRI(error_threshold_scale=2, **FAST).reconstruct(batch)
+    assert torch.equal(scaled, DLMRI(error_threshold=[2 * t for t in released], **FAST).reconstruct(batch))
+    assert not torch.equal(scaled, DLMRI(**FAST).reconstruct(batch))
+
+
 def test_dlmri_pool_equals_serial_bitwise() -> None:
     batch = _phantom_batch([1, 2, 3], size=32)
     settings = {"outer_iters": 2, "ksvd_iters": 2, "stride": 2, "progress": False}
