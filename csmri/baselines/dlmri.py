@@ -180,6 +180,7 @@ class DLMRI:
         self.sparsity = round(0.2 * n) if sparsity is None else int(sparsity)
         self.max_atoms = 2 * self.sparsity if max_atoms is None else int(max_atoms)
         self.error_threshold_scale = float(error_threshold_scale)
+        self.released_thresholds = error_threshold is None
         self.error_thresholds = tuple(self.error_threshold_scale * t for t in self._threshold_schedule(error_threshold))
         self.n_train_patches = 200 * n_atoms if n_train_patches is None else int(n_train_patches)
         self.ksvd_iters = ksvd_iters
@@ -331,6 +332,19 @@ class DLMRI:
         initial = initial_dictionary(training, self.n_atoms, generator)
         dictionary, _ = ksvd(training, initial, self.sparsity, self.ksvd_iters, tol)
         return dictionary
+
+    @property
+    def provenance(self) -> str:
+        """The settings that decide this reconstruction, for a results table's footnote."""
+        scale = "" if self.error_threshold_scale == 1 else f"{self.error_threshold_scale:g} × "
+        schedule = "the released schedule" if self.released_thresholds else "the given schedule"
+        thresholds = ", ".join(f"{t:.4g}" for t in self.error_thresholds)
+        consistency = "hard data consistency" if self.nu is None else f"weighted data consistency ν = {self.nu:g}"
+        return (
+            f"{self.outer_iters} iterations of {self.patch_size}×{self.patch_size} patches at stride {self.stride}, "
+            f"{self.n_atoms} atoms, {self.ksvd_iters} K-SVD iterations, error thresholds {scale}{schedule} "
+            f"({thresholds}, the last repeating), {consistency}"
+        )
 
     def __repr__(self) -> str:
         return (

@@ -312,7 +312,7 @@ def _footnote(
         )
     labels = {r["method"]: r.get("label", r["method"]) for r in rows}
     if provenance:
-        text += " Evaluated weights: " + "; ".join(f"{labels.get(m, m)}: {p}" for m, p in provenance.items()) + "."
+        text += " Methods as evaluated: " + "; ".join(f"{labels.get(m, m)}: {p}" for m, p in provenance.items()) + "."
     for method, run_rows in (runs or {}).items():
         listed = "; ".join(f"{r['method'].split(':', 1)[-1]} {_run_cells(r)}" for r in run_rows)
         text += f" {labels.get(method, method)} per training run (PSNR / SSIM / SIS): {listed}."

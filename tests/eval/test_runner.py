@@ -39,6 +39,27 @@ def test_eval_zero_filled_and_recnet(phantom_root, stage1_ckpt, tmp_path):
     assert info["checkpoints"]["recnet"].startswith("best.ckpt, epoch 0")
 
 
+def test_eval_footnote_states_dlmri_settings(phantom_root, tmp_path):
+    cfg = _eval_config(
+        phantom_root,
+        tmp_path,
+        "methods=[zero_filled,dlmri]",
+        "dlmri.outer_iters=1",
+        "dlmri.ksvd_iters=1",
+        "dlmri.stride=3",
+        "dlmri.workers=1",
+        "dlmri.progress=false",
+        "dlmri.error_threshold_scale=2",
+    )
+    evaluate(cfg)
+    footnote = (tmp_path / "table.md").read_text()
+    # the released schedule is 0.046 x 4, then 0.0322 (1.15 * 0.02 * [2, 2, 2, 2, 1.4]); doubled here
+    assert (
+        "DLMRI: 1 iterations of 6×6 patches at stride 3, 36 atoms, 1 K-SVD iterations, error thresholds 2 × the "
+        "released schedule (0.092, 0.092, 0.092, 0.092, 0.0644, the last repeating), hard data consistency"
+    ) in footnote
+
+
 def test_methods_see_identical_inputs(phantom_root, stage1_ckpt, tmp_path):
     """Evaluating with another batch size gives the same zero-filled PSNR per slice: same masks."""
     a = _eval_config(phantom_root, tmp_path / "a", "methods=[zero_filled]", "batch_size=1")
