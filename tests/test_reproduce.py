@@ -128,7 +128,10 @@ def test_profiles_load_and_typos_fail():
     assert load_profile(["profile=smoke", "seed=3"]).seed == 3
     quick_open, quick = load_profile(["profile=quick_open"]), load_profile(["profile=quick"])  # quick, other phantom
     assert dict(quick_open.data.source) == {"atrium": "open", "noise_std": 0.04, "tracing": 1.3}
-    assert quick_open.stages == quick.stages and quick_open.eval == quick.eval and quick_open.results != quick.results
+    assert quick_open.stages == quick.stages and quick_open.results != quick.results
+    # the same evaluation but DLMRI's error thresholds, scaled to the noisy phantom's noise (chosen on validation)
+    assert quick_open.eval.methods == quick.eval.methods and quick_open.eval.inputs == quick.eval.inputs
+    assert list(quick_open.eval.overrides) == [*quick.eval.overrides, "dlmri.error_threshold_scale=2"]
     # `make reproduce`'s default: the phantom in the paper's segmentation regime (chosen on the validation split), into
     # results/; the walled phantom's profile beside it
     default = load_profile([])
