@@ -17,6 +17,7 @@ from csmri.lit import RefinementModule
 from csmri.lit.precision import resolve_feature_precision
 from csmri.losses.normalizer import LossNormalizer
 from csmri.physics import complex_to_channels
+from csmri.run_info import perceptual_precision_label
 from tests.helpers import TINY_STAGE2, capture_modules, simulated_batch, train_config
 
 FAST = [  # besides FAST_TRAIN (one epoch, CSV logs)
@@ -265,6 +266,19 @@ def test_a_scheduler_steps_both_optimisers_per_epoch_and_keeps_the_gates_ratio(p
     assert [g["lr"] for g in opt_d.param_groups] == [pytest.approx(1e-4)]
 
 
+def test_checkpoint_records_the_precision_the_vgg_ran_in(phantom_root, stage1_ckpt, tmp_path):
+    """The label a checkpoint carries is the one the table's footnote reads, for each precision the VGG can run in."""
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
+    footnotes = {}
+    for bf16 in (True, False):
+        module.perceptual.bf16 = bf16
+        module.on_save_checkpoint(checkpoint := {})
+        footnotes[bf16] = perceptual_precision_label(checkpoint["perceptual_precision"])
+    module.perceptual = None  # a GAN stage without a perceptual term
+    module.on_save_checkpoint(checkpoint := {})
+    assert footnotes == {True: "run in bf16", False: "run in fp32"} and checkpoint["perceptual_precision"] == "none"
+
+
 @pytest.mark.slow
 def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, tmp_path, monkeypatch):
     cfg = _config(phantom_root, stage1_ckpt, tmp_path, "trainer.max_epochs=2")
@@ -300,10 +314,12 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     for name in (
         "train/loss_d",
+        "train/loss_g",
         "train/adv_norm",
         "train/vgg",
         "train/lambda",
         "train/d_real",
+        "train/d_fake",
         "val/psnr",
         "val/psnr_recon",
     ):
