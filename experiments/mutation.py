@@ -57,6 +57,7 @@ MODULES: dict[str, list[str]] = {
         "tests/lit/test_resume.py",
         "tests/lit/test_shipped_defaults.py",
         "tests/lit/test_selection_metrics.py",
+        "tests/app/test_lean_checkpoints.py",  # best.ckpt (D and the replay buffer left out) loads strictly
         "tests/losses/test_dagan_terms.py",
         "tests/losses/test_visual_losses.py",
     ],

@@ -310,7 +310,10 @@ def test_training_moves_lambda_and_records_backbone(phantom_root, stage1_ckpt, t
         assert not changed, (where, changed)
     assert not any(p.requires_grad for p in module.recon.parameters()) and not module.recon.training
     assert state["normalizer.initialised"].item() and state["replay.count"].item() > 0
-    assert list((tmp_path / "samples").glob("*.png")), "sample images were written"
+    # a training sample after every 2nd batch (log_images_every_n_steps=2): batches 2, 4, 6, 8 of 2 epochs x 4; the
+    # file is named by global_step, which counts both optimisers' steps (2 per batch) and is read after them
+    written = sorted(p.stem for p in (tmp_path / "samples").glob("train_*.png"))
+    assert written == [f"train_step{2 * batch:07d}" for batch in (2, 4, 6, 8)]
     header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
     for name in (
         "train/loss_d",
