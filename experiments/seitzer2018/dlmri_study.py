@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from csmri.baselines import DEFAULT_ERROR_THRESHOLDS, DLMRI, FAST_SETTINGS, nu_from_noise
+from csmri.baselines import DLMRI, FAST_SETTINGS, nu_from_noise
 from csmri.data.layout import split_indices
 from csmri.data.sources.phantom import generate_patient
 from csmri.metrics.image import magnitude, psnr, ssim
@@ -92,7 +92,7 @@ def settings(noise_std: float, shape: tuple[int, int], only: list[str] | None) -
         "fast, 5 it": FAST_SETTINGS | {"outer_iters": 5},
         "fast, 30 it": FAST_SETTINGS | {"outer_iters": 30},
         "stride 1, K-SVD 5, 15 it": {"ksvd_iters": 5},
-        "fast, thresholds x2": FAST_SETTINGS | {"error_threshold": [2 * t for t in DEFAULT_ERROR_THRESHOLDS]},
+        "fast, thresholds x2": FAST_SETTINGS | {"error_threshold_scale": 2},
     }
     if noise_std > 0:
         nu = nu_from_noise(noise_std, shape)
