@@ -274,9 +274,15 @@ def test_checkpoint_records_the_precision_the_vgg_ran_in(phantom_root, stage1_ck
         module.perceptual.bf16 = bf16
         module.on_save_checkpoint(checkpoint := {})
         footnotes[bf16] = perceptual_precision_label(checkpoint["perceptual_precision"])
+    # run_info.json's record, before training: what vgg_precision resolves to on this CPU
+    native_bf16 = resolve_feature_precision("auto", "cpu")
+    assert module.run_metadata()["perceptual_precision"] == ("bf16" if native_bf16 else "32")
+    module.vgg_precision = "32"
+    assert module.run_metadata() == {"perceptual_backbone": "vgg19-random", "perceptual_precision": "32"}
     module.perceptual = None  # a GAN stage without a perceptual term
     module.on_save_checkpoint(checkpoint := {})
     assert footnotes == {True: "run in bf16", False: "run in fp32"} and checkpoint["perceptual_precision"] == "none"
+    assert module.run_metadata() == {"perceptual_backbone": "none", "perceptual_precision": "none"}
 
 
 @pytest.mark.slow
