@@ -266,6 +266,21 @@ def test_a_scheduler_steps_both_optimisers_per_epoch_and_keeps_the_gates_ratio(p
     assert [g["lr"] for g in opt_d.param_groups] == [pytest.approx(1e-4)]
 
 
+@pytest.mark.parametrize(("d_input", "channels"), [("magnitude", 1), ("complex", 2)])
+def test_discriminator_sees_the_configured_input(d_input, channels, phantom_root, stage1_ckpt, tmp_path):
+    """``discriminator.input``: D's first convolution takes |x| (1 channel) or real/imaginary (2), and the images
+    handed to it are those; ``loss.alpha_target`` reaches the normaliser (0.1 is also its own default)."""
+    overrides = [f"model.net.discriminator.input={d_input}", "loss.alpha_target=0.2"]
+    module = build_module(_config(phantom_root, stage1_ckpt, tmp_path, *overrides))
+    first_conv = next(m for m in module.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == channels and module.normalizer.alpha_target == pytest.approx(0.2)
+    x = torch.randn(2, 2, 8, 8)
+    expected = torch.sqrt(x[:, :1] ** 2 + x[:, 1:] ** 2) if d_input == "magnitude" else x
+    assert torch.allclose(module._discriminator_input(x), expected)
+    with pytest.raises(ValueError, match=r"discriminator input must be one of \('magnitude', 'complex'\), got 'phase'"):
+        build_module(_config(phantom_root, stage1_ckpt, tmp_path, "model.net.discriminator.input=phase"))
+
+
 def test_checkpoint_records_the_precision_the_vgg_ran_in(phantom_root, stage1_ckpt, tmp_path):
     """The label a checkpoint carries is the one the table's footnote reads, for each precision the VGG can run in."""
     module = build_module(_config(phantom_root, stage1_ckpt, tmp_path))
