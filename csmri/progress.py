@@ -17,6 +17,10 @@ def training_batch_counter(trainer: Any) -> int:
     in flight: Lightning's ``total.ready`` also counts a batch fetched but not completed when a run was interrupted
     (it resets only the epoch's ``current`` counters on restart), which would shift every later training mask of a
     resumed run by one step.
+
+    Read in ``on_after_batch_transfer`` (where the training masks are drawn) it is the current batch's 0-based index;
+    read in ``training_step`` the current batch already counts (1-based), so ``% n == 0`` there fires after every
+    n-th batch.
     """
     progress = trainer.fit_loop.epoch_loop.batch_progress
     return progress.total.completed + progress.current.ready - progress.current.completed
