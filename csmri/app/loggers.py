@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from csmri.config import override_key
 from csmri.lit.checkpoints import read_checkpoint
 from csmri.run_info import git_state, job_overrides
 
@@ -42,7 +43,7 @@ def wandb_run_name(cfg: DictConfig, overrides: list[str] | None) -> str:
     overrides as ``<last key>=<value>``, without paths and those of :data:`NAME_SKIPS`/:data:`NAME_SKIP_GROUPS`."""
     parts = [_experiment(cfg)]
     for override in overrides or []:
-        key, _, value = override.lstrip("~+").partition("=")
+        key, value = override_key(override), override.partition("=")[2]
         if key in NAME_SKIPS or key.split(".")[0] in NAME_SKIP_GROUPS or "/" in value:
             continue
         parts.append(f"{key.rsplit('.', 1)[-1]}={value}")

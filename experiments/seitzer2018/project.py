@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from csmri.config import override_key
 from csmri.errors import ConfigError
 from csmri.pipeline.inputs import Input
 
@@ -63,9 +64,8 @@ def perceptual_weights(runner: Any, name: str) -> Path | None:
         return None
     value = "imagenet"
     for arg in runner.args(name):
-        key, _, v = arg.partition("=")
-        if key.lstrip("+~") == WEIGHTS_KEY:
-            value = v
+        if override_key(arg) == WEIGHTS_KEY:
+            value = arg.partition("=")[2]
     if value == "random":
         return None
     return imagenet_file(arch) if value == "imagenet" else Path(value)

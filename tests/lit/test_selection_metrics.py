@@ -33,22 +33,31 @@ def _stage1_overrides(phantom_root, *extra):
     return ["experiment=stage1", f"data.root={phantom_root}", *STAGE1_SMALL, *extra]
 
 
-def _skimage_psnr_ssim(output: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-slice PSNR and SSIM of magnitudes by scikit-image (data range: the ground-truth slice's max)."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
+def _magnitudes(output: torch.Tensor, target: torch.Tensor) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(prediction, ground truth) magnitude pairs per slice, float64, from channels and complex images."""
     pred = torch.view_as_complex(output.permute(0, 2, 3, 1).contiguous()).abs().numpy().astype(np.float64)
-    true = target.abs().numpy().astype(np.float64)
-    psnrs = [peak_signal_noise_ratio(t, p, data_range=t.max()) for p, t in zip(pred, true, strict=True)]
-    ssims = [
+    return list(zip(pred, target.abs().numpy().astype(np.float64), strict=True))
+
+
+def _skimage_psnr(output: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """Per-slice PSNR of magnitudes by scikit-image (data range: the ground-truth slice's max)."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    return [peak_signal_noise_ratio(t, p, data_range=t.max()) for p, t in _magnitudes(output, target)]
+
+
+def _skimage_ssim(output: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """Per-slice SSIM of magnitudes by scikit-image (Gaussian window σ 1.5, data range: the ground-truth max)."""
+    from skimage.metrics import structural_similarity
+
+    return [
         structural_similarity(t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=t.max())
-        for p, t in zip(pred, true, strict=True)
+        for p, t in _magnitudes(output, target)
     ]
-    return psnrs, ssims
 
 
 def _zero_filled_psnr(module, output, batch):
-    (value,), _ = _skimage_psnr_ssim(complex_to_channels(batch["zero_filled"]), batch["target"])
+    (value,) = _skimage_psnr(complex_to_channels(batch["zero_filled"]), batch["target"])
     return torch.tensor(value)
 
 
@@ -112,11 +121,8 @@ def test_stage1_train_metrics_are_epoch_means_of_the_training_outputs(phantom_ro
     trainer.fit(module, datamodule=datamodule)
 
     assert [output.shape[0] for output, _ in seen] == [5, 5, 2]
-    psnrs, ssims = [], []
-    for output, target in seen:
-        p, s = _skimage_psnr_ssim(output, target)
-        psnrs += p
-        ssims += s
+    psnrs = [value for output, target in seen for value in _skimage_psnr(output, target)]
+    ssims = [value for output, target in seen for value in _skimage_ssim(output, target)]
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
     assert set(logged) == {"train/loss", "train/psnr", "train/ssim"}  # epoch values only, no _step/_epoch twins
     assert logged["train/psnr"] == pytest.approx(np.mean(psnrs), abs=1e-3)
